@@ -1,0 +1,64 @@
+"""`PlatformMetadataApp`: the endpoint as an ASGI app to mount anywhere."""
+
+from __future__ import annotations
+
+from starlette.types import Receive, Scope, Send
+
+from . import errors
+from .auth import AuthBackend
+from .endpoint import MetadataEndpoint, error_response
+from .limits import Limits
+from .stores.base import Store
+
+__all__ = ["PlatformMetadataApp"]
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the mount point (Starlette keeps the full path and sets `root_path`)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if not rest or rest.startswith("/"):
+            return rest
+    return path
+
+
+class PlatformMetadataApp:
+    """The metadata endpoint as an ASGI app.
+
+    Mount it where the contract expects it::
+
+        Mount("/api/core/users/platform-metadata", app=PlatformMetadataApp(auth=..., store=...))
+
+    It answers at the mount point itself, with or without the trailing slash.  A mounted
+    app's lifespan never runs, so `DatabaseStore` connects on first use.
+    """
+
+    def __init__(self, *, auth: AuthBackend, store: Store, limits: Limits | None = None) -> None:
+        self.auth = auth
+        self.store = store
+        self.limits = limits or Limits()
+        self.endpoint = MetadataEndpoint(auth, store, self.limits)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            # Websockets and lifespan are not ours; a mounted app never sees lifespan anyway.
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+            return
+        if route_path(scope) in ("", "/"):
+            await self.endpoint(scope, receive, send)
+        else:
+            await error_response(errors.not_found())(scope, receive, send)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Answer lifespan when served on its own (`uvicorn module:app`)."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

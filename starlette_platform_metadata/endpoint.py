@@ -1,0 +1,237 @@
+"""The four handlers of the contract: parse, authorize, call the store, render."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from . import conditional, errors
+from .auth import AuthBackend, Identity
+from .errors import (
+    ApiError,
+    AuthenticationFailed,
+    DocumentTooLarge,
+    PreconditionFailed,
+    StoreUnavailable,
+)
+from .limits import Limits
+from .payload import ClientDisconnected, dump, parse_json, read_body, validate_patch, validate_put
+from .stores.base import Record, Store
+
+logger = logging.getLogger("starlette_platform_metadata")
+
+# DRF's order: Django's http_method_names filtered to what the view has (HEAD follows GET).
+ALLOW = "GET, PUT, PATCH, DELETE, HEAD, OPTIONS"
+_METHODS = frozenset(ALLOW.split(", "))
+_OPTIONS_BODY = {
+    "name": "User Platform Metadata",
+    "description": "Per-user, per-platform metadata.",
+    "renders": ["application/json"],
+    "parses": ["application/json"],
+}
+
+
+def _iso(value: datetime | None) -> str:
+    if value is None:
+        return "null"
+    # As DRF's DateTimeField renders it: ISO 8601 in UTC, "+00:00" written as "Z".
+    text = value.astimezone(timezone.utc).isoformat()
+    return '"' + text.removesuffix("+00:00") + 'Z"'
+
+
+def render_record(username: str, platform_key: str, record: Record) -> bytes:
+    """The success body, built around the stored JSON text without decoding it."""
+    return (
+        f'{{"username":{dump(username)},"platform_key":{dump(platform_key)},'
+        f'"metadata":{record.metadata_json},'
+        f'"created_at":{_iso(record.created_at)},"updated_at":{_iso(record.updated_at)}}}'
+    ).encode()
+
+
+def error_response(error: ApiError) -> Response:
+    return Response(
+        dump(error.body).encode(),
+        status_code=error.status_code,
+        headers=error.headers,
+        media_type="application/json",
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() == "application/json"
+
+
+def _has_control(value: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+
+
+class MetadataEndpoint:
+    """The ASGI handler of `/api/core/users/platform-metadata/`."""
+
+    def __init__(self, auth: AuthBackend, store: Store, limits: Limits) -> None:
+        self.auth = auth
+        self.store = store
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response = await self._handle(scope, receive)
+        except ApiError as error:
+            response = error_response(error)
+        except ClientDisconnected:
+            return
+        except StoreUnavailable as exc:
+            logger.warning("metadata store unavailable: %s", exc)
+            response = error_response(errors.service_unavailable())
+        except Exception:
+            request_id = uuid.uuid4().hex
+            # The request line without its query or headers: no token can reach the log.
+            logger.exception(
+                "unexpected error [request_id=%s] %s %s",
+                request_id,
+                scope.get("method"),
+                scope.get("path"),
+            )
+            response = error_response(errors.server_error(request_id))
+            response.headers["X-Request-ID"] = request_id
+        if scope["method"] == "HEAD":
+            await _send_head(response, send)
+        else:
+            await response(scope, receive, send)
+
+    async def _authenticate(self, conn: HTTPConnection) -> Identity:
+        try:
+            identity = await self.auth.authenticate(conn)
+        except AuthenticationFailed as exc:
+            raise errors.authentication_failed(exc.detail) from None
+        if identity is None:
+            raise errors.not_authenticated()
+        return identity
+
+    def _query(self, scope: Scope) -> tuple[str, str | None]:
+        values: dict[str, list[str]] = {}
+        for name, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
+            if name in ("platform_key", "username"):
+                values.setdefault(name, []).append(value)
+        platform_keys = values.get("platform_key", [])
+        if len(platform_keys) > 1:
+            raise errors.bad_query("platform_key query parameter must be given only once")
+        if not platform_keys or not platform_keys[0]:
+            raise errors.platform_key_required()
+        platform_key = platform_keys[0]
+        self._check_value("platform_key", platform_key)
+        usernames = values.get("username")
+        if usernames is None:
+            return platform_key, None
+        if len(usernames) > 1:
+            raise errors.bad_query("username query parameter must be given only once")
+        if not usernames[0]:
+            raise errors.bad_query("username query parameter may not be empty")
+        self._check_value("username", usernames[0])
+        return platform_key, usernames[0]
+
+    def _check_value(self, name: str, value: str) -> None:
+        if len(value) > self.limits.max_query_value_length:
+            raise errors.bad_query(
+                f"{name} query parameter is longer than "
+                f"{self.limits.max_query_value_length} characters"
+            )
+        if _has_control(value):
+            raise errors.bad_query(f"{name} query parameter may not contain control characters")
+
+    async def _handle(self, scope: Scope, receive: Receive) -> Response:
+        conn = HTTPConnection(scope, receive)
+        identity = await self._authenticate(conn)
+        method = scope["method"]
+        if method not in _METHODS:
+            raise errors.method_not_allowed(method, ALLOW)
+        if method == "OPTIONS":
+            return Response(
+                dump(_OPTIONS_BODY).encode(), headers={"Allow": ALLOW}, media_type="application/json"
+            )
+        platform_key, target = self._query(scope)
+        if target == identity.username:
+            target = None
+        access = await self.auth.access(identity, platform_key, target)
+        if not access.platform_exists:
+            raise errors.platform_not_found()
+        if target is not None:
+            if not access.is_admin:
+                raise errors.admin_only()
+            if not access.target_is_member:
+                raise errors.user_not_found()
+            username = target
+        else:
+            if not access.is_member:
+                raise errors.not_a_member()
+            username = identity.username
+
+        headers = conn.headers
+        try:
+            if method in ("GET", "HEAD"):
+                record = await self.store.get(platform_key, username)
+                if conditional.none_match(headers.get("if-none-match"), record):
+                    return Response(status_code=304, headers={"ETag": conditional.etag(record)})
+                return self._ok(username, platform_key, record)
+            expect = conditional.expect_from_if_match(headers.get("if-match"))
+            if method == "DELETE":
+                await self.store.delete(platform_key, username, expect=expect)
+                return Response(status_code=204)
+            data = await self._body(headers, receive)
+            if method == "PATCH":
+                patch = validate_patch(data, self.limits)
+                record = await self.store.patch(
+                    platform_key,
+                    username,
+                    patch.set,
+                    patch.delete,
+                    expect=expect,
+                    max_bytes=self.limits.max_document_bytes,
+                )
+            else:
+                metadata = validate_put(data, self.limits)
+                record = await self.store.replace(
+                    platform_key,
+                    username,
+                    metadata,
+                    expect=expect,
+                    max_bytes=self.limits.max_document_bytes,
+                )
+        except PreconditionFailed:
+            raise errors.precondition_failed() from None
+        except DocumentTooLarge as exc:
+            raise errors.document_too_large(exc.limit) from None
+        return self._ok(username, platform_key, record)
+
+    async def _body(self, headers: Headers, receive: Receive) -> object:
+        body = await read_body(receive, headers.get("content-length"), self.limits.max_body_bytes)
+        content_type = headers.get("content-type")
+        # As DRF: an empty body, or one without a Content-Type, is empty data, not an error.
+        if not body or content_type is None:
+            return {}
+        if not _is_json(content_type):
+            raise errors.unsupported_media_type(content_type)
+        return parse_json(body)
+
+    @staticmethod
+    def _ok(username: str, platform_key: str, record: Record) -> Response:
+        return Response(
+            render_record(username, platform_key, record),
+            media_type="application/json",
+            headers={"ETag": conditional.etag(record), "Vary": "Authorization", "Allow": ALLOW},
+        )
+
+
+async def _send_head(response: Response, send: Send) -> None:
+    """Send a response's status and headers without its body (HEAD)."""
+    await send(
+        {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+    )
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,41 @@
+"""Serve the endpoint at a path in front of any ASGI app (FastAPI, Django, a bare callable)."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .app import PlatformMetadataApp, route_path
+from .auth import AuthBackend
+from .limits import Limits
+from .stores.base import Store
+
+__all__ = ["PlatformMetadataMiddleware"]
+
+
+class PlatformMetadataMiddleware:
+    """Pure ASGI middleware: requests to `path` go to the metadata endpoint, the rest to `app`.
+
+    Non-http scopes (lifespan, websocket) pass through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        auth: AuthBackend,
+        store: Store,
+        path: str = "/api/core/users/platform-metadata/",
+        limits: Limits | None = None,
+    ) -> None:
+        self.app = app
+        self.path = "/" + path.strip("/")
+        self.metadata_app = PlatformMetadataApp(auth=auth, store=store, limits=limits)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = route_path(scope)
+            if path == self.path or path == self.path + "/":
+                root_path = scope.get("root_path", "") + self.path
+                await self.metadata_app({**scope, "root_path": root_path}, receive, send)
+                return
+        await self.app(scope, receive, send)

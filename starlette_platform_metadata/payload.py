@@ -1,0 +1,226 @@
+"""Request bodies: bounded reading, strict JSON, and DRF-shaped validation.
+
+Python's `json` accepts what no JSON client should send (NaN, 1e400, lone surrogates, huge
+integers, duplicate keys) and raises unexpected exceptions on hostile input; everything here
+turns such input into the contract's 400 `JSON parse error - ...` before it can be stored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.types import Receive
+
+from . import errors
+from .limits import Limits
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+@dataclass(frozen=True, slots=True)
+class PatchBody:
+    set: dict[str, Any]
+    delete: list[str]
+
+
+async def read_body(receive: Receive, headers_length: str | None, limit: int) -> bytes:
+    """Read the whole body, refusing with 413 as soon as it exceeds `limit` bytes."""
+    if headers_length is not None:
+        try:
+            declared = int(headers_length)
+        except ValueError:
+            declared = -1
+        if declared > limit:
+            raise errors.body_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise errors.body_too_large(limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before sending the whole body; nothing is done."""
+
+
+def _reject_constant(name: str) -> Any:
+    # DRF's wording (rest_framework.utils.json.strict_constant).
+    raise ValueError(f"Out of range float values are not JSON compliant: {name!r}")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"Out of range float values are not JSON compliant: {text!r}")
+    return value
+
+
+def _parse_int(text: str) -> int:
+    # 20 characters hold any signed 64-bit integer; refusing longer text first keeps
+    # 5,000-digit integers from costing a quadratic conversion.
+    if len(text) > 20:
+        raise ValueError("Integer out of the 64-bit signed range")
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError("Integer out of the 64-bit signed range")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"Duplicate key {key!r} in object")
+            seen.add(key)
+    return result
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_reject_constant,
+    parse_float=_parse_float,
+    parse_int=_parse_int,
+    object_pairs_hook=_no_duplicates,
+)
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a request body as strict JSON or raise the contract's 400 parse error."""
+    try:
+        text = body.decode("utf-8")
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise errors.parse_error("Nesting too deep") from None
+    except (ValueError, UnicodeError) as exc:  # JSONDecodeError is a ValueError
+        raise errors.parse_error(str(exc)) from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise errors.parse_error("The NUL character (\\u0000) is not allowed")
+    if _SURROGATE_ESCAPE.search(text):
+        # The decoder joins valid pairs into one character, so anything that still fails
+        # to encode is a lone surrogate, which no database can store as UTF-8.
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.parse_error("Lone surrogate characters are not allowed") from None
+    return value
+
+
+def dump(value: Any) -> str:
+    """Compact JSON as DRF renders it; U+2028/U+2029 escaped so it is safe inside JS."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text
+
+
+def _depth(value: Any, limit: int, depth: int = 1) -> bool:
+    """True when `value` (at `depth`) nests no deeper than `limit`."""
+    if depth > limit:
+        return False
+    if isinstance(value, dict):
+        return all(_depth(v, limit, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
+    if isinstance(value, list):
+        return all(_depth(v, limit, depth + 1) for v in value if isinstance(v, (dict, list)))
+    return True
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _require_object(data: Any) -> dict[str, Any]:
+    if data is None:
+        raise errors.validation_error({"non_field_errors": ["No data provided"]})
+    if not isinstance(data, dict):
+        raise errors.validation_error(
+            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {_type_name(data)}."]}
+        )
+    return data
+
+
+def _metadata_errors(value: Any, limits: Limits) -> list[str]:
+    if value is None:
+        return ["This field may not be null."]
+    if not isinstance(value, dict):
+        return [f'Expected a dictionary of items but got type "{_type_name(value)}".']
+    if len(value) > limits.max_keys:
+        return [f"Ensure this field has no more than {limits.max_keys} keys."]
+    for key in value:
+        if not key or len(key) > limits.max_key_length:
+            return [
+                f"Keys must be non-empty strings of at most {limits.max_key_length} characters."
+            ]
+    return []
+
+
+def _delete_keys_errors(value: Any, limits: Limits) -> list[str] | dict[str, list[str]]:
+    if value is None:
+        return ["This field may not be null."]
+    if not isinstance(value, list):
+        return [f'Expected a list of items but got type "{_type_name(value)}".']
+    if len(value) > limits.max_delete_keys:
+        return [f"Ensure this field has no more than {limits.max_delete_keys} elements."]
+    item_errors: dict[str, list[str]] = {}
+    for index, item in enumerate(value):
+        if item is None:
+            item_errors[str(index)] = ["This field may not be null."]
+        elif not isinstance(item, str):
+            item_errors[str(index)] = ["Not a valid string."]
+        elif not item:
+            item_errors[str(index)] = ["This field may not be blank."]
+    return item_errors
+
+
+def _check_depth(metadata: dict[str, Any], limits: Limits) -> None:
+    if not _depth(metadata, limits.max_depth):
+        raise errors.parse_error(
+            f"Nesting deeper than the limit of {limits.max_depth} levels in metadata"
+        )
+
+
+def validate_patch(data: Any, limits: Limits) -> PatchBody:
+    """Validate a PATCH body as the original DRF serializer did."""
+    body = _require_object(data)
+    problems: dict[str, Any] = {}
+    if "metadata" in body:
+        if found := _metadata_errors(body["metadata"], limits):
+            problems["metadata"] = found
+    if "delete_keys" in body:
+        if found_keys := _delete_keys_errors(body["delete_keys"], limits):
+            problems["delete_keys"] = found_keys
+    if problems:
+        raise errors.validation_error(problems)
+    metadata: dict[str, Any] = body.get("metadata") or {}
+    delete: list[str] = body.get("delete_keys") or []
+    if not metadata and not delete:
+        raise errors.nothing_to_do()
+    _check_depth(metadata, limits)
+    return PatchBody(set=metadata, delete=delete)
+
+
+def validate_put(data: Any, limits: Limits) -> dict[str, Any]:
+    """Validate a PUT body: `metadata` is required and replaces everything."""
+    body = _require_object(data)
+    if "metadata" not in body:
+        raise errors.validation_error({"metadata": ["This field is required."]})
+    if found := _metadata_errors(body["metadata"], limits):
+        raise errors.validation_error({"metadata": found})
+    metadata: dict[str, Any] = body["metadata"]
+    _check_depth(metadata, limits)
+    return metadata
