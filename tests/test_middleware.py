@@ -1,0 +1,155 @@
+"""The pure-ASGI middleware serves the endpoint in front of any ASGI app, and nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.types import Message, Receive, Scope, Send
+
+from starlette_platform_metadata import MemoryStore, PlatformMetadataMiddleware
+
+from .conftest import URL, FakeAuth
+
+pytestmark = pytest.mark.anyio
+
+
+class BareApp:
+    """A plain ASGI callable that records every scope it is given."""
+
+    def __init__(self) -> None:
+        self.scopes: list[Scope] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scopes.append(scope)
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": "inner"})
+            await send({"type": "websocket.close"})
+        else:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"inner:" + scope["path"].encode()})
+
+
+def wrap(inner: Any, auth: FakeAuth, **kwargs: Any) -> PlatformMetadataMiddleware:
+    return PlatformMetadataMiddleware(inner, auth=auth, store=MemoryStore(), **kwargs)
+
+
+def client_for(app: Any) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+async def test_serves_the_endpoint_in_front_of_a_bare_asgi_app() -> None:
+    """Requests to the path reach the endpoint; everything else reaches the inner app."""
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    inner = BareApp()
+    async with client_for(wrap(inner, auth)) as client:
+        response = await client.patch(
+            URL + "?platform_key=acme-corp", json={"metadata": {"a": 1}}, headers=john
+        )
+        assert response.status_code == 200 and response.json()["metadata"] == {"a": 1}
+        response = await client.get(URL.rstrip("/") + "?platform_key=acme-corp", headers=john)
+        assert response.json()["metadata"] == {"a": 1}
+        assert inner.scopes == []
+        for path in ("/", "/api/core/users/", URL + "more", "/api/core/users/platform-metadataX"):
+            response = await client.get(path, headers=john)
+            assert response.text == "inner:" + path
+    assert len(inner.scopes) == 4
+
+
+async def test_custom_path() -> None:
+    """The path is configurable; the default one then belongs to the inner app."""
+    auth = FakeAuth()
+    john = auth.add("p", "john")
+    async with client_for(wrap(BareApp(), auth, path="/prefs")) as client:
+        assert (await client.get("/prefs?platform_key=p", headers=john)).status_code == 200
+        assert (await client.get(URL + "?platform_key=p", headers=john)).text.startswith("inner:")
+
+
+async def test_lifespan_and_websocket_pass_through_untouched() -> None:
+    """Non-http scopes are the inner app's: its lifespan runs, its websockets answer."""
+    inner = BareApp()
+    app = wrap(inner, FakeAuth())
+    for scope, incoming in (
+        ({"type": "lifespan"}, [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]),
+        ({"type": "websocket", "path": URL, "query_string": b"", "headers": []},
+         [{"type": "websocket.connect"}]),
+    ):
+        queue = list(incoming)
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return queue.pop(0)
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+        if scope["type"] == "lifespan":
+            assert [m["type"] for m in sent] == [
+                "lifespan.startup.complete",
+                "lifespan.shutdown.complete",
+            ]
+        else:
+            assert sent[1] == {"type": "websocket.send", "text": "inner"}
+    assert [s["type"] for s in inner.scopes] == ["lifespan", "websocket"]
+
+
+async def test_in_front_of_a_fastapi_app() -> None:
+    """A FastAPI app keeps its own routes while the middleware serves the metadata path."""
+    api = FastAPI()
+
+    @api.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    api.add_middleware(PlatformMetadataMiddleware, auth=auth, store=MemoryStore())
+    async with client_for(api) as client:
+        assert (await client.get("/items/3")).json() == {"item_id": 3}
+        response = await client.put(
+            URL + "?platform_key=acme-corp", json={"metadata": {"b": [1]}}, headers=john
+        )
+        assert response.status_code == 200
+        response = await client.get(URL + "?platform_key=acme-corp")
+        assert response.status_code == 401
+        assert response.json() == {"detail": "Authentication credentials were not provided."}
+
+
+async def test_respects_root_path() -> None:
+    """Behind a proxy prefix (root_path), the path is matched below the prefix."""
+    auth = FakeAuth()
+    john = auth.add("p", "john")
+    app = wrap(BareApp(), auth)
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/prefix" + URL,
+        "root_path": "/prefix",
+        "query_string": b"platform_key=p",
+        "headers": [(b"authorization", john["Authorization"].encode())],
+    }
+    await app(scope, receive, send)
+    assert messages[0]["status"] == 200
+    assert b'"username":"john"' in messages[1]["body"]
