@@ -1,0 +1,180 @@
+"""The example host's command line (a contract; see docs/example_host.md):
+
+    python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
+    python -m example_host add-platform KEY [--database URL]
+    python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from databases import DatabaseURL
+
+from .app import MOUNT_PATH
+from .db import DEFAULT_URL, HostDB, UnknownPlatform
+
+DEMO_PLATFORM = "acme-corp"
+DEMO_MEMBER = "john_doe"
+DEMO_ADMIN = "acme_admin"
+APP_FACTORY = "example_host.app:create_app_from_env"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    role: str
+    token: str
+
+
+def database_url(given: str | None) -> str:
+    """`--database`, else `$DATABASE_URL`, else a SQLite file in the current folder."""
+    return given or os.environ.get("DATABASE_URL") or DEFAULT_URL
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m example_host",
+        description="A small host app serving per-user, per-platform metadata.",
+    )
+    database = argparse.ArgumentParser(add_help=False)
+    database.add_argument(
+        "--database",
+        metavar="URL",
+        help=f"database URL (default: $DATABASE_URL, else {DEFAULT_URL})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        parents=[database],
+        help="serve the API (creates demo data on an empty database)",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)"
+    )
+
+    platform = commands.add_parser(
+        "add-platform", parents=[database], help="create a platform (no-op if it exists)"
+    )
+    platform.add_argument("key", metavar="KEY")
+
+    user = commands.add_parser(
+        "add-user",
+        parents=[database],
+        help="create a user / membership and print a new API token on the last line",
+    )
+    user.add_argument("username", metavar="USERNAME")
+    user.add_argument("--platform", required=True, metavar="KEY")
+    user.add_argument("--admin", action="store_true", help="make the user a tenant admin")
+    return parser
+
+
+async def _add_platform(url: str, key: str) -> bool:
+    async with HostDB(url) as db:
+        return await db.add_platform(key)
+
+
+async def _add_user(url: str, username: str, platform: str, admin: bool) -> str:
+    async with HostDB(url) as db:
+        return await db.add_user(username, platform, admin=admin)
+
+
+async def _prepare(url: str) -> list[DemoUser]:
+    """Create the tables; on a database without platforms, create the demo data."""
+    async with HostDB(url) as db:
+        if await db.has_platforms():
+            return []
+        await db.add_platform(DEMO_PLATFORM)
+        return [
+            DemoUser(DEMO_MEMBER, "member", await db.add_user(DEMO_MEMBER, DEMO_PLATFORM)),
+            DemoUser(
+                DEMO_ADMIN,
+                "tenant admin",
+                await db.add_user(DEMO_ADMIN, DEMO_PLATFORM, admin=True),
+            ),
+        ]
+
+
+def _base_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _serve(url: str, host: str, port: int, workers: int) -> int:
+    import uvicorn
+
+    demo = asyncio.run(_prepare(url))
+    if demo:
+        member = demo[0]
+        endpoint = f"{_base_url(host, port)}{MOUNT_PATH}/?platform_key={DEMO_PLATFORM}"
+        print(f"Created demo platform {DEMO_PLATFORM} with these users and API tokens:")
+        for user in demo:
+            print(f"  {user.username:<12} {user.role:<13} token {user.token}")
+        print()
+        print(f"Read {member.username}'s metadata:")
+        auth = f"Authorization: Token {member.token}"
+        print(f"  curl -H {shlex.quote(auth)} {shlex.quote(endpoint)}")
+        print()
+    else:
+        print("The database already has platforms; `add-user` prints a token for a user.")
+    sys.stdout.flush()
+    # Worker processes build the app from the environment (uvicorn imports the factory anew).
+    os.environ["DATABASE_URL"] = url
+    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    url = database_url(args.database)
+    if DatabaseURL(url).dialect not in ("sqlite", "postgresql"):
+        parser.error(f"unsupported database URL {url!r}: use sqlite:///... or postgresql://...")
+    try:
+        if args.command == "serve":
+            if args.workers < 1:
+                parser.error("--workers must be at least 1")
+            return _serve(url, args.host, args.port, args.workers)
+        if args.command == "add-platform":
+            if not args.key:
+                parser.error("KEY may not be empty")
+            created = asyncio.run(_add_platform(url, args.key))
+            print(f"Platform {args.key} {'created' if created else 'already exists'}.")
+            return 0
+        if not args.username:
+            parser.error("USERNAME may not be empty")
+        token = asyncio.run(_add_user(url, args.username, args.platform, args.admin))
+    except UnknownPlatform as exc:
+        print(
+            f"error: platform {exc.key!r} does not exist; create it first with "
+            f"`python -m example_host add-platform {shlex.quote(exc.key)}`",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a database that refuses us: one line, not a traceback
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    role = "tenant admin" if args.admin else "member"
+    print(f"{args.username} is a {role} of {args.platform}. API token:", file=sys.stderr)
+    print(token)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""The example host: its command line (in subprocesses, as outside tools use it), its token
+backend over its own tables (in process, on every database), and `serve` as a real server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from databases import DatabaseURL
+from starlette.applications import Starlette
+
+from example_host import HostDB, TokenAuthBackend, UnknownPlatform, create_app
+from starlette_platform_metadata import Identity, PlatformAccess
+
+from .conftest import DATABASE_KINDS, POSTGRES_URL, URL
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = re.compile(r"^[0-9a-f]{40}$")
+P = "acme-corp"
+
+
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "example_host", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Token {token}"}
+
+
+@contextlib.asynccontextmanager
+async def started(url: str) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    app = create_app(url)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
+            yield app, client
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+@dataclass
+class CliRun:
+    url: str
+    path: Path
+    first: subprocess.CompletedProcess[str]
+    second: subprocess.CompletedProcess[str]
+    admin: subprocess.CompletedProcess[str]
+    platform_again: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> CliRun:
+    """One SQLite file set up through the CLI: platform acme-corp (added twice), alice added
+    twice, boss added with --admin."""
+    folder = tmp_path_factory.mktemp("cli")
+    path = folder / "host.db"
+    url = f"sqlite:///{path}"
+    assert run_cli("add-platform", P, "--database", url, cwd=folder).returncode == 0
+    platform_again = run_cli("add-platform", P, "--database", url, cwd=folder)
+    first = run_cli("add-user", "alice", "--platform", P, "--database", url, cwd=folder)
+    second = run_cli("add-user", "alice", "--platform", P, "--database", url, cwd=folder)
+    admin = run_cli("add-user", "boss", "--platform", P, "--admin", "--database", url, cwd=folder)
+    return CliRun(url, path, first, second, admin, platform_again)
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_add_platform_twice_succeeds_and_keeps_one_platform(cli: CliRun) -> None:
+    """`add-platform` of an existing key exits 0 and changes nothing."""
+    assert cli.platform_again.returncode == 0, cli.platform_again.stderr
+    with sqlite3.connect(cli.path) as connection:
+        assert connection.execute("SELECT key FROM platforms").fetchall() == [(P,)]
+
+
+def test_add_user_prints_a_40_hex_token_on_the_last_line(cli: CliRun) -> None:
+    """`add-user` exits 0 with a DRF-like 40-hex token alone on stdout's last line."""
+    for result in (cli.first, cli.second, cli.admin):
+        assert result.returncode == 0, result.stderr
+        assert TOKEN.match(last_line(result))
+    assert last_line(cli.first) != last_line(cli.second)
+
+
+def test_tokens_table_holds_no_plaintext_token(cli: CliRun) -> None:
+    """Only SHA-256 digests are stored: no printed token appears anywhere in the database."""
+    tokens = [last_line(r) for r in (cli.first, cli.second, cli.admin)]
+    with sqlite3.connect(cli.path) as connection:
+        hashes = [row[0] for row in connection.execute("SELECT key_hash FROM tokens")]
+        dump = "\n".join(connection.iterdump())
+    assert len(hashes) == 3 and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes)
+    assert not any(token in dump for token in tokens)
+    assert not any(token.encode() in cli.path.read_bytes() for token in tokens)
+
+
+async def test_every_token_printed_stays_valid_and_admin_flag_grants_admin(cli: CliRun) -> None:
+    """Both of alice's tokens work; `--admin` makes boss a tenant admin, alice stays a member."""
+    async with started(cli.url) as (_, client):
+        for result in (cli.first, cli.second):
+            r = await client.get(URL, params={"platform_key": P}, headers=auth(last_line(result)))
+            assert r.status_code == 200 and r.json()["username"] == "alice"
+        boss = auth(last_line(cli.admin))
+        r = await client.get(URL, params={"platform_key": P, "username": "alice"}, headers=boss)
+        assert r.status_code == 200 and r.json()["username"] == "alice"
+        alice = auth(last_line(cli.first))
+        r = await client.get(URL, params={"platform_key": P, "username": "boss"}, headers=alice)
+        assert r.status_code == 403
+
+
+def test_add_user_on_an_unknown_platform_fails_with_a_message(tmp_path: Path) -> None:
+    """An unknown platform: non-zero exit, a message naming it on stderr, no token, no user."""
+    url = f"sqlite:///{tmp_path / 'host.db'}"
+    result = run_cli("add-user", "bob", "--platform", "nope", "--database", url, cwd=tmp_path)
+    assert result.returncode != 0
+    assert "'nope' does not exist" in result.stderr and result.stdout == ""
+    with sqlite3.connect(tmp_path / "host.db") as connection:
+        assert connection.execute("SELECT count(*) FROM users").fetchone() == (0,)
+
+
+def test_database_defaults_to_env_then_a_file_in_the_current_folder(tmp_path: Path) -> None:
+    """Without --database: $DATABASE_URL, else example_host.db in the working directory."""
+    env_db = tmp_path / "from_env.db"
+    result = run_cli("add-platform", P, cwd=tmp_path, env={"DATABASE_URL": f"sqlite:///{env_db}"})
+    assert result.returncode == 0 and env_db.exists()
+    assert not (tmp_path / "example_host.db").exists()
+    assert run_cli("add-platform", P, cwd=tmp_path).returncode == 0
+    assert (tmp_path / "example_host.db").exists()
+
+
+# --- `serve`, a real server ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(check: Any, seconds: float, what: str, proc: subprocess.Popen[bytes]) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        if proc.poll() is not None:
+            pytest.fail(f"serve exited with {proc.returncode} while waiting for {what}")
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {seconds} s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_serve_on_an_empty_database_creates_demo_users_and_serves(tmp_path: Path) -> None:
+    """`serve` (2 workers) prints demo tokens and a curl command, serves them, and stops cleanly
+    on SIGINT."""
+    port = free_port()
+    out, err = tmp_path / "stdout", tmp_path / "stderr"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = str(ROOT)
+    database = f"sqlite:///{tmp_path / 'h.db'}"
+    args = ["serve", "--port", str(port), "--workers", "2", "--database", database]
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "example_host", *args],
+            cwd=tmp_path, env=env, stdout=stdout, stderr=stderr,
+        )
+    try:
+        printed = wait_for(
+            lambda: "curl" in out.read_text() and out.read_text(), 30, "tokens", proc
+        )
+        tokens = dict(re.findall(r"^\s+(\w+)\s.*token ([0-9a-f]{40})$", printed, re.M))
+        assert set(tokens) == {"john_doe", "acme_admin"}
+        curl = next(line for line in printed.splitlines() if "curl" in line)
+        assert f"Token {tokens['john_doe']}" in curl
+        assert f"http://127.0.0.1:{port}{URL}?platform_key={P}" in curl
+
+        base = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(base + URL, timeout=2).status_code == 401
+            except httpx.TransportError:
+                return False
+
+        wait_for(ready, 30, "the server", proc)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            john, admin = auth(tokens["john_doe"]), auth(tokens["acme_admin"])
+            r = client.get(URL, params={"platform_key": P}, headers=john)
+            assert r.status_code == 200
+            assert r.json()["metadata"] == {} and r.json()["created_at"] is None
+            body = {"metadata": {"theme": "dark"}}
+            r = client.patch(URL, params={"platform_key": P}, headers=john, json=body)
+            assert r.status_code == 200 and r.json()["metadata"] == {"theme": "dark"}
+            r = client.get(URL, params={"platform_key": P, "username": "john_doe"}, headers=admin)
+            assert r.status_code == 200 and r.json()["metadata"] == {"theme": "dark"}
+            r = client.get(URL, params={"platform_key": P, "username": "acme_admin"}, headers=john)
+            assert r.status_code == 403
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, err.read_text()
+    assert err.read_text().count("Application shutdown complete") == 2
+
+
+# --- the token backend, in process, on every database ------------------------------------------
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'host.db'}"
+        return
+    import asyncpg
+
+    assert POSTGRES_URL is not None
+    name = f"host_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        yield str(DatabaseURL(POSTGRES_URL).replace(database=name))
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@dataclass
+class Host:
+    app: Starlette
+    db: HostDB
+    client: httpx.AsyncClient
+    tokens: dict[str, str]
+
+    def headers(self, username: str) -> dict[str, str]:
+        return auth(self.tokens[username])
+
+
+@pytest.fixture
+async def host(database_url: str) -> AsyncIterator[Host]:
+    """The host app, started: acme-corp {john_doe, jane, acme_admin*}, other {eve,
+    other_admin*}, empty {nobody} (* = tenant admin)."""
+    async with started(database_url) as (app, client):
+        db: HostDB = app.state.db
+        tokens: dict[str, str] = {}
+        for platform, username, admin in [
+            (P, "john_doe", False),
+            (P, "jane", False),
+            (P, "acme_admin", True),
+            ("other", "eve", False),
+            ("other", "other_admin", True),
+        ]:
+            await db.add_platform(platform)
+            tokens[username] = await db.add_user(username, platform, admin=admin)
+        await db.add_platform("empty")
+        tokens["nobody"] = await db.add_user("nobody", "empty")
+        yield Host(app, db, client, tokens)
+
+
+async def test_missing_or_foreign_scheme_is_401_not_provided(host: Host) -> None:
+    """No Authorization header, or a Bearer one: 401 'not provided' with WWW-Authenticate: Token."""
+    for headers in ({}, {"Authorization": f"Bearer {host.tokens['john_doe']}"}):
+        r = await host.client.get(URL, params={"platform_key": P}, headers=headers)
+        assert r.status_code == 401
+        assert r.json() == {"detail": "Authentication credentials were not provided."}
+        assert r.headers["WWW-Authenticate"] == "Token"
+
+
+async def test_malformed_and_unknown_tokens_get_drf_401_bodies(host: Host) -> None:
+    """'Token', 'Token a b' and an unknown key get DRF's exact 401 bodies."""
+    cases = {
+        "Token": "Invalid token header. No credentials provided.",
+        "Token a b": "Invalid token header. Token string should not contain spaces.",
+        f"Token {'0' * 40}": "Invalid token.",
+        "Token x": "Invalid token.",
+    }
+    for header, detail in cases.items():
+        headers = {"Authorization": header}
+        r = await host.client.get(URL, params={"platform_key": P}, headers=headers)
+        assert (r.status_code, r.json()) == (401, {"detail": detail}), header
+        assert r.headers["WWW-Authenticate"] == "Token"
+
+
+async def test_token_keyword_is_case_insensitive(host: Host) -> None:
+    """`token <key>` and `TOKEN <key>` authenticate as `Token <key>` does."""
+    for keyword in ("token", "TOKEN"):
+        r = await host.client.get(
+            URL, params={"platform_key": P},
+            headers={"Authorization": f"{keyword} {host.tokens['john_doe']}"},
+        )
+        assert r.status_code == 200 and r.json()["username"] == "john_doe"
+
+
+async def test_member_reads_and_writes_its_own_metadata(host: Host) -> None:
+    """A member's PATCH is visible to its GET, and to nobody else's pair."""
+    john = host.headers("john_doe")
+    body = {"metadata": {"a": 1}}
+    r = await host.client.patch(URL, params={"platform_key": P}, headers=john, json=body)
+    assert r.status_code == 200 and r.json()["metadata"] == {"a": 1}
+    r = await host.client.get(URL, params={"platform_key": P, "username": "john_doe"}, headers=john)
+    assert r.json()["metadata"] == {"a": 1}
+    r = await host.client.get(URL, params={"platform_key": P}, headers=host.headers("jane"))
+    assert r.json()["metadata"] == {}
+
+
+async def test_tenant_questions_are_answered_from_memberships(host: Host) -> None:
+    """Unknown platform 404, non-member 403, member on others 403, admin 200 / 404 off-platform."""
+    c = host.client
+    admin_only = {"error": "Only tenant admins can access other users' metadata"}
+    cases = [
+        ("john_doe", "nope", None, 404, {"error": "Platform not found"}),
+        ("eve", P, None, 403, {"error": "You are not a member of this platform"}),
+        ("john_doe", P, "jane", 403, admin_only),
+        ("acme_admin", P, "eve", 404, {"error": "User not found"}),
+        ("acme_admin", P, "ghost", 404, {"error": "User not found"}),
+        ("other_admin", P, "john_doe", 403, admin_only),
+    ]
+    for caller, platform, target, status, body in cases:
+        params = {"platform_key": platform} | ({"username": target} if target else {})
+        r = await c.get(URL, params=params, headers=host.headers(caller))
+        assert (r.status_code, r.json()) == (status, body), (caller, platform, target)
+    params = {"platform_key": P, "username": "jane"}
+    r = await c.get(URL, params=params, headers=host.headers("acme_admin"))
+    assert r.status_code == 200 and r.json()["username"] == "jane"
+
+
+async def test_access_returns_the_callers_standing(host: Host) -> None:
+    """`access` reports existence, membership, admin flag and target membership."""
+    backend = TokenAuthBackend(host.db)
+    john = (await host.db.user_for_token(host.tokens["john_doe"]))
+    admin = (await host.db.user_for_token(host.tokens["acme_admin"]))
+    assert john is not None and admin is not None
+    john_id, admin_id = Identity("john_doe", john.id), Identity("acme_admin", admin.id)
+    assert await backend.access(john_id, "nope", None) == PlatformAccess(platform_exists=False)
+    assert await backend.access(john_id, P, None) == PlatformAccess(True, True, False, False)
+    assert await backend.access(admin_id, P, "john_doe") == PlatformAccess(True, True, True, True)
+    assert await backend.access(admin_id, P, "eve") == PlatformAccess(True, True, True, False)
+    assert await backend.access(john_id, "other", None) == PlatformAccess(True, False, False, False)
+
+
+async def test_a_request_costs_two_statements_on_an_open_connection(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each request runs exactly one auth and one access query, and opens no connection."""
+    import aiosqlite
+
+    driver: Any = host.db._driver
+    statements: list[str] = []
+    original = driver.fetchrow
+
+    async def counting(sql: str, *args: Any) -> Any:
+        statements.append(sql)
+        return await original(sql, *args)
+
+    def no_new_connection(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a request opened a new SQLite connection")
+
+    monkeypatch.setattr(driver, "fetchrow", counting)
+    monkeypatch.setattr(aiosqlite, "connect", no_new_connection)
+    for _ in range(3):
+        r = await host.client.get(URL, params={"platform_key": P}, headers=host.headers("john_doe"))
+        assert r.status_code == 200
+    assert len(statements) == 6
+
+
+async def test_add_user_on_an_unknown_platform_changes_nothing(host: Host) -> None:
+    """`HostDB.add_user` raises `UnknownPlatform` and creates no user, membership or token."""
+    with pytest.raises(UnknownPlatform):
+        await host.db.add_user("newcomer", "nope")
+    with pytest.raises(UnknownPlatform):
+        await host.db.add_user("newcomer", "nope", admin=True)
+    r = await host.client.get(
+        URL, params={"platform_key": P, "username": "newcomer"}, headers=host.headers("acme_admin")
+    )
+    assert r.status_code == 404
+
+
+async def test_re_adding_a_member_updates_its_admin_flag(host: Host) -> None:
+    """`add_user` again for the same pair updates `is_admin`; the old token keeps working."""
+    old = host.headers("jane")
+    await host.db.add_user("jane", P, admin=True)
+    r = await host.client.get(URL, params={"platform_key": P, "username": "john_doe"}, headers=old)
+    assert r.status_code == 200
+    await host.db.add_user("jane", P, admin=False)
+    r = await host.client.get(URL, params={"platform_key": P, "username": "john_doe"}, headers=old)
+    assert r.status_code == 403
