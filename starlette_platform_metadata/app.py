@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from . import errors
+from . import errors, openapi
 from .auth import AuthBackend
 from .endpoint import MetadataEndpoint, error_response
 from .limits import Limits
@@ -31,7 +32,8 @@ class PlatformMetadataApp:
 
         Mount("/api/core/users/platform-metadata", app=PlatformMetadataApp(auth=..., store=...))
 
-    It answers at the mount point itself, with or without the trailing slash.  A mounted
+    It answers at the mount point itself, with or without the trailing slash, and serves
+    its OpenAPI 3.1 document, without authentication, at `<mount>/openapi.json`.  A mounted
     app's lifespan never runs, so `DatabaseStore` connects on first use.
     """
 
@@ -40,6 +42,7 @@ class PlatformMetadataApp:
         self.store = store
         self.limits = limits or Limits()
         self.endpoint = MetadataEndpoint(auth, store, self.limits)
+        self.openapi = openapi.build(self.limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,10 +50,21 @@ class PlatformMetadataApp:
             if scope["type"] == "lifespan":
                 await _lifespan(receive, send)
             return
-        if route_path(scope) in ("", "/"):
+        path = route_path(scope)
+        if path in ("", "/"):
             await self.endpoint(scope, receive, send)
+        elif path == "/openapi.json":
+            await self._openapi(scope, receive, send)
         else:
             await error_response(errors.not_found())(scope, receive, send)
+
+    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            response = error_response(errors.method_not_allowed(scope["method"], "GET, HEAD"))
+        else:
+            body = openapi.render(self.openapi, scope.get("root_path", ""))
+            response = Response(body, media_type="application/json")
+        await response(scope, receive, send)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import traceback
 import uuid
 from datetime import datetime, timezone
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
-from starlette.datastructures import Headers
+from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -90,14 +91,16 @@ class MetadataEndpoint:
         except StoreUnavailable as exc:
             logger.warning("metadata store unavailable: %s", exc)
             response = error_response(errors.service_unavailable())
-        except Exception:
+        except Exception as exc:
             request_id = uuid.uuid4().hex
-            # The request line without its query or headers: no token can reach the log.
-            logger.exception(
-                "unexpected error [request_id=%s] %s %s",
+            # The request line without its query or headers, and a traceback with the
+            # credentials cut out (an exception message may quote them): no token in the log.
+            logger.error(
+                "unexpected error [request_id=%s] %s %r\n%s",
                 request_id,
                 scope.get("method"),
                 scope.get("path"),
+                _redacted_traceback(exc, scope),
             )
             response = error_response(errors.server_error(request_id))
             response.headers["X-Request-ID"] = request_id
@@ -116,17 +119,13 @@ class MetadataEndpoint:
         return identity
 
     def _query(self, scope: Scope) -> tuple[str, str | None]:
-        values: dict[str, list[str]] = {}
-        for name, value in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
-            if name in ("platform_key", "username"):
-                values.setdefault(name, []).append(value)
+        values = _query_values(scope["query_string"])
         platform_keys = values.get("platform_key", [])
         if len(platform_keys) > 1:
             raise errors.bad_query("platform_key query parameter must be given only once")
         if not platform_keys or not platform_keys[0]:
             raise errors.platform_key_required()
-        platform_key = platform_keys[0]
-        self._check_value("platform_key", platform_key)
+        platform_key = self._text("platform_key", platform_keys[0])
         usernames = values.get("username")
         if usernames is None:
             return platform_key, None
@@ -134,10 +133,18 @@ class MetadataEndpoint:
             raise errors.bad_query("username query parameter must be given only once")
         if not usernames[0]:
             raise errors.bad_query("username query parameter may not be empty")
-        self._check_value("username", usernames[0])
-        return platform_key, usernames[0]
+        return platform_key, self._text("username", usernames[0])
 
-    def _check_value(self, name: str, value: str) -> None:
+    def _text(self, name: str, raw: bytes) -> str:
+        """A query value as exact text: strict UTF-8, bounded, no control characters.
+
+        No normalization of case, Unicode form or whitespace: what does not match byte for
+        byte names another (usually nonexistent) user, never someone else's record.
+        """
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise errors.bad_query(f"{name} query parameter must be valid UTF-8") from None
         if len(value) > self.limits.max_query_value_length:
             raise errors.bad_query(
                 f"{name} query parameter is longer than "
@@ -145,6 +152,7 @@ class MetadataEndpoint:
             )
         if _has_control(value):
             raise errors.bad_query(f"{name} query parameter may not contain control characters")
+        return value
 
     async def _handle(self, scope: Scope, receive: Receive) -> Response:
         conn = HTTPConnection(scope, receive)
@@ -178,13 +186,17 @@ class MetadataEndpoint:
             if method in ("GET", "HEAD"):
                 record = await self.store.get(platform_key, username)
                 if conditional.none_match(headers.get("if-none-match"), record):
-                    return Response(status_code=304, headers={"ETag": conditional.etag(record)})
+                    # RFC 9110 15.4.5: a 304 repeats the ETag and Vary the 200 would carry.
+                    return Response(
+                        status_code=304,
+                        headers={"ETag": conditional.etag(record), "Vary": "Authorization"},
+                    )
                 return self._ok(username, platform_key, record)
             expect = conditional.expect_from_if_match(headers.get("if-match"))
             if method == "DELETE":
                 await self.store.delete(platform_key, username, expect=expect)
                 return Response(status_code=204)
-            data = await self._body(headers, receive)
+            data = await self._body(conn, receive)
             if method == "PATCH":
                 patch = validate_patch(data, self.limits)
                 record = await self.store.patch(
@@ -210,15 +222,21 @@ class MetadataEndpoint:
             raise errors.document_too_large(exc.limit) from None
         return self._ok(username, platform_key, record)
 
-    async def _body(self, headers: Headers, receive: Receive) -> object:
-        body = await read_body(receive, headers.get("content-length"), self.limits.max_body_bytes)
+    async def _body(self, conn: HTTPConnection, receive: Receive) -> object:
+        headers = conn.headers
+        limit = self.limits.max_body_bytes
+        # A host's own Starlette body limit (`max_body_size=`) in front of us may be stricter.
+        host_limit = conn.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+        if isinstance(host_limit, int) and host_limit < limit:
+            limit = host_limit
+        body = await read_body(receive, headers.get("content-length"), limit)
         content_type = headers.get("content-type")
         # As DRF: an empty body, or one without a Content-Type, is empty data, not an error.
         if not body or content_type is None:
             return {}
         if not _is_json(content_type):
             raise errors.unsupported_media_type(content_type)
-        return parse_json(body)
+        return parse_json(body, self.limits.max_depth)
 
     @staticmethod
     def _ok(username: str, platform_key: str, record: Record) -> Response:
@@ -227,6 +245,35 @@ class MetadataEndpoint:
             media_type="application/json",
             headers={"ETag": conditional.etag(record), "Vary": "Authorization", "Allow": ALLOW},
         )
+
+
+def _query_values(query_string: bytes) -> dict[str, list[bytes]]:
+    """The raw values of `platform_key` and `username`, percent-decoded, not yet text.
+
+    Decoding happens per value and strictly: `parse_qsl` would turn every invalid UTF-8
+    sequence into U+FFFD, so two different byte strings could name the same user.
+    """
+    values: dict[str, list[bytes]] = {}
+    for field in query_string.split(b"&"):
+        raw_name, _, raw_value = field.partition(b"=")
+        name = unquote_to_bytes(raw_name.replace(b"+", b" "))
+        if name in (b"platform_key", b"username"):
+            values.setdefault(name.decode(), []).append(
+                unquote_to_bytes(raw_value.replace(b"+", b" "))
+            )
+    return values
+
+
+def _redacted_traceback(exc: BaseException, scope: Scope) -> str:
+    """The formatted traceback with every word of the Authorization header cut out."""
+    text = "".join(traceback.format_exception(exc))
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"authorization":
+            words = value.decode("latin-1").split()
+            # The scheme word ("Token") stays readable when there is one; the credentials go.
+            for secret in words[1:] if len(words) > 1 else words:
+                text = text.replace(secret, "[redacted]")
+    return text
 
 
 async def _send_head(response: Response, send: Send) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 __all__ = ["Limits"]
 
@@ -11,12 +11,16 @@ __all__ = ["Limits"]
 class Limits:
     """Bounds on what one request may send and one record may hold.
 
+    Every refusal names the limit and its value; docs/limits.md lists the exact bodies.
+
     Attributes:
-        max_body_bytes: request body size; larger bodies get 413 before being read whole.
-        max_document_bytes: the stored metadata after a write, as compact UTF-8 JSON; 413.
+        max_body_bytes: request body size; larger bodies get 413 as soon as the count passes
+            the limit, whether or not a Content-Length was sent, before the body is read whole.
+        max_document_bytes: the stored metadata after a write, as compact UTF-8 JSON; 413, and
+            nothing is stored.  It also bounds how many keys PATCHes can pile up over time.
         max_depth: nesting depth of the metadata object (the object itself is depth 1); 400.
-        max_keys: top-level keys in `metadata` of one request and in the stored document; 400.
-        max_key_length: characters in one top-level key; 400.
+        max_keys: top-level keys in the `metadata` of one request; 400.
+        max_key_length: characters in one top-level key, and in one `delete_keys` entry; 400.
         max_delete_keys: entries in `delete_keys`; 400.
         max_query_value_length: characters in `platform_key` and `username`; 400.
     """
@@ -28,3 +32,9 @@ class Limits:
     max_key_length: int = 256
     max_delete_keys: int = 512
     max_query_value_length: int = 256
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{field.name} must be a positive integer, not {value!r}")

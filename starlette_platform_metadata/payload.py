@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import Receive
 
 from . import errors
@@ -29,29 +30,38 @@ class PatchBody:
     delete: list[str]
 
 
-async def read_body(receive: Receive, headers_length: str | None, limit: int) -> bytes:
-    """Read the whole body, refusing with 413 as soon as it exceeds `limit` bytes."""
-    if headers_length is not None:
+async def read_body(receive: Receive, content_length: str | None, limit: int) -> bytes:
+    """Read the whole body, refusing with 413 as soon as it exceeds `limit` bytes.
+
+    A declared Content-Length over the limit is refused before anything is read; without one
+    (chunked), the count stops at the first message past the limit, so at most `limit` bytes
+    plus one message are ever held.  Starlette's `RequestBodyLimitMiddleware` in front of us
+    raises from `receive`; that becomes the same JSON 413, naming the limit that was hit.
+    """
+    if content_length is not None:
         try:
-            declared = int(headers_length)
+            declared = int(content_length)
         except ValueError:
             declared = -1
         if declared > limit:
             raise errors.body_too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     while True:
-        message = await receive()
+        try:
+            message = await receive()
+        except HTTPException as exc:
+            if exc.status_code == 413:
+                raise errors.body_too_large(limit) from None
+            raise
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
         chunk = message.get("body", b"")
         if chunk:
-            size += len(chunk)
-            if size > limit:
+            if len(body) + len(chunk) > limit:
                 raise errors.body_too_large(limit)
-            chunks.append(chunk)
+            body += chunk
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            return bytes(body)
 
 
 class ClientDisconnected(Exception):
@@ -100,16 +110,23 @@ _DECODER = json.JSONDecoder(
 )
 
 
-def parse_json(body: bytes) -> Any:
-    """Decode a request body as strict JSON or raise the contract's 400 parse error."""
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """Decode a request body as strict JSON or raise the contract's 400 parse error.
+
+    `max_depth` bounds the metadata object; the body around it adds one level.
+    """
     try:
         text = body.decode("utf-8")
         value = _DECODER.decode(text)
     except RecursionError:
-        raise errors.parse_error("Nesting too deep") from None
+        # The C scanner stops near the interpreter's recursion limit (a body of 100,000 `[`).
+        raise errors.parse_error(_too_deep(max_depth)) from None
     except (ValueError, UnicodeError) as exc:  # JSONDecodeError is a ValueError
         raise errors.parse_error(str(exc)) from None
+    if not _within_depth(value, max_depth + 1):
+        raise errors.parse_error(_too_deep(max_depth))
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        # PostgreSQL cannot store U+0000 in text or JSON, so no store accepts it.
         raise errors.parse_error("The NUL character (\\u0000) is not allowed")
     if _SURROGATE_ESCAPE.search(text):
         # The decoder joins valid pairs into one character, so anything that still fails
@@ -121,6 +138,10 @@ def parse_json(body: bytes) -> Any:
     return value
 
 
+def _too_deep(max_depth: int) -> str:
+    return f"Nesting deeper than the limit of {max_depth} levels"
+
+
 def dump(value: Any) -> str:
     """Compact JSON as DRF renders it; U+2028/U+2029 escaped so it is safe inside JS."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -129,15 +150,17 @@ def dump(value: Any) -> str:
     return text
 
 
-def _depth(value: Any, limit: int, depth: int = 1) -> bool:
-    """True when `value` (at `depth`) nests no deeper than `limit`."""
+def _within_depth(value: Any, limit: int, depth: int = 1) -> bool:
+    """True when `value` (at `depth`) nests no deeper than `limit`; stops at the limit."""
     if depth > limit:
         return False
     if isinstance(value, dict):
-        return all(_depth(v, limit, depth + 1) for v in value.values() if isinstance(v, (dict, list)))
-    if isinstance(value, list):
-        return all(_depth(v, limit, depth + 1) for v in value if isinstance(v, (dict, list)))
-    return True
+        value = value.values()
+    elif not isinstance(value, list):
+        return True
+    return all(
+        _within_depth(item, limit, depth + 1) for item in value if isinstance(item, (dict, list))
+    )
 
 
 def _type_name(value: Any) -> str:
@@ -184,14 +207,11 @@ def _delete_keys_errors(value: Any, limits: Limits) -> list[str] | dict[str, lis
             item_errors[str(index)] = ["Not a valid string."]
         elif not item:
             item_errors[str(index)] = ["This field may not be blank."]
+        elif len(item) > limits.max_key_length:
+            item_errors[str(index)] = [
+                f"Ensure this field has no more than {limits.max_key_length} characters."
+            ]
     return item_errors
-
-
-def _check_depth(metadata: dict[str, Any], limits: Limits) -> None:
-    if not _depth(metadata, limits.max_depth):
-        raise errors.parse_error(
-            f"Nesting deeper than the limit of {limits.max_depth} levels in metadata"
-        )
 
 
 def validate_patch(data: Any, limits: Limits) -> PatchBody:
@@ -210,7 +230,6 @@ def validate_patch(data: Any, limits: Limits) -> PatchBody:
     delete: list[str] = body.get("delete_keys") or []
     if not metadata and not delete:
         raise errors.nothing_to_do()
-    _check_depth(metadata, limits)
     return PatchBody(set=metadata, delete=delete)
 
 
@@ -222,5 +241,4 @@ def validate_put(data: Any, limits: Limits) -> dict[str, Any]:
     if found := _metadata_errors(body["metadata"], limits):
         raise errors.validation_error({"metadata": found})
     metadata: dict[str, Any] = body["metadata"]
-    _check_depth(metadata, limits)
     return metadata

@@ -1,0 +1,424 @@
+"""The endpoint's OpenAPI 3.1 document, served by the app at `<mount>/openapi.json`.
+
+`build` makes the document once per app, with the app's `Limits` written into the schemas;
+`render` adds the server URL, which is where the app is mounted (the request's `root_path`),
+so the document is right wherever the host puts the endpoint.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from .limits import Limits
+from .payload import dump
+
+__all__ = ["build", "render"]
+
+_JSON = "application/json"
+_NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]*$"
+
+
+def _ref(kind: str, name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {_JSON: {"schema": schema}}
+
+
+def _detail(*messages: str, pattern: str | None = None) -> dict[str, Any]:
+    detail: dict[str, Any] = {"type": "string"}
+    if messages:
+        detail["enum"] = list(messages)
+    if pattern is not None:
+        detail["pattern"] = pattern
+    return {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": detail},
+        "additionalProperties": False,
+    }
+
+
+def _error(*messages: str) -> dict[str, Any]:
+    error: dict[str, Any] = {"type": "string"}
+    if messages:
+        error["enum"] = list(messages)
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": error},
+        "additionalProperties": False,
+    }
+
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "required": True, "schema": schema or {"type": "string"}}
+
+
+def _package_version() -> str:
+    try:
+        return version("starlette-platform-metadata")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0"
+
+
+def _schemas(limits: Limits) -> dict[str, Any]:
+    strings = {"type": "array", "items": {"type": "string"}}
+    return {
+        "Metadata": {
+            "type": "object",
+            "description": (
+                "Any JSON values under non-empty string keys, round-tripped exactly. Strict "
+                f"JSON: nesting at most {limits.max_depth} levels (this object is level 1), "
+                "integers within signed 64 bits, no NaN or Infinity, no lone surrogates, no "
+                "U+0000, no duplicate keys."
+            ),
+            "maxProperties": limits.max_keys,
+            "propertyNames": {"minLength": 1, "maxLength": limits.max_key_length},
+            "additionalProperties": True,
+        },
+        "Record": {
+            "type": "object",
+            "required": ["username", "platform_key", "metadata", "created_at", "updated_at"],
+            "properties": {
+                "username": {"type": "string"},
+                "platform_key": {"type": "string"},
+                "metadata": {
+                    "type": "object",
+                    "description": (
+                        "The stored document; at most max_document_bytes "
+                        f"({limits.max_document_bytes}) bytes as compact UTF-8 JSON."
+                    ),
+                },
+                "created_at": {"type": ["string", "null"], "format": "date-time"},
+                "updated_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+            "additionalProperties": False,
+        },
+        "PatchRequest": {
+            "type": "object",
+            "description": (
+                "`delete_keys` are removed first (missing keys are ignored), then the "
+                "`metadata` keys are set, whole values, no deep merge. At least one of the "
+                "two must be present and non-empty. Unknown fields are ignored."
+            ),
+            "properties": {
+                "metadata": _ref("schemas", "Metadata"),
+                "delete_keys": {
+                    "type": "array",
+                    "maxItems": limits.max_delete_keys,
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": limits.max_key_length,
+                    },
+                },
+            },
+            "anyOf": [
+                {"required": ["metadata"], "properties": {"metadata": {"minProperties": 1}}},
+                {"required": ["delete_keys"], "properties": {"delete_keys": {"minItems": 1}}},
+            ],
+        },
+        "PutRequest": {
+            "type": "object",
+            "description": "`metadata` replaces the whole document. Unknown fields are ignored.",
+            "required": ["metadata"],
+            "properties": {"metadata": _ref("schemas", "Metadata")},
+        },
+        "OptionsBody": {
+            "type": "object",
+            "required": ["name", "description", "renders", "parses"],
+            "properties": {
+                "name": {"type": "string"},
+                "description": {"type": "string"},
+                "renders": strings,
+                "parses": strings,
+            },
+        },
+        "QueryError": _error(),
+        "ParseError": _detail(pattern="^JSON parse error - "),
+        "ValidationError": {
+            "type": "object",
+            "description": "Django REST Framework's shape: field name to list of messages.",
+            "minProperties": 1,
+            "properties": {
+                "non_field_errors": strings,
+                "metadata": strings,
+                "delete_keys": {
+                    "oneOf": [
+                        strings,
+                        {
+                            "type": "object",
+                            "description": "Index of each bad element to its messages.",
+                            "propertyNames": {"pattern": "^[0-9]+$"},
+                            "additionalProperties": strings,
+                        },
+                    ]
+                },
+            },
+            "additionalProperties": False,
+        },
+        "LimitExceeded": {
+            "type": "object",
+            "required": ["detail", "limit", "value"],
+            "properties": {
+                "detail": {"type": "string"},
+                "limit": {"type": "string", "enum": ["max_body_bytes", "max_document_bytes"]},
+                "value": {"type": "integer"},
+            },
+            "additionalProperties": False,
+        },
+        "ServerError": {
+            "type": "object",
+            "required": ["detail", "request_id"],
+            "properties": {
+                "detail": {"type": "string", "enum": ["A server error occurred."]},
+                "request_id": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _responses(limits: Limits) -> dict[str, Any]:
+    etag = _header("The record's version as a strong entity tag.")
+    return {
+        "Record": {
+            "description": "The metadata of the (platform, user) pair.",
+            "headers": {"ETag": etag},
+            "content": _json(_ref("schemas", "Record")),
+        },
+        "NotModified": {
+            "description": "`If-None-Match` matched the current version.",
+            "headers": {"ETag": etag},
+        },
+        "BadRequest": {
+            "description": (
+                "Query (`error`), JSON parse (`detail` starting `JSON parse error - `) or "
+                f"validation (field to messages) error. Limits: max_depth {limits.max_depth}, "
+                f"max_keys {limits.max_keys}, max_key_length {limits.max_key_length}, "
+                f"max_delete_keys {limits.max_delete_keys}, "
+                f"max_query_value_length {limits.max_query_value_length}."
+            ),
+            "content": _json(
+                {
+                    "anyOf": [
+                        _ref("schemas", "QueryError"),
+                        _ref("schemas", "ParseError"),
+                        _ref("schemas", "ValidationError"),
+                    ]
+                }
+            ),
+        },
+        "Unauthorized": {
+            "description": "No credentials, malformed credentials, or an unknown token.",
+            "headers": {
+                "WWW-Authenticate": _header("Always `Token`.", {"type": "string", "enum": ["Token"]})
+            },
+            "content": _json(
+                _detail(
+                    "Authentication credentials were not provided.",
+                    "Invalid token header. No credentials provided.",
+                    "Invalid token header. Token string should not contain spaces.",
+                    "Invalid token header. Token string should not contain invalid characters.",
+                    "Invalid token.",
+                )
+            ),
+        },
+        "Forbidden": {
+            "description": "Another user's metadata without being a tenant admin, or not a member.",
+            "content": _json(
+                _error(
+                    "Only tenant admins can access other users' metadata",
+                    "You are not a member of this platform",
+                )
+            ),
+        },
+        "NotFound": {
+            "description": "Unknown platform, or (admins) a user not on the platform.",
+            "content": _json(_error("Platform not found", "User not found")),
+        },
+        "MethodNotAllowed": {
+            "description": "Any method not documented here (after authentication).",
+            "headers": {"Allow": _header("The methods this endpoint answers.")},
+            "content": _json(_detail(pattern='^Method ".*" not allowed\\.$')),
+        },
+        "PreconditionFailed": {
+            "description": "`If-Match` did not match the current version; nothing was changed.",
+            "content": _json(
+                _detail("Precondition failed: the metadata changed since the given ETag.")
+            ),
+        },
+        "ContentTooLarge": {
+            "description": (
+                f"The body is larger than max_body_bytes ({limits.max_body_bytes}), or the "
+                f"stored document would be larger than max_document_bytes "
+                f"({limits.max_document_bytes}); nothing was changed."
+            ),
+            "content": _json(_ref("schemas", "LimitExceeded")),
+        },
+        "UnsupportedMediaType": {
+            "description": "A body that is not `application/json`.",
+            "content": _json(_detail(pattern='^Unsupported media type ".*" in request\\.$')),
+        },
+        "ServerError": {
+            "description": "An unexpected failure, logged server-side under the request id.",
+            "headers": {"X-Request-ID": _header("The request id, as in the body.")},
+            "content": _json(_ref("schemas", "ServerError")),
+        },
+        "ServiceUnavailable": {
+            "description": "The store is busy or unreachable; nothing was changed. Retry.",
+            "headers": {"Retry-After": _header("Seconds to wait.", {"type": "string"})},
+            "content": _json(
+                _detail("The metadata store is busy or unavailable. Try again shortly.")
+            ),
+        },
+    }
+
+
+def _parameters(limits: Limits) -> dict[str, Any]:
+    value = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": limits.max_query_value_length,
+        "pattern": _NO_CONTROL,
+    }
+    return {
+        "platform_key": {
+            "name": "platform_key",
+            "in": "query",
+            "required": True,
+            "description": "The platform (tenant). Given once; compared exactly.",
+            "schema": value,
+        },
+        "username": {
+            "name": "username",
+            "in": "query",
+            "required": False,
+            "description": (
+                "Another user of the platform (tenant admins only); the caller by default. "
+                "Given once; compared exactly."
+            ),
+            "schema": value,
+        },
+        "IfMatch": {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": "Write only if the record still has one of these ETags (or `*`).",
+            "schema": {"type": "string"},
+        },
+        "IfNoneMatch": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": "Answer 304 when the record has one of these ETags (or `*`).",
+            "schema": {"type": "string"},
+        },
+    }
+
+
+def _operation(
+    summary: str,
+    ok: dict[str, Any],
+    *,
+    conditional: str,
+    body: str | None = None,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = dict(ok)
+    responses["400"] = _ref("responses", "BadRequest")
+    responses["401"] = _ref("responses", "Unauthorized")
+    responses["403"] = _ref("responses", "Forbidden")
+    responses["404"] = _ref("responses", "NotFound")
+    if conditional == "IfMatch":
+        responses["412"] = _ref("responses", "PreconditionFailed")
+    if body is not None:
+        responses["413"] = _ref("responses", "ContentTooLarge")
+        responses["415"] = _ref("responses", "UnsupportedMediaType")
+    responses["500"] = _ref("responses", "ServerError")
+    responses["503"] = _ref("responses", "ServiceUnavailable")
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": [
+            _ref("parameters", "platform_key"),
+            _ref("parameters", "username"),
+            _ref("parameters", conditional),
+        ],
+        "responses": responses,
+    }
+    if body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": _json(_ref("schemas", body)),
+        }
+    return operation
+
+
+def build(limits: Limits) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the endpoint, for these limits; `servers` is filled per request."""
+    record = {"200": _ref("responses", "Record")}
+    path_item = {
+        "description": (
+            "Per-user, per-platform metadata. Any other method is answered 405 with an `Allow` "
+            "header (see components.responses.MethodNotAllowed), after authentication."
+        ),
+        "get": _operation(
+            "Get the metadata",
+            {**record, "304": _ref("responses", "NotModified")},
+            conditional="IfNoneMatch",
+        ),
+        "put": _operation(
+            "Replace all metadata", record, conditional="IfMatch", body="PutRequest"
+        ),
+        "patch": _operation(
+            "Set and delete top-level keys", record, conditional="IfMatch", body="PatchRequest"
+        ),
+        "delete": _operation(
+            "Delete all metadata (idempotent)",
+            {"204": {"description": "Nothing is stored any more."}},
+            conditional="IfMatch",
+        ),
+        "options": {
+            "summary": "Describe the endpoint",
+            "responses": {
+                "200": {
+                    "description": "What the endpoint renders and parses.",
+                    "headers": {"Allow": _header("The methods this endpoint answers.")},
+                    "content": _json(_ref("schemas", "OptionsBody")),
+                },
+                "401": _ref("responses", "Unauthorized"),
+            },
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "User Platform Metadata",
+            "version": _package_version(),
+            "description": "Per-user, per-platform metadata, as Django REST Framework served it.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": {"/": path_item},
+        "components": {
+            "schemas": _schemas(limits),
+            "responses": _responses(limits),
+            "parameters": _parameters(limits),
+            "securitySchemes": {
+                "TokenAuth": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "`Authorization: Token <key>`; the keyword is case-insensitive.",
+                }
+            },
+        },
+        "security": [{"TokenAuth": []}],
+    }
+
+
+def render(document: dict[str, Any], root_path: str) -> bytes:
+    """The document as JSON, with the server URL set to where the app is mounted."""
+    server = root_path.rstrip("/") or "/"
+    return dump({**document, "servers": [{"url": server}]}).encode()
