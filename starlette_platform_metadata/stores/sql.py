@@ -21,13 +21,15 @@ class DatabaseStore:
 
     Args:
         url: a `databases` URL: `sqlite:///file.db` (the default is `sqlite:///platform_metadata.db`)
-            or `postgresql://user:pass@host/db` (needs the `postgresql` extra).
+            or `postgresql://user:pass@host/db` (needs the `postgresql` extra; pool size per
+            process with `?min_size=..&max_size=..`, see docs/postgresql.md).
         database: a `databases.Database` the host already has, instead of `url`.
         table: the table name; `<table>_schema` records the schema version next to it.
         create_tables: create the tables on first use; turn off where runtime DDL is forbidden
             and run the statements of `schema()` ahead of time.
-        busy_timeout: seconds a write waits for another process's lock (SQLite) before the
-            request is answered 503.
+        busy_timeout: seconds an operation may wait before the request is answered 503: for
+            another process's lock (SQLite); for a pooled connection, a (re)connection and the
+            statement together (PostgreSQL).
         synchronous: SQLite's `PRAGMA synchronous` (`NORMAL` is durable across process crashes
             in WAL mode; `FULL` also across power loss, at the cost of an fsync per write).
 
@@ -47,7 +49,15 @@ class DatabaseStore:
         synchronous: str = "NORMAL",
     ) -> None:
         if database is None:
-            database = Database(url or "sqlite:///platform_metadata.db")
+            url = DatabaseURL(url or "sqlite:///platform_metadata.db")
+            if url.dialect not in ("sqlite", "postgresql"):
+                raise ValueError(f"Unsupported database for DatabaseStore: {url.dialect!r}")
+            if url.dialect == "postgresql":
+                # asyncpg's own bounds (connect, and every statement including the pool's reset
+                # of a returned connection) back up the engine's per-operation deadline.
+                database = Database(url, timeout=busy_timeout, command_timeout=busy_timeout)
+            else:
+                database = Database(url)
         elif url is not None:
             raise ValueError("Pass either url or database, not both.")
         self.database = database
@@ -60,7 +70,7 @@ class DatabaseStore:
                 raise ValueError(f"Unknown PRAGMA synchronous value: {synchronous!r}")
             self._engine = SQLiteEngine(database, table, busy_timeout, synchronous.upper())
         elif dialect == "postgresql":
-            self._engine = PostgresEngine(database, table)
+            self._engine = PostgresEngine(database, table, busy_timeout)
         else:
             raise ValueError(f"Unsupported database for DatabaseStore: {dialect!r}")
         self._ready = False
@@ -80,9 +90,9 @@ class DatabaseStore:
 
     async def disconnect(self) -> None:
         async with self._lock:
-            if self._ready:
-                self._ready = False
-                await self._engine.close()
+            # Also after a failed connect(), which may have left a pool open.
+            self._ready = False
+            await self._engine.close()
 
     async def __aenter__(self) -> DatabaseStore:
         await self.connect()

@@ -1,0 +1,1 @@
+"""ASGI apps that tests serve from a real uvicorn subprocess."""

@@ -1,0 +1,187 @@
+"""PostgreSQL going away and coming back: bounded 503s, then recovery without a restart.
+
+The cluster tests start their own throwaway server with scripts/pg-cluster (the helper behind
+scripts/with-postgres), on its own port and directory, and stop and start it; the shared cluster
+of TEST_POSTGRES_URL is never touched.  They run wherever the other PostgreSQL tests run
+(CI always sets TEST_POSTGRES_URL) and are skipped, saying so, where it is unset.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from starlette_platform_metadata import (
+    DatabaseStore,
+    Limits,
+    PlatformMetadataApp,
+    StoreUnavailable,
+)
+
+from .conftest import POSTGRES_URL, URL, FakeAuth
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+PG_CLUSTER = Path(__file__).resolve().parent.parent / "scripts" / "pg-cluster"
+BOUND = 10.0  # seconds a request may take while the database is away
+TIMEOUT = 2.0  # the store's busy_timeout in these tests
+
+
+class Cluster:
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.url = self._run("init")
+
+    def _run(self, command: str) -> str:
+        result = subprocess.run(
+            [str(PG_CLUSTER), command, self.directory],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    async def stop(self) -> None:
+        await anyio.to_thread.run_sync(self._run, "stop")
+
+    async def start(self) -> None:
+        await anyio.to_thread.run_sync(self._run, "start")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    if POSTGRES_URL is None:
+        pytest.skip("TEST_POSTGRES_URL is not set: run under scripts/with-postgres (CI does)")
+    # As root the cluster belongs to the postgres user, who must reach the directory.
+    directory = tempfile.mkdtemp(prefix="spm-faults-", dir="/tmp" if os.geteuid() == 0 else None)
+    try:
+        yield Cluster(directory)
+    finally:
+        subprocess.run([str(PG_CLUSTER), "destroy", directory], timeout=120, check=False)
+
+
+@pytest.fixture
+async def running(cluster: Cluster) -> AsyncIterator[Cluster]:
+    yield cluster
+    await cluster.start()  # leave it running for the next test, even after a failure
+
+
+def make_app(url: str) -> tuple[Starlette, DatabaseStore, dict[str, str]]:
+    auth = FakeAuth()
+    headers = auth.add("acme-corp", "john_doe")
+    store = DatabaseStore(url, busy_timeout=TIMEOUT)
+    app = PlatformMetadataApp(auth=auth, store=store, limits=Limits())
+    return Starlette(routes=[Mount(URL.rstrip("/"), app=app)]), store, headers
+
+
+async def timed(call: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = await call
+    return response, time.monotonic() - started
+
+
+def assert_unavailable(response: httpx.Response, elapsed: float) -> None:
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"].isdigit()
+    assert response.headers["Content-Type"] == "application/json"
+    assert "unavailable" in response.json()["detail"]
+    assert elapsed < BOUND
+
+
+async def test_stopped_server_answers_503_then_recovers_without_restarting_the_app(
+    running: Cluster,
+) -> None:
+    app, store, headers = make_app(running.url)
+    params = {"platform_key": "acme-corp"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        stored = await client.patch(URL, params=params, headers=headers, json={"metadata": {"a": 1}})
+        assert stored.status_code == 200, stored.text
+
+        await running.stop()
+        for request in (
+            client.get(URL, params=params, headers=headers),
+            client.patch(URL, params=params, headers=headers, json={"metadata": {"b": 2}}),
+            client.put(URL, params=params, headers=headers, json={"metadata": {}}),
+            client.delete(URL, params=params, headers=headers),
+        ):
+            assert_unavailable(*await timed(request))
+
+        await running.start()
+        got = await client.get(URL, params=params, headers=headers)
+        assert got.status_code == 200, got.text
+        assert got.json()["metadata"] == {"a": 1}, "nothing refused while down was written"
+        patched = await client.patch(URL, params=params, headers=headers, json={"metadata": {"b": 2}})
+        assert patched.status_code == 200 and patched.json()["metadata"] == {"a": 1, "b": 2}
+    await store.disconnect()
+
+
+async def test_server_down_at_first_use_answers_503_then_connects(running: Cluster) -> None:
+    await running.stop()
+    app, store, headers = make_app(running.url)
+    params = {"platform_key": "acme-corp"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert_unavailable(*await timed(client.get(URL, params=params, headers=headers)))
+        await running.start()
+        got = await client.get(URL, params=params, headers=headers)
+        assert got.status_code == 200, got.text
+    await store.disconnect()
+
+
+@pytest.fixture
+def silent_server() -> Iterator[int]:
+    """A TCP port that accepts connections and never answers, like a hung server."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    listener.close()
+
+
+async def test_a_hung_server_costs_at_most_the_timeout(silent_server: int) -> None:
+    """Needs no PostgreSQL: the store gives up after busy_timeout instead of hanging."""
+    store = DatabaseStore(f"postgresql://u:p@127.0.0.1:{silent_server}/db", busy_timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        await store.get("acme-corp", "john_doe")
+    assert time.monotonic() - started < 5
+    await store.disconnect()
+
+
+async def test_a_refused_connection_is_unavailable() -> None:
+    """Needs no PostgreSQL: nothing listening is a 503, not a 500."""
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+    store = DatabaseStore(f"postgresql://u:p@127.0.0.1:{port}/db", busy_timeout=TIMEOUT)
+    with pytest.raises(StoreUnavailable):
+        await store.patch("acme-corp", "john_doe", {"a": 1}, [])
+    await store.disconnect()
