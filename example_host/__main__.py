@@ -1,8 +1,8 @@
 """The example host's command line (a contract; see docs/example_host.md):
 
-    python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
-    python -m example_host add-platform KEY [--database URL]
-    python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
+python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
+python -m example_host add-platform KEY [--database URL]
+python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
 """
 
 from __future__ import annotations

@@ -40,9 +40,7 @@ def create_app(database_url: str) -> Starlette:
             await db.disconnect()
 
     app = Starlette(
-        routes=[
-            Mount(MOUNT_PATH, app=PlatformMetadataApp(auth=TokenAuthBackend(db), store=store))
-        ],
+        routes=[Mount(MOUNT_PATH, app=PlatformMetadataApp(auth=TokenAuthBackend(db), store=store))],
         lifespan=lifespan,
     )
     app.state.db = db

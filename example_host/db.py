@@ -8,27 +8,29 @@ Tokens are stored as the SHA-256 hex digest of the key: a copy of the database h
 working token.  A key carries 160 random bits (`secrets.token_hex(20)`), so an unsalted fast
 hash is enough; a slow password hash would only cost time on every request.
 
-Every request costs one statement on a connection that is already open: on SQLite one kept
-aiosqlite connection (as `DatabaseStore` does), on PostgreSQL a connection from the pool that
-`databases` keeps.
+Every request costs one statement on a connection that is already open, through the package's
+`connections` module as `DatabaseStore` uses it: on SQLite a kept connection (run on the event
+loop unless it must wait for a lock), on PostgreSQL a connection from the pool of `databases`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import re
 import secrets
-import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Protocol
 
 from databases import Database, DatabaseURL
 
-from starlette_platform_metadata import PlatformAccess, StoreUnavailable
+from starlette_platform_metadata import PlatformAccess
+from starlette_platform_metadata.connections import (
+    OpensOnFirstUse,
+    PostgresConnection,
+    SQLiteConnection,
+)
 
 __all__ = ["DEFAULT_URL", "HostDB", "UnknownPlatform", "User", "hash_token", "new_token"]
 
@@ -137,67 +139,49 @@ class _Tx(Protocol):
 
 
 class _SQLite:
-    """One kept aiosqlite connection, statements in autocommit (as `SQLiteEngine`)."""
+    """The host's tables through the package's kept SQLite connections."""
 
     def __init__(self, database: Database, busy_timeout: float) -> None:
-        self._database = database
-        self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._connection: Any = None
-        self._raw: Any = None
-        self._sql: dict[str, str] = {}
-        # Requests share the connection; a transaction must not interleave with another one.
-        self._write_lock = asyncio.Lock()
+        self._conn = SQLiteConnection(
+            database, busy_timeout=busy_timeout, pragmas=["PRAGMA foreign_keys = ON"]
+        )
 
     async def open(self) -> None:
-        await self._database.connect()
-        connection = self._database.connection()
-        await connection.__aenter__()
-        self._connection = connection
-        raw = connection.raw_connection
-        self._raw = raw
-        await raw.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-        if self._database.url.database not in ("", ":memory:"):
-            await raw.execute("PRAGMA journal_mode = WAL")
-        await raw.execute("PRAGMA foreign_keys = ON")
-        for statement in _DDL["sqlite"]:
-            await self._run(statement, ())
+        await self._conn.open()
+        try:
+            for statement in _DDL["sqlite"]:
+                await self._conn.fetch(statement)
+        except BaseException:
+            await self._conn.close()
+            raise
 
     async def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection, self._raw = self._connection, None, None
-            await connection.__aexit__(None, None, None)
-            await self._database.disconnect()
-
-    def _translate(self, sql: str) -> str:
-        translated = self._sql.get(sql)
-        if translated is None:
-            translated = self._sql[sql] = _PLACEHOLDER.sub(r"?\1", sql)
-        return translated
-
-    async def _run(self, sql: str, args: Sequence[Any]) -> list[Any]:
-        try:
-            rows: list[Any] = list(await self._raw.execute_fetchall(self._translate(sql), args))
-        except sqlite3.OperationalError as exc:
-            message = str(exc)
-            if "locked" in message or "busy" in message:
-                raise StoreUnavailable(message) from exc
-            raise
-        return rows
+        await self._conn.close()
 
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
-        rows = await self._run(sql, args)
+        rows = await self._conn.fetch(_translate(sql), args)
         return rows[0] if rows else None
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_SQLite]:
-        async with self._write_lock:
-            await self._run("BEGIN IMMEDIATE", ())
-            try:
-                yield self
-            except BaseException:
-                await self._run("ROLLBACK", ())
-                raise
-            await self._run("COMMIT", ())
+    async def transaction(self) -> AsyncIterator[_Tx]:
+        async with self._conn.transaction() as fetch:
+            yield _SQLiteTx(fetch)
+
+
+def _translate(sql: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a memo on purpose
+    translated = _cache.get(sql)
+    if translated is None:
+        translated = _cache[sql] = _PLACEHOLDER.sub(r"?\1", sql)
+    return translated
+
+
+class _SQLiteTx:
+    def __init__(self, fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]]) -> None:
+        self._fetch = fetch
+
+    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
+        rows = await self._fetch(_translate(sql), args)
+        return rows[0] if rows else None
 
 
 class _PgTx:
@@ -210,60 +194,37 @@ class _PgTx:
 
 
 class _Postgres:
-    """asyncpg connections from the pool of `databases`, one per statement."""
+    """The host's tables through the package's pooled PostgreSQL connections."""
 
     def __init__(self, database: Database, timeout: float) -> None:
-        self._database = database
-        self._timeout = timeout
-
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[Any]:
-        """A pooled asyncpg connection; unreachable or too slow: `StoreUnavailable`."""
-        import asyncpg
-
-        try:
-            async with asyncio.timeout(self._timeout):
-                async with self._database.connection() as connection:
-                    yield connection.raw_connection
-        except TimeoutError:
-            raise StoreUnavailable(f"PostgreSQL did not answer within {self._timeout} s") from None
-        except (
-            OSError,
-            asyncpg.InterfaceError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.exceptions.OperatorInterventionError,
-            asyncpg.exceptions.InsufficientResourcesError,
-        ) as exc:
-            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+        self._conn = PostgresConnection(database, timeout=timeout)
 
     async def open(self) -> None:
-        await self._database.connect()
         try:
-            async with self._session() as raw, raw.transaction():
+            async with self._conn.session() as raw, raw.transaction():
                 # Several workers start at once, and CREATE TABLE IF NOT EXISTS races.
                 await raw.execute("SELECT pg_advisory_xact_lock(720532)")
                 for statement in _DDL["postgresql"]:
                     await raw.execute(statement)
         except BaseException:
-            await self._database.disconnect()
+            await self._conn.close()
             raise
 
     async def close(self) -> None:
-        if self._database.is_connected:
-            await self._database.disconnect()
+        await self._conn.close()
 
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
-        async with self._session() as raw:
+        async with self._conn.session() as raw:
             row: Sequence[Any] | None = await raw.fetchrow(sql, *args)
             return row
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_PgTx]:
-        async with self._session() as raw, raw.transaction():
+        async with self._conn.session() as raw, raw.transaction():
             yield _PgTx(raw)
 
 
-class HostDB:
+class HostDB(OpensOnFirstUse):
     """The host's tables in a SQLite or PostgreSQL database.
 
     Args:
@@ -275,6 +236,7 @@ class HostDB:
     """
 
     def __init__(self, url: str | DatabaseURL = DEFAULT_URL, *, busy_timeout: float = 5.0) -> None:
+        super().__init__()
         url = DatabaseURL(url)
         self.url = url
         self._driver: _Driver
@@ -285,37 +247,15 @@ class HostDB:
             self._driver = _Postgres(database, busy_timeout)
         else:
             raise ValueError(f"Unsupported database: {url.dialect!r} (use sqlite or postgresql)")
-        self._ready = False
-        self._lock = asyncio.Lock()
 
-    async def connect(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if not self._ready:
-                await self._driver.open()
-                self._ready = True
+    async def _open(self) -> None:
+        await self._driver.open()
 
-    async def disconnect(self) -> None:
-        async with self._lock:
-            self._ready = False
-            await self._driver.close()
-
-    async def __aenter__(self) -> HostDB:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.disconnect()
+    async def _close(self) -> None:
+        await self._driver.close()
 
     async def _ready_driver(self) -> _Driver:
-        if not self._ready:
-            await self.connect()
+        await self.ensure_open()
         return self._driver
 
     async def user_for_token(self, key: str) -> User | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 import uuid
 from datetime import datetime, timezone
@@ -69,8 +70,31 @@ def _is_json(content_type: str) -> bool:
     return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
-def _has_control(value: str) -> bool:
-    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in value)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_OK_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"vary", b"Authorization"),
+    (b"allow", ALLOW.encode()),
+]
+
+
+class _RecordResponse:
+    """A success response with headers prepared once: the hot path skips `Response`'s work."""
+
+    __slots__ = ("body", "raw_headers", "status_code")
+
+    def __init__(self, body: bytes, etag: str) -> None:
+        self.status_code = 200
+        self.body = body
+        self.raw_headers = [
+            *_OK_HEADERS,
+            (b"etag", etag.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 class MetadataEndpoint:
@@ -150,11 +174,11 @@ class MetadataEndpoint:
                 f"{name} query parameter is longer than "
                 f"{self.limits.max_query_value_length} characters"
             )
-        if _has_control(value):
+        if _CONTROL.search(value):
             raise errors.bad_query(f"{name} query parameter may not contain control characters")
         return value
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response:
+    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
         conn = HTTPConnection(scope, receive)
         identity = await self._authenticate(conn)
         method = scope["method"]
@@ -162,7 +186,9 @@ class MetadataEndpoint:
             raise errors.method_not_allowed(method, ALLOW)
         if method == "OPTIONS":
             return Response(
-                dump(_OPTIONS_BODY).encode(), headers={"Allow": ALLOW}, media_type="application/json"
+                dump(_OPTIONS_BODY).encode(),
+                headers={"Allow": ALLOW},
+                media_type="application/json",
             )
         platform_key, target = self._query(scope)
         if target == identity.username:
@@ -239,11 +265,9 @@ class MetadataEndpoint:
         return parse_json(body, self.limits.max_depth)
 
     @staticmethod
-    def _ok(username: str, platform_key: str, record: Record) -> Response:
-        return Response(
-            render_record(username, platform_key, record),
-            media_type="application/json",
-            headers={"ETag": conditional.etag(record), "Vary": "Authorization", "Allow": ALLOW},
+    def _ok(username: str, platform_key: str, record: Record) -> _RecordResponse:
+        return _RecordResponse(
+            render_record(username, platform_key, record), conditional.etag(record)
         )
 
 
@@ -276,9 +300,13 @@ def _redacted_traceback(exc: BaseException, scope: Scope) -> str:
     return text
 
 
-async def _send_head(response: Response, send: Send) -> None:
+async def _send_head(response: Response | _RecordResponse, send: Send) -> None:
     """Send a response's status and headers without its body (HEAD)."""
     await send(
-        {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
     )
     await send({"type": "http.response.body", "body": b""})

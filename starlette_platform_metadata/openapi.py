@@ -215,7 +215,9 @@ def _responses(limits: Limits) -> dict[str, Any]:
         "Unauthorized": {
             "description": "No credentials, malformed credentials, or an unknown token.",
             "headers": {
-                "WWW-Authenticate": _header("Always `Token`.", {"type": "string", "enum": ["Token"]})
+                "WWW-Authenticate": _header(
+                    "Always `Token`.", {"type": "string", "enum": ["Token"]}
+                )
             },
             "content": _json(
                 _detail(
@@ -369,9 +371,7 @@ def build(limits: Limits) -> dict[str, Any]:
             {**record, "304": _ref("responses", "NotModified")},
             conditional="IfNoneMatch",
         ),
-        "put": _operation(
-            "Replace all metadata", record, conditional="IfMatch", body="PutRequest"
-        ),
+        "put": _operation("Replace all metadata", record, conditional="IfMatch", body="PutRequest"),
         "patch": _operation(
             "Set and delete top-level keys", record, conditional="IfMatch", body="PatchRequest"
         ),

@@ -172,7 +172,11 @@ def _require_object(data: Any) -> dict[str, Any]:
         raise errors.validation_error({"non_field_errors": ["No data provided"]})
     if not isinstance(data, dict):
         raise errors.validation_error(
-            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {_type_name(data)}."]}
+            {
+                "non_field_errors": [
+                    f"Invalid data. Expected a dictionary, but got {_type_name(data)}."
+                ]
+            }
         )
     return data
 

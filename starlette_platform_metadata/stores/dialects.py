@@ -21,25 +21,20 @@ because `databases` compiles every query through SQLAlchemy, which costs more th
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
 import sqlite3
-import threading
-import warnings
-import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import DocumentTooLarge, PreconditionFailed, StoreUnavailable
+from ..connections import PostgresConnection, SQLiteConnection
+from ..errors import DocumentTooLarge, PreconditionFailed
 from ..payload import dump
 from .base import EMPTY, Expect, Record, utcnow
 
 if TYPE_CHECKING:
     from databases import Database
-    from databases.core import Connection
 
 SCHEMA_VERSION = 1
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -93,188 +88,209 @@ class Engine(Protocol):
     async def delete(self, platform_key: str, username: str, expect: Expect | None) -> None: ...
 
 
-def _ts(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+class _SQLEngine:
+    """What both dialects share: one table, SQL written once with `$n` placeholders.
 
-
-def _parse_ts(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _stop_at_exit(raw: Any) -> None:
-    """Stop aiosqlite's worker thread when the interpreter exits.
-
-    The thread is not a daemon, and Python joins such threads before `atexit` runs, so a host
-    that never calls `disconnect()` would hang on exit.  `threading._register_atexit` runs
-    before that join (concurrent.futures relies on it too).
-    """
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        with contextlib.suppress(RuntimeError):  # raised when already shutting down
-            register(_quiet_stop, weakref.ref(raw))
-
-
-def _quiet_stop(ref: weakref.ref[Any]) -> None:
-    raw = ref()
-    if raw is not None and getattr(raw, "_running", False):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw.stop()
-
-
-class SQLiteEngine:
-    """One long-lived aiosqlite connection per store.
-
-    `databases` opens a new aiosqlite connection, and with it a new thread, for every
-    connection it hands out; one kept connection avoids that on every request.  Statements on
-    it run one at a time on its thread, and each of ours is a complete atomic statement, so no
-    transaction is ever left open, even when the awaiting task is cancelled.  Several processes
-    share the file through WAL and `busy_timeout`.
+    The row is addressed as `r` in every statement (SQLite and PostgreSQL both accept
+    `INSERT INTO t AS r` and `UPDATE t AS r`).  Subclasses say how a document goes in and out
+    of its column, how timestamps are stored, and how a statement runs.
     """
 
-    def __init__(
-        self, database: Database, table: str, busy_timeout: float, synchronous: str
-    ) -> None:
-        self._database = database
-        self._table = table
-        self._busy_timeout_ms = int(busy_timeout * 1000)
-        self._synchronous = synchronous
-        self._connection: Connection | None = None
-        self._raw: Any = None
-        self._too_large: int | None = None
-        t = table
-        returning = "RETURNING metadata, version, created_at, updated_at"
-        self._get_sql = (
-            f"SELECT metadata, version, created_at, updated_at FROM {t} "
-            "WHERE platform_key = ?1 AND username = ?2"
+    #: Column types of the document, the version and the timestamps.
+    column_types = {"doc": "TEXT", "int": "INTEGER", "ts": "TEXT"}
+    #: The cast that reads the document column as JSON text.
+    doc_cast = ""
+    #: SQL that turns the document parameter into the column's type.
+    doc_in = "$4"
+
+    def __init__(self, table: str) -> None:
+        self._table = t = table
+        columns = f"metadata{self.doc_cast}, version, created_at, updated_at"
+        # RETURNING names columns unqualified: SQLite does not accept the alias there.
+        self._returning = f"RETURNING {columns}"
+        self._get_sql = self.sql(
+            f"SELECT {columns} FROM {t} AS r WHERE r.platform_key = $1 AND r.username = $2"
         )
-        self._upsert_head = (
-            f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, updated_at) "
-            "VALUES (?1, ?2, {new_insert}, 1, ?3, ?3) "
+        insert = (
+            f"INSERT INTO {t} AS r (platform_key, username, metadata, version, created_at, "
+            "updated_at) VALUES ($1, $2, {new_insert}, 1, $3, $3) "
+        )
+        self._upsert_head = insert + (
             "ON CONFLICT (platform_key, username) DO UPDATE SET "
-            "metadata = {new_update}, version = version + 1, "
-            "created_at = COALESCE(created_at, ?3), updated_at = ?3 "
+            "metadata = {new_update}, version = r.version + 1, "
+            "created_at = COALESCE(r.created_at, $3), updated_at = $3 "
         )
+        self._insert_only = insert + "ON CONFLICT (platform_key, username) DO NOTHING "
         self._update_head = (
-            f"UPDATE {t} SET metadata = {{new_update}}, version = version + 1, "
-            "created_at = COALESCE(created_at, ?3), updated_at = ?3 "
-            "WHERE platform_key = ?1 AND username = ?2 "
+            f"UPDATE {t} AS r SET metadata = {{new_update}}, version = r.version + 1, "
+            "created_at = COALESCE(r.created_at, $3), updated_at = $3 "
+            "WHERE r.platform_key = $1 AND r.username = $2 "
         )
-        self._returning = returning
         self._delete_sql = (
-            f"UPDATE {t} SET metadata = NULL, created_at = NULL, updated_at = NULL, "
-            "version = version + (metadata IS NOT NULL) "
-            "WHERE platform_key = ?1 AND username = ?2 AND {cond} RETURNING version"
+            f"UPDATE {t} AS r SET metadata = NULL, created_at = NULL, updated_at = NULL, "
+            "version = r.version + (CASE WHEN r.metadata IS NULL THEN 0 ELSE 1 END) "
+            "WHERE r.platform_key = $1 AND r.username = $2 AND {cond} RETURNING version"
         )
-        self._exists_sql = f"SELECT 1 FROM {t} WHERE platform_key = ?1 AND username = ?2"
+        self._exists_sql = self.sql(
+            f"SELECT 1 FROM {t} AS r WHERE r.platform_key = $1 AND r.username = $2"
+        )
 
     def schema(self) -> list[str]:
-        t = self._table
+        """The DDL; the primary key's B-tree serves every statement: O(log n) per record."""
+        t, types = self._table, self.column_types
         return [
             f"CREATE TABLE IF NOT EXISTS {t} ("
-            "platform_key TEXT NOT NULL, username TEXT NOT NULL, metadata TEXT, "
-            "version INTEGER NOT NULL, created_at TEXT, updated_at TEXT, "
+            f"platform_key TEXT NOT NULL, username TEXT NOT NULL, metadata {types['doc']}, "
+            f"version {types['int']} NOT NULL, created_at {types['ts']}, updated_at {types['ts']}, "
             "PRIMARY KEY (platform_key, username))",
             f"CREATE TABLE IF NOT EXISTS {t}_schema (version INTEGER NOT NULL)",
             f"INSERT INTO {t}_schema (version) SELECT {SCHEMA_VERSION} "
             f"WHERE NOT EXISTS (SELECT 1 FROM {t}_schema)",
         ]
 
-    def _merge(self, old: str | None, delete: str, set: str, max_bytes: int | None) -> str:
-        # Runs inside SQLite, on the connection's thread, while the statement holds the lock.
-        document: dict[str, Any] = json.loads(old) if old else {}
-        for key in json.loads(delete):
-            document.pop(key, None)
-        document.update(json.loads(set))
-        text = dump(document)
-        if max_bytes is not None and len(text.encode()) > max_bytes:
-            self._too_large = max_bytes
-            raise _TooLarge
+    def sql(self, text: str) -> str:
+        """`text` in this dialect's placeholder style."""
         return text
 
-    async def open(self, create_tables: bool) -> None:
-        await self._database.connect()
-        connection = self._database.connection()
-        await connection.__aenter__()
-        raw = connection.raw_connection
-        _stop_at_exit(raw)
-        self._raw = raw
-        try:
-            # Through `_run`: another process holding the lock here is a 503, as on any write.
-            await self._run(f"PRAGMA busy_timeout = {self._busy_timeout_ms}", ())
-            if self._database.url.database not in ("", ":memory:"):
-                await self._run("PRAGMA journal_mode = WAL", ())
-            await self._run(f"PRAGMA synchronous = {self._synchronous}", ())
-            await raw.create_function("spm_patch", 4, self._merge, deterministic=True)
-            if create_tables:
-                for statement in self.schema():
-                    await self._run(statement, ())
-        except BaseException:
-            # The next request opens anew: this connection and its thread must not leak, even
-            # when the open was cancelled.  aiosqlite's close() stops the thread however it
-            # ends; `stop()` is the synchronous fallback for when close() was never reached.
-            self._raw = None
-            try:
-                with contextlib.suppress(Exception):  # the original error is the one to report
-                    await connection.__aexit__(None, None, None)
-            finally:
-                if getattr(raw, "_running", False):
-                    raw.stop()
-            raise
-        self._connection = connection
+    async def query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
 
-    async def close(self) -> None:
-        if self._connection is not None:
-            connection, self._connection, self._raw = self._connection, None, None
-            await connection.__aexit__(None, None, None)
-            await self._database.disconnect()
+    def now(self) -> Any:
+        raise NotImplementedError
 
-    async def _run(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        try:
-            rows: list[Any] = list(await self._raw.execute_fetchall(sql, params))
-            return rows
-        except sqlite3.OperationalError as exc:
-            message = str(exc)
-            if self._too_large is not None and "user-defined function" in message:
-                limit, self._too_large = self._too_large, None
-                raise DocumentTooLarge(limit) from None
-            if "locked" in message or "busy" in message:
-                raise StoreUnavailable(message) from exc
-            raise
+    def timestamp(self, value: Any) -> datetime | None:
+        raise NotImplementedError
 
-    @staticmethod
-    def _record(row: Sequence[Any]) -> Record:
+    def _record(self, row: Sequence[Any]) -> Record:
         metadata, version, created, updated = row
         if metadata is None:
             return Record("{}", version, None, None)
-        return Record(metadata, version, _parse_ts(created), _parse_ts(updated))
+        return Record(metadata, version, self.timestamp(created), self.timestamp(updated))
 
     async def get(self, platform_key: str, username: str) -> Record:
-        rows = await self._run(self._get_sql, (platform_key, username))
+        rows = await self.query(self._get_sql, (platform_key, username))
         return self._record(rows[0]) if rows else EMPTY
 
-    async def _write(
-        self,
-        params: Sequence[Any],
-        new_insert: str,
-        new_update: str,
-        expect: Expect | None,
+    async def _conditional_write(
+        self, params: Sequence[Any], new_insert: str, new_update: str, expect: Expect | None
     ) -> Record:
-        cond = _condition(expect, "version", "metadata")
+        """One statement that writes only when `expect` holds; 412 when it matched no row."""
+        cond = _condition(expect, "r.version", "r.metadata")
         if _upserts(expect):
             sql = self._upsert_head.format(new_insert=new_insert, new_update=new_update)
             if expect is not None:
                 sql += f"WHERE {cond} "
         else:
             sql = self._update_head.format(new_update=new_update) + f"AND {cond} "
-        rows = await self._run(sql + self._returning, params)
+        rows = await self.query(self.sql(sql + self._returning), params)
         if not rows:
             raise PreconditionFailed()
         return self._record(rows[0])
+
+    async def replace(
+        self,
+        platform_key: str,
+        username: str,
+        document: str,
+        expect: Expect | None,
+        max_bytes: int | None,
+    ) -> Record:
+        if max_bytes is not None and len(document.encode()) > max_bytes:
+            raise DocumentTooLarge(max_bytes)
+        params = (platform_key, username, self.now(), document)
+        return await self._conditional_write(params, self.doc_in, self.doc_in, expect)
+
+    async def delete(self, platform_key: str, username: str, expect: Expect | None) -> None:
+        cond = (
+            "r.metadata IS NOT NULL"
+            if expect is None
+            else _condition(expect, "r.version", "r.metadata")
+        )
+        rows = await self.query(
+            self.sql(self._delete_sql.format(cond=cond)), (platform_key, username)
+        )
+        if rows or expect is None:
+            return
+        if expect.versions is not None and 0 in expect.versions:
+            if not await self.query(self._exists_sql, (platform_key, username)):
+                return
+        raise PreconditionFailed()
+
+
+def _ts(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _merged(old: str | None, delete: Sequence[str], set: Mapping[str, Any]) -> str:
+    """The document a PATCH leaves: `delete` keys removed, then `set` keys set, as `dump` text."""
+    document: dict[str, Any] = json.loads(old) if old else {}
+    for key in delete:
+        document.pop(key, None)
+    document.update(set)
+    return dump(document)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+class SQLiteEngine(_SQLEngine):
+    """Kept connections to one SQLite file (see `connections.SQLiteConnection`).
+
+    Each of our statements is complete and atomic on its own, so no transaction is ever left
+    open, even when the awaiting task is cancelled.  Several processes share the file through
+    WAL and `busy_timeout`.  Timestamps are stored as RFC 3339 text.
+    """
+
+    def __init__(
+        self, database: Database, table: str, busy_timeout: float, synchronous: str
+    ) -> None:
+        super().__init__(table)
+        self._conn = SQLiteConnection(database, busy_timeout=busy_timeout, synchronous=synchronous)
+        self._conn.add_function("spm_patch", 4, self._merge)
+        self._too_large: int | None = None
+
+    def sql(self, text: str) -> str:
+        return _PLACEHOLDER.sub(r"?\1", text)
+
+    def now(self) -> str:
+        return _ts(utcnow())
+
+    def timestamp(self, value: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value)
+
+    def _merge(self, old: str | None, delete: str, set: str, max_bytes: int | None) -> str:
+        # Runs inside SQLite while the statement holds the write lock.
+        text = _merged(old, json.loads(delete), json.loads(set))
+        if max_bytes is not None and len(text.encode()) > max_bytes:
+            self._too_large = max_bytes
+            raise _TooLarge
+        return text
+
+    async def open(self, create_tables: bool) -> None:
+        await self._conn.open()
+        if create_tables:
+            try:
+                for statement in self.schema():
+                    await self.query(statement, ())
+            except BaseException:
+                await self._conn.close()
+                raise
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            return await self._conn.fetch(sql, params)
+        except sqlite3.OperationalError as exc:
+            if self._too_large is not None and "user-defined function" in str(exc):
+                limit, self._too_large = self._too_large, None
+                raise DocumentTooLarge(limit) from None
+            raise
 
     async def patch(
         self,
@@ -288,52 +304,17 @@ class SQLiteEngine:
         params = (
             platform_key,
             username,
-            _ts(utcnow()),
+            self.now(),
             json.dumps(list(delete)),
             json.dumps(set),
             max_bytes,
         )
-        return await self._write(
-            params,
-            "spm_patch(NULL, ?4, ?5, ?6)",
-            "spm_patch(metadata, ?4, ?5, ?6)",
-            expect,
+        return await self._conditional_write(
+            params, "spm_patch(NULL, $4, $5, $6)", "spm_patch(r.metadata, $4, $5, $6)", expect
         )
 
-    async def replace(
-        self,
-        platform_key: str,
-        username: str,
-        document: str,
-        expect: Expect | None,
-        max_bytes: int | None,
-    ) -> Record:
-        if max_bytes is not None and len(document.encode()) > max_bytes:
-            raise DocumentTooLarge(max_bytes)
-        params = (platform_key, username, _ts(utcnow()), document)
-        return await self._write(params, "?4", "?4", expect)
 
-    async def delete(self, platform_key: str, username: str, expect: Expect | None) -> None:
-        cond = "metadata IS NOT NULL" if expect is None else _condition(expect, "version", "metadata")
-        rows = await self._run(self._delete_sql.format(cond=cond), (platform_key, username))
-        if rows or expect is None:
-            return
-        if expect.versions is not None and 0 in expect.versions:
-            if not await self._run(self._exists_sql, (platform_key, username)):
-                return
-        raise PreconditionFailed()
-
-
-def _merged(old: str | None, delete: Sequence[str], set: Mapping[str, Any]) -> str:
-    """The document a PATCH leaves: `delete` keys removed, then `set` keys set, as `dump` text."""
-    document: dict[str, Any] = json.loads(old) if old else {}
-    for key in delete:
-        document.pop(key, None)
-    document.update(set)
-    return dump(document)
-
-
-class PostgresEngine:
+class PostgresEngine(_SQLEngine):
     """asyncpg connections from the pool `databases` keeps, one per call.
 
     The document is a `json` column, not `jsonb`: `json` keeps the exact text we wrote, so a
@@ -359,87 +340,37 @@ class PostgresEngine:
     server is back.
     """
 
+    # `json`, not `jsonb`: see the class docstring.
+    column_types = {"doc": "JSON", "int": "BIGINT", "ts": "TIMESTAMPTZ"}
+    doc_cast = "::text"
+    doc_in = "$4::json"
+
     def __init__(self, database: Database, table: str, timeout: float) -> None:
-        self._database = database
-        self._table = table
-        self._timeout = timeout
+        super().__init__(table)
+        self._conn = PostgresConnection(database, timeout=timeout)
         t = table
-        columns = "metadata::text, version, created_at, updated_at"
-        returning = f"RETURNING {columns}"
-        self._get_sql = f"SELECT {columns} FROM {t} WHERE platform_key = $1 AND username = $2"
-        self._insert_sql = (
-            f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, updated_at) "
-            "VALUES ($1, $2, $4::json, 1, $3, $3) "
-            f"ON CONFLICT (platform_key, username) DO NOTHING {returning}"
-        )
+        self._insert_sql = self._insert_only.format(new_insert=self.doc_in) + self._returning
         self._swap_sql = (
-            f"UPDATE {t} SET metadata = $4::json, version = version + 1, "
-            "created_at = COALESCE(created_at, $3), updated_at = $3 "
-            f"WHERE platform_key = $1 AND username = $2 AND version = $5 {returning}"
+            self._update_head.format(new_update=self.doc_in)
+            + "AND r.version = $5 "
+            + self._returning
         )
-        self._upsert_head = (
-            f"INSERT INTO {t} AS r (platform_key, username, metadata, version, created_at, updated_at) "
-            "VALUES ($1, $2, $4::json, 1, $3, $3) "
-            "ON CONFLICT (platform_key, username) DO UPDATE SET "
-            "metadata = EXCLUDED.metadata, version = r.version + 1, "
-            "created_at = COALESCE(r.created_at, $3), updated_at = $3 "
-        )
-        self._update_head = (
-            f"UPDATE {t} AS r SET metadata = $4::json, version = r.version + 1, "
-            "created_at = COALESCE(r.created_at, $3), updated_at = $3 "
-            "WHERE r.platform_key = $1 AND r.username = $2 "
-        )
-        self._returning = returning
-        self._delete_sql = (
-            f"UPDATE {t} AS r SET metadata = NULL, created_at = NULL, updated_at = NULL, "
-            "version = r.version + (CASE WHEN r.metadata IS NULL THEN 0 ELSE 1 END) "
-            "WHERE r.platform_key = $1 AND r.username = $2 AND {cond} RETURNING r.version"
-        )
-        self._exists_sql = f"SELECT 1 FROM {t} WHERE platform_key = $1 AND username = $2"
+        # A row to lock for a first write (see `patch`): it reads exactly like nothing stored.
         self._placeholder_sql = (
             f"INSERT INTO {t} (platform_key, username, metadata, version) "
             "VALUES ($1, $2, NULL, 0) ON CONFLICT (platform_key, username) DO NOTHING"
         )
         self._lock_sql = self._get_sql + " FOR UPDATE"
 
-    def schema(self) -> list[str]:
-        # The primary key's B-tree index serves every statement: O(log n) per (platform, user).
-        t = self._table
-        return [
-            f"CREATE TABLE IF NOT EXISTS {t} ("
-            "platform_key TEXT NOT NULL, username TEXT NOT NULL, metadata JSON, "
-            "version BIGINT NOT NULL, created_at TIMESTAMPTZ, updated_at TIMESTAMPTZ, "
-            "PRIMARY KEY (platform_key, username))",
-            f"CREATE TABLE IF NOT EXISTS {t}_schema (version INTEGER NOT NULL)",
-            f"INSERT INTO {t}_schema (version) SELECT {SCHEMA_VERSION} "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {t}_schema)",
-        ]
+    def now(self) -> datetime:
+        return utcnow()
 
-    @contextlib.asynccontextmanager
-    async def _session(self) -> AsyncIterator[Any]:
-        """A pooled asyncpg connection, with failures and the time bound as `StoreUnavailable`."""
-        import asyncpg
-
-        try:
-            async with asyncio.timeout(self._timeout):
-                if not self._database.is_connected:
-                    await self._database.connect()
-                async with self._database.connection() as connection:
-                    yield connection.raw_connection
-        except TimeoutError:
-            raise StoreUnavailable(f"PostgreSQL did not answer within {self._timeout} s") from None
-        except (
-            OSError,  # refused, reset, unreachable
-            asyncpg.InterfaceError,  # the connection was closed, the pool is closing
-            asyncpg.PostgresConnectionError,  # SQLSTATE class 08
-            asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, cannot connect now
-            asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections
-        ) as exc:
-            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+    def timestamp(self, value: Any) -> datetime | None:
+        return value  # type: ignore[no-any-return]
 
     async def open(self, create_tables: bool) -> None:
         t = self._table
-        async with self._session() as raw:
+        async with self._conn.session() as raw:
             encoding = await raw.fetchval("SHOW server_encoding")
             if encoding != "UTF8":
                 raise RuntimeError(f"DatabaseStore needs a UTF8 database, not {encoding}")
@@ -466,23 +397,10 @@ class PostgresEngine:
                 )
 
     async def close(self) -> None:
-        await self._database.disconnect()
+        await self._conn.close()
 
-    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
-        async with self._session() as raw:
-            rows: list[Any] = await raw.fetch(sql, *params)
-            return rows
-
-    @staticmethod
-    def _record(row: Sequence[Any]) -> Record:
-        metadata, version, created, updated = row
-        if metadata is None:
-            return Record("{}", version, None, None)
-        return Record(metadata, version, created, updated)
-
-    async def get(self, platform_key: str, username: str) -> Record:
-        rows = await self._fetch(self._get_sql, platform_key, username)
-        return self._record(rows[0]) if rows else EMPTY
+    async def query(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return await self._conn.fetch(sql, *params)
 
     async def patch(
         self,
@@ -493,9 +411,11 @@ class PostgresEngine:
         expect: Expect | None,
         max_bytes: int | None,
     ) -> Record:
-        async with self._session() as raw:
+        async with self._conn.session() as raw:
             row = await raw.fetchrow(self._get_sql, platform_key, username)
-            written = await self._swap(raw, row, platform_key, username, set, delete, expect, max_bytes)
+            written = await self._swap(
+                raw, row, platform_key, username, set, delete, expect, max_bytes
+            )
             if written is not None:
                 return self._record(written)
             # Another writer got in between our read and our write.  Retrying the swap could
@@ -534,38 +454,3 @@ class PostgresEngine:
         if row is None:
             return await raw.fetchrow(self._insert_sql, *params)
         return await raw.fetchrow(self._swap_sql, *params, current.version)
-
-    async def replace(
-        self,
-        platform_key: str,
-        username: str,
-        document: str,
-        expect: Expect | None,
-        max_bytes: int | None,
-    ) -> Record:
-        if max_bytes is not None and len(document.encode()) > max_bytes:
-            raise DocumentTooLarge(max_bytes)
-        cond = _condition(expect, "r.version", "r.metadata")
-        if _upserts(expect):
-            sql = self._upsert_head + ("" if expect is None else f"WHERE {cond} ")
-        else:
-            sql = self._update_head + f"AND {cond} "
-        params = (platform_key, username, utcnow(), document)
-        rows = await self._fetch(sql + self._returning, *params)
-        if not rows:
-            raise PreconditionFailed()
-        return self._record(rows[0])
-
-    async def delete(self, platform_key: str, username: str, expect: Expect | None) -> None:
-        cond = (
-            "r.metadata IS NOT NULL"
-            if expect is None
-            else _condition(expect, "r.version", "r.metadata")
-        )
-        rows = await self._fetch(self._delete_sql.format(cond=cond), platform_key, username)
-        if rows or expect is None:
-            return
-        if expect.versions is not None and 0 in expect.versions:
-            if not await self._fetch(self._exists_sql, platform_key, username):
-                return
-        raise PreconditionFailed()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from databases import Database, DatabaseURL
 
+from ..connections import OpensOnFirstUse
 from ..payload import dump
 from .base import Expect, Record
 from .dialects import Engine, PostgresEngine, SQLiteEngine, check_identifier
@@ -16,7 +15,7 @@ from .dialects import Engine, PostgresEngine, SQLiteEngine, check_identifier
 __all__ = ["DatabaseStore"]
 
 
-class DatabaseStore:
+class DatabaseStore(OpensOnFirstUse):
     """A `Store` on a SQL database.
 
     Args:
@@ -48,6 +47,7 @@ class DatabaseStore:
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
     ) -> None:
+        super().__init__()
         if database is None:
             url = DatabaseURL(url or "sqlite:///platform_metadata.db")
             if url.dialect not in ("sqlite", "postgresql"):
@@ -73,42 +73,19 @@ class DatabaseStore:
             self._engine = PostgresEngine(database, table, busy_timeout)
         else:
             raise ValueError(f"Unsupported database for DatabaseStore: {dialect!r}")
-        self._ready = False
-        self._lock = asyncio.Lock()
 
     def schema(self) -> list[str]:
         """The DDL statements that create this store's tables."""
         return self._engine.schema()
 
-    async def connect(self) -> None:
-        if self._ready:
-            return
-        async with self._lock:
-            if not self._ready:
-                await self._engine.open(self._create_tables)
-                self._ready = True
+    async def _open(self) -> None:
+        await self._engine.open(self._create_tables)
 
-    async def disconnect(self) -> None:
-        async with self._lock:
-            # Also after a failed connect(), which may have left a pool open.
-            self._ready = False
-            await self._engine.close()
-
-    async def __aenter__(self) -> DatabaseStore:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.disconnect()
+    async def _close(self) -> None:
+        await self._engine.close()
 
     async def _engine_ready(self) -> Engine:
-        if not self._ready:
-            await self.connect()
+        await self.ensure_open()
         return self._engine
 
     async def get(self, platform_key: str, username: str) -> Record:

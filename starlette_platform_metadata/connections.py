@@ -1,0 +1,293 @@
+"""Kept database connections for the request path, shared by `DatabaseStore` and hosts.
+
+`databases` is where URLs are parsed and drivers and pools come from, but two of its habits are
+too slow for a per-request path: it opens a new aiosqlite connection, with a new thread, each
+time it hands out a SQLite connection, and it compiles every query through SQLAlchemy.  These
+classes keep connections open and run plain SQL on the driver.
+
+SQLite: statements first run synchronously on the event loop thread with `busy_timeout = 0`.
+A primary-key lookup or a one-row UPSERT in WAL mode takes microseconds, far less than handing
+the statement to a thread and back.  When another connection holds the write lock, SQLite
+answers "busy" at once, changing nothing, and the statement is handed to a kept aiosqlite
+connection whose thread waits up to `busy_timeout`; past that, `StoreUnavailable` (503).  The
+loop thus never waits on a lock, only, rarely, on the disk.
+
+PostgreSQL: a pooled asyncpg connection per call, every step bounded by one deadline, and
+connection failures as `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+import warnings
+import weakref
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from .errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from databases import Database
+    from databases.core import Connection
+
+__all__ = ["OpensOnFirstUse", "PostgresConnection", "SQLiteConnection"]
+
+
+class OpensOnFirstUse:
+    """Connects on first use, or explicitly with `connect()`; an async context manager.
+
+    A mounted app's lifespan never runs, so whatever the request path needs must be able to
+    open itself; hosts that prefer to connect at startup call `connect()` from their lifespan.
+    Subclasses implement `_open` and `_close`.
+    """
+
+    def __init__(self) -> None:
+        self._ready = False
+        self._open_lock = asyncio.Lock()
+
+    async def _open(self) -> None:
+        raise NotImplementedError
+
+    async def _close(self) -> None:
+        raise NotImplementedError
+
+    async def connect(self) -> None:
+        if self._ready:
+            return
+        async with self._open_lock:
+            if not self._ready:
+                await self._open()
+                self._ready = True
+
+    async def disconnect(self) -> None:
+        async with self._open_lock:
+            # Also after a failed connect(), which may have left a pool open.
+            self._ready = False
+            await self._close()
+
+    async def ensure_open(self) -> None:
+        if not self._ready:
+            await self.connect()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc)
+    return "locked" in message or "busy" in message
+
+
+class SQLiteConnection:
+    """One SQLite database: a synchronous fast path and a kept aiosqlite connection for waits.
+
+    Args:
+        database: the `databases.Database` naming the file.
+        busy_timeout: seconds a statement may wait for another connection's lock.
+        synchronous: `PRAGMA synchronous` for both connections.
+        pragmas: further `PRAGMA` statements run on both connections when they open.
+
+    Every statement is autocommit: each is atomic on its own and none leaves a transaction
+    open, even when the awaiting task is cancelled.  `transaction()` is for a few statements
+    that must commit together (administrative writes, not the request path).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        busy_timeout: float,
+        synchronous: str = "NORMAL",
+        pragmas: Sequence[str] = (),
+    ) -> None:
+        self.database = database
+        self._busy_timeout_ms = int(busy_timeout * 1000)
+        self._synchronous = synchronous
+        self._pragmas = list(pragmas)
+        self._functions: list[tuple[str, int, Callable[..., Any]]] = []
+        self._connection: Connection | None = None
+        self._raw: Any = None
+        self._sync: sqlite3.Connection | None = None
+        # Statements handed to the aiosqlite connection must not slip into a `transaction()`
+        # another task holds open on it.
+        self._lock = asyncio.Lock()
+        self._in_transaction = False
+
+    def add_function(self, name: str, arity: int, function: Callable[..., Any]) -> None:
+        """Register a deterministic SQL function on both connections (call before `open`)."""
+        self._functions.append((name, arity, function))
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
+    def _setup(self) -> list[str]:
+        statements = [f"PRAGMA synchronous = {self._synchronous}", *self._pragmas]
+        if self._file() is not None:
+            statements.insert(0, "PRAGMA journal_mode = WAL")
+        return statements
+
+    def _file(self) -> str | None:
+        """The file both connections open, or `None` when only one connection can be used."""
+        url = self.database.url
+        if url.database in ("", ":memory:") or url.options:
+            return None  # an in-memory database, or URI options we do not replicate
+        name: str = url.database
+        return name
+
+    async def open(self) -> None:
+        await self.database.connect()
+        connection = self.database.connection()
+        await connection.__aenter__()
+        raw = connection.raw_connection
+        _stop_at_exit(raw)
+        self._raw = raw
+        try:
+            await raw.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            for statement in self._setup():
+                await self._slow(statement, ())
+            for name, arity, function in self._functions:
+                await raw.create_function(name, arity, function, deterministic=True)
+            path = self._file()
+            if path is not None:
+                sync = sqlite3.connect(
+                    path, timeout=0, isolation_level=None, check_same_thread=False
+                )
+                for statement in self._setup()[1:]:  # journal_mode is the file's, already set
+                    sync.execute(statement)
+                for name, arity, function in self._functions:
+                    sync.create_function(name, arity, function, deterministic=True)
+                self._sync = sync
+        except BaseException:
+            # The next request opens anew: this connection and its thread must not leak, even
+            # when the open was cancelled.  aiosqlite's close() stops the thread however it
+            # ends; `stop()` is the synchronous fallback for when close() was never reached.
+            self._raw = None
+            try:
+                with contextlib.suppress(Exception):  # the original error is the one to report
+                    await connection.__aexit__(None, None, None)
+            finally:
+                if getattr(raw, "_running", False):
+                    raw.stop()
+            raise
+        self._connection = connection
+
+    async def close(self) -> None:
+        if self._sync is not None:
+            sync, self._sync = self._sync, None
+            sync.close()
+        if self._connection is not None:
+            connection, self._connection, self._raw = self._connection, None, None
+            await connection.__aexit__(None, None, None)
+            await self.database.disconnect()
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run one statement; its rows.  Lock waits past `busy_timeout`: `StoreUnavailable`."""
+        sync = self._sync
+        if sync is not None and not self._in_transaction:
+            try:
+                return sync.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+        async with self._lock:
+            return await self._slow(sql, params)
+
+    async def _slow(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        try:
+            rows: list[Any] = list(await self._raw.execute_fetchall(sql, params))
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+        return rows
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Callable[..., Any]]:
+        """`BEGIN IMMEDIATE` … `COMMIT` on the aiosqlite connection; yields a `fetch`."""
+        async with self._lock:
+            await self._slow("BEGIN IMMEDIATE", ())
+            self._in_transaction = True
+            try:
+                yield self._slow
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await self._raw.execute("ROLLBACK")
+                raise
+            else:
+                await self._slow("COMMIT", ())
+            finally:
+                self._in_transaction = False
+
+
+class PostgresConnection:
+    """Pooled asyncpg connections from `databases`, every call bounded by `timeout` seconds."""
+
+    def __init__(self, database: Database, *, timeout: float) -> None:
+        self.database = database
+        self.timeout = timeout
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection; unreachable or too slow: `StoreUnavailable`."""
+        import asyncpg
+
+        try:
+            async with asyncio.timeout(self.timeout):
+                if not self.database.is_connected:
+                    await self.database.connect()
+                async with self.database.connection() as connection:
+                    yield connection.raw_connection
+        except TimeoutError:
+            raise StoreUnavailable(f"PostgreSQL did not answer within {self.timeout} s") from None
+        except (
+            OSError,  # refused, reset, unreachable
+            asyncpg.InterfaceError,  # the connection was closed, the pool is closing
+            asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+            asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, cannot connect now
+            asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections
+        ) as exc:
+            raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        async with self.session() as raw:
+            rows: list[Any] = await raw.fetch(sql, *args)
+            return rows
+
+    async def close(self) -> None:
+        if self.database.is_connected:
+            await self.database.disconnect()
+
+
+def _stop_at_exit(raw: Any) -> None:
+    """Stop aiosqlite's worker thread when the interpreter exits.
+
+    The thread is not a daemon, and Python joins such threads before `atexit` runs, so a host
+    that never calls `disconnect()` would hang on exit.  `threading._register_atexit` runs
+    before that join (concurrent.futures relies on it too).
+    """
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        with contextlib.suppress(RuntimeError):  # raised when already shutting down
+            register(_quiet_stop, weakref.ref(raw))
+
+
+def _quiet_stop(ref: weakref.ref[Any]) -> None:
+    raw = ref()
+    if raw is not None and getattr(raw, "_running", False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw.stop()
