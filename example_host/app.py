@@ -7,9 +7,12 @@ import os
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
-from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp
+from starlette_platform_metadata import DatabaseStore, PlatformMetadataMiddleware
 
 from .auth import TokenAuthBackend
 from .db import DEFAULT_URL, HostDB
@@ -40,12 +43,28 @@ def create_app(database_url: str) -> Starlette:
             await db.disconnect()
 
     app = Starlette(
-        routes=[Mount(MOUNT_PATH, app=PlatformMetadataApp(auth=TokenAuthBackend(db), store=store))],
+        exception_handlers={HTTPException: _json_http_error},
+        middleware=[
+            # Middleware rather than a Mount: it serves the path with and without the trailing
+            # slash instead of redirecting, which `curl` without -L would not follow.
+            Middleware(
+                PlatformMetadataMiddleware, auth=TokenAuthBackend(db), store=store, path=MOUNT_PATH
+            )
+        ],
         lifespan=lifespan,
     )
     app.state.db = db
     app.state.store = store
     return app
+
+
+async def _json_http_error(request: Request, exc: Exception) -> Response:
+    """The host's own 404/405 in DRF's JSON shape, like every answer of the endpoint."""
+    assert isinstance(exc, HTTPException)
+    detail = "Not found." if exc.status_code == 404 else exc.detail
+    if exc.status_code == 405:
+        detail = f'Method "{request.method}" not allowed.'
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app_from_env() -> Starlette:

@@ -15,7 +15,9 @@ __all__ = ["PlatformMetadataMiddleware"]
 class PlatformMetadataMiddleware:
     """Pure ASGI middleware: requests to `path` go to the metadata endpoint, the rest to `app`.
 
-    Non-http scopes (lifespan, websocket) pass through untouched.
+    The endpoint answers at `path` with and without the trailing slash, and its OpenAPI
+    document at `path + "openapi.json"`.  Non-http scopes (lifespan, websocket) pass through
+    untouched.
     """
 
     def __init__(
@@ -29,12 +31,13 @@ class PlatformMetadataMiddleware:
     ) -> None:
         self.app = app
         self.path = "/" + path.strip("/")
+        self._paths = frozenset((self.path, self.path + "/", self.path + "/openapi.json"))
         self.metadata_app = PlatformMetadataApp(auth=auth, store=store, limits=limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = route_path(scope)
-            if path == self.path or path == self.path + "/":
+            if path in self._paths:
                 root_path = scope.get("root_path", "") + self.path
                 await self.metadata_app({**scope, "root_path": root_path}, receive, send)
                 return

@@ -337,6 +337,22 @@ async def test_member_reads_and_writes_its_own_metadata(host: Host) -> None:
     assert r.json()["metadata"] == {}
 
 
+async def test_endpoint_is_served_with_and_without_slash_and_other_paths_are_json(
+    host: Host,
+) -> None:
+    """No redirect for the slashless path; the OpenAPI document is there; the host's own
+    404 and 405 are JSON in DRF's shape."""
+    john = host.headers("john_doe")
+    r = await host.client.get(URL.rstrip("/"), params={"platform_key": P}, headers=john)
+    assert r.status_code == 200 and r.json()["username"] == "john_doe"
+    r = await host.client.get(URL + "openapi.json")
+    assert r.status_code == 200 and r.json()["openapi"] == "3.1.0"
+    r = await host.client.get("/elsewhere", headers=john)
+    assert (r.status_code, r.json()) == (404, {"detail": "Not found."})
+    r = await host.client.get(URL + "elsewhere", headers=john)
+    assert (r.status_code, r.json()) == (404, {"detail": "Not found."})
+
+
 async def test_tenant_questions_are_answered_from_memberships(host: Host) -> None:
     """Unknown platform 404, non-member 403, member on others 403, admin 200 / 404 off-platform."""
     c = host.client

@@ -51,7 +51,7 @@ def client_for(app: Any) -> httpx.AsyncClient:
 
 
 async def test_serves_the_endpoint_in_front_of_a_bare_asgi_app() -> None:
-    """Requests to the path reach the endpoint; everything else reaches the inner app."""
+    """Requests to the path (and its OpenAPI document) reach the endpoint; the rest the inner app."""
     auth = FakeAuth()
     john = auth.add("acme-corp", "john_doe")
     inner = BareApp()
@@ -63,6 +63,9 @@ async def test_serves_the_endpoint_in_front_of_a_bare_asgi_app() -> None:
         response = await client.get(URL.rstrip("/") + "?platform_key=acme-corp", headers=john)
         assert response.json()["metadata"] == {"a": 1}
         assert inner.scopes == []
+        response = await client.get(URL + "openapi.json")
+        assert response.status_code == 200
+        assert "/api/core/users/platform-metadata" in response.json()["servers"][0]["url"]
         for path in ("/", "/api/core/users/", URL + "more", "/api/core/users/platform-metadataX"):
             response = await client.get(path, headers=john)
             assert response.text == "inner:" + path
