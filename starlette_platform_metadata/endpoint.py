@@ -191,22 +191,7 @@ class MetadataEndpoint:
                 media_type="application/json",
             )
         platform_key, target = self._query(scope)
-        if target == identity.username:
-            target = None
-        access = await self.auth.access(identity, platform_key, target)
-        if not access.platform_exists:
-            raise errors.platform_not_found()
-        if target is not None:
-            if not access.is_admin:
-                raise errors.admin_only()
-            if not access.target_is_member:
-                raise errors.user_not_found()
-            username = target
-        else:
-            if not access.is_member:
-                raise errors.not_a_member()
-            username = identity.username
-
+        username = await self._authorize(identity, platform_key, target)
         headers = conn.headers
         try:
             if method in ("GET", "HEAD"):
@@ -247,6 +232,23 @@ class MetadataEndpoint:
         except DocumentTooLarge as exc:
             raise errors.document_too_large(exc.limit) from None
         return self._ok(username, platform_key, record)
+
+    async def _authorize(self, identity: Identity, platform_key: str, target: str | None) -> str:
+        """Whose metadata the request reaches, or the contract's refusal, in its order."""
+        if target == identity.username:
+            target = None
+        access = await self.auth.access(identity, platform_key, target)
+        if not access.platform_exists:
+            raise errors.platform_not_found()
+        if target is None:
+            if not access.is_member:
+                raise errors.not_a_member()
+            return identity.username
+        if not access.is_admin:
+            raise errors.admin_only()
+        if not access.target_is_member:
+            raise errors.user_not_found()
+        return target
 
     async def _body(self, conn: HTTPConnection, receive: Receive) -> object:
         headers = conn.headers
