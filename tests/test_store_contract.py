@@ -529,3 +529,34 @@ async def test_postgres_tables_created_ahead_of_time() -> None:
         await missing.disconnect()
     finally:
         await connection.close()
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="TEST_POSTGRES_URL is not set")
+async def test_postgres_patch_under_contention_queues_on_the_row_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """PATCHes that lose the compare-and-set race retry under the row lock and all land."""
+    from starlette_platform_metadata.stores.dialects import PostgresEngine
+
+    assert POSTGRES_URL is not None
+    locked: list[str] = []
+    original = PostgresEngine._swap
+
+    async def spy(self: PostgresEngine, raw: Any, *args: Any) -> Any:
+        if raw.is_in_transaction():
+            locked.append("locked")
+        return await original(self, raw, *args)
+
+    monkeypatch.setattr(PostgresEngine, "_swap", spy)
+    pool = ("&" if "?" in POSTGRES_URL else "?") + "min_size=8&max_size=8"
+    store = DatabaseStore(POSTGRES_URL + pool, table=f"c_{uuid.uuid4().hex[:12]}")
+    try:
+        writers = 60
+        records = await asyncio.gather(
+            *(store.patch(P, U, {f"k{i}": i}, []) for i in range(writers))
+        )
+        assert sorted(r.version for r in records) == list(range(1, writers + 1))
+        assert (await store.get(P, U)).metadata == {f"k{i}": i for i in range(writers)}
+        assert locked, "no PATCH lost a race: the contended path was not exercised"
+    finally:
+        await store.disconnect()
