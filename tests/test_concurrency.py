@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from starlette.types import Message
 
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store
 
-from .conftest import STORE_KINDS, URL, FakeAuth, close_store, make_store
+from .conftest import POSTGRES_URL, STORE_KINDS, URL, FakeAuth, close_store, make_store
 
 pytestmark = pytest.mark.anyio
 
@@ -182,8 +183,10 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def uvicorn_server(tmp_path: Path, workers: int) -> AsyncIterator[Server]:
-    """`uvicorn tests.servers.sqlite_app:create_app --factory --workers N` on 127.0.0.1.
+async def uvicorn_server(
+    tmp_path: Path, workers: int, database: str = "sqlite"
+) -> AsyncIterator[Server]:
+    """`uvicorn tests.servers.store_app:create_app --factory --workers N` on 127.0.0.1.
 
     Ready when every worker has logged its startup (bounded); always stopped on the way out.
     """
@@ -194,8 +197,12 @@ async def uvicorn_server(tmp_path: Path, workers: int) -> AsyncIterator[Server]:
         "SPM_TEST_DATABASE_URL": f"sqlite:///{tmp_path / 'server.db'}",
         "PYTHONUNBUFFERED": "1",
     }
+    if database == "postgresql":
+        assert POSTGRES_URL is not None
+        env["SPM_TEST_DATABASE_URL"] = POSTGRES_URL
+        env["SPM_TEST_TABLE"] = f"srv_{uuid.uuid4().hex[:12]}"
     command = [
-        sys.executable, "-m", "uvicorn", "tests.servers.sqlite_app:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", "tests.servers.store_app:create_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
         "--no-access-log", "--timeout-graceful-shutdown", "5",
     ]  # fmt: skip
@@ -256,6 +263,24 @@ async def test_uvicorn_server_loses_no_update(tmp_path: Path, workers: int) -> N
             await disconnect_mid_body(server, client)
     assert "Traceback" not in server.log.read_text(), server.log.read_text()
     assert rows_for(str(tmp_path / "server.db"), "racer0") == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(POSTGRES_URL is None, reason="TEST_POSTGRES_URL is not set")
+async def test_two_uvicorn_workers_on_postgresql_lose_no_update(tmp_path: Path) -> None:
+    """200 concurrent PATCHes to two workers sharing one PostgreSQL table: all land, no 5xx."""
+    async with uvicorn_server(tmp_path, 2, "postgresql") as server:
+        limits = httpx.Limits(max_connections=WRITERS, max_keepalive_connections=WRITERS)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as client:
+            responses = await patch_distinct_keys([client], ACME, token("john_doe"))
+            server_errors = [r.text for r in responses if r.status_code >= 500]
+            assert not server_errors, server_errors
+            final = await client.get(ACME, headers=token("john_doe"))
+            assert_all_landed(responses, final, WRITERS)
+            assert len({r.headers["x-worker-pid"] for r in responses}) == 2
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as other:
+                await race_first_writes([client, other], token, users=10)
+    assert "Traceback" not in server.log.read_text(), server.log.read_text()
 
 
 async def disconnect_mid_body(server: Server, client: httpx.AsyncClient) -> None:

@@ -1,7 +1,9 @@
 """An app factory for uvicorn subprocesses: the endpoint over a `DatabaseStore`.
 
     SPM_TEST_DATABASE_URL=sqlite:////tmp/x.db \
-        python -m uvicorn tests.servers.sqlite_app:create_app --factory --workers 2
+        python -m uvicorn tests.servers.store_app:create_app --factory --workers 2
+
+(or a `postgresql://` URL, with `SPM_TEST_TABLE` naming a fresh table).
 
 Every token `tok-<name>` authenticates `<name>`, a member of the platform `acme-corp` (an admin
 when the name ends in `admin`).  Each response says which worker process served it in
@@ -94,9 +96,11 @@ class WorkerPid:
 
 
 def create_app() -> ASGIApp:
-    """Build the app from `SPM_TEST_DATABASE_URL` and `SPM_TEST_BUSY_TIMEOUT` (seconds)."""
+    """Build the app from `SPM_TEST_DATABASE_URL`, `SPM_TEST_TABLE` and
+    `SPM_TEST_BUSY_TIMEOUT` (seconds)."""
     store = DatabaseStore(
         os.environ["SPM_TEST_DATABASE_URL"],
+        table=os.environ.get("SPM_TEST_TABLE", "platform_metadata"),
         busy_timeout=float(os.environ.get("SPM_TEST_BUSY_TIMEOUT", "5")),
     )
     return WorkerPid(PlatformMetadataMiddleware(Host(store), auth=TokenPrefixAuth(), store=store))
