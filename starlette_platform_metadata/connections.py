@@ -156,7 +156,8 @@ class SQLiteConnection:
         _stop_at_exit(raw)
         self._raw = raw
         try:
-            await raw.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            # Fetched in full: a statement left with a pending row keeps its cursor open.
+            await raw.execute_fetchall(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             for statement in self._setup():
                 await self._slow(statement, ())
             for name, arity, function in self._functions:
