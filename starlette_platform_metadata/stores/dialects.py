@@ -217,10 +217,6 @@ class _SQLEngine:
         raise PreconditionFailed()
 
 
-def _ts(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _merged(old: str | None, delete: Sequence[str], set: Mapping[str, Any]) -> str:
     """The document a PATCH leaves: `delete` keys removed, then `set` keys set, as `dump` text."""
     document: dict[str, Any] = json.loads(old) if old else {}
@@ -248,16 +244,23 @@ class SQLiteEngine(_SQLEngine):
     def __init__(
         self, database: Database, table: str, busy_timeout: float, synchronous: str
     ) -> None:
+        self._translated: dict[str, str] = {}
         super().__init__(table)
         self._conn = SQLiteConnection(database, busy_timeout=busy_timeout, synchronous=synchronous)
         self._conn.add_function("spm_patch", 4, self._merge)
         self._too_large: int | None = None
 
     def sql(self, text: str) -> str:
-        return _PLACEHOLDER.sub(r"?\1", text)
+        # A handful of distinct statements exist; translate each once, not on every request.
+        translated = self._translated.get(text)
+        if translated is None:
+            if len(self._translated) >= 256:  # If-Match versions are inlined: keep it bounded
+                self._translated.clear()
+            translated = self._translated[text] = _PLACEHOLDER.sub(r"?\1", text)
+        return translated
 
     def now(self) -> str:
-        return _ts(utcnow())
+        return utcnow().isoformat().replace("+00:00", "Z")
 
     def timestamp(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
