@@ -36,6 +36,13 @@ __all__ = ["DEFAULT_URL", "HostDB", "UnknownPlatform", "User", "hash_token", "ne
 
 DEFAULT_URL = "sqlite:///example_host.db"
 
+#: The host tables' schema version, recorded so that a later release can migrate in place.
+SCHEMA_VERSION = 1
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS example_host_schema (version INTEGER NOT NULL)",
+    f"INSERT INTO example_host_schema (version) SELECT {SCHEMA_VERSION} "
+    "WHERE NOT EXISTS (SELECT 1 FROM example_host_schema)",
+]
 _DDL = {
     "sqlite": [
         "CREATE TABLE IF NOT EXISTS platforms ("
@@ -53,6 +60,7 @@ _DDL = {
         "key_hash TEXT PRIMARY KEY, "
         "user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
         "created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        *_SCHEMA,
     ],
     "postgresql": [
         "CREATE TABLE IF NOT EXISTS platforms ("
@@ -70,8 +78,10 @@ _DDL = {
         "key_hash TEXT PRIMARY KEY, "
         "user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
         "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        *_SCHEMA,
     ],
 }
+
 
 # The queries, in PostgreSQL's placeholder style (see the module docstring).
 _USER_BY_TOKEN = (

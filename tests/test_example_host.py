@@ -434,3 +434,16 @@ async def test_re_adding_a_member_updates_its_admin_flag(host: Host) -> None:
     await host.db.add_user("jane", P, admin=False)
     r = await host.client.get(URL, params={"platform_key": P, "username": "john_doe"}, headers=old)
     assert r.status_code == 403
+
+
+async def test_host_tables_record_their_schema_version(host: Host) -> None:
+    """The host's tables carry a schema version (once), so a later release can migrate them."""
+    from example_host.db import SCHEMA_VERSION
+
+    driver = await host.db._ready_driver()
+    row = await driver.fetchrow("SELECT count(*), max(version) FROM example_host_schema")
+    assert row is not None and tuple(row) == (1, SCHEMA_VERSION)
+    await host.db.disconnect()
+    await host.db.connect()  # opening again creates nothing twice
+    row = await (await host.db._ready_driver()).fetchrow("SELECT count(*) FROM example_host_schema")
+    assert row is not None and row[0] == 1
