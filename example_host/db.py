@@ -8,9 +8,12 @@ Tokens are stored as the SHA-256 hex digest of the key: a copy of the database h
 working token.  A key carries 160 random bits (`secrets.token_hex(20)`), so an unsalted fast
 hash is enough; a slow password hash would only cost time on every request.
 
-Every request costs one statement on a connection that is already open, through the package's
-`connections` module as `DatabaseStore` uses it: on SQLite a kept connection (run on the event
-loop unless it must wait for a lock), on PostgreSQL a connection from the pool of `databases`.
+Every request costs at most one statement per question on a connection that is already open,
+through the package's `connections` module as `DatabaseStore` uses it: on SQLite a kept
+connection (run on the event loop unless it must wait for a lock), on PostgreSQL a connection
+from the pool of `databases`.  On SQLite, answers are reused while `PRAGMA data_version` shows
+that no other connection has committed since they were read (see `HostDB._cached`), so a
+revoked token or a changed membership takes effect on the very next request.
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ class User:
 
 
 class _Driver(Protocol):
+    def data_version(self) -> int | None: ...
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None: ...
@@ -167,6 +171,9 @@ class _SQLite:
 
     async def close(self) -> None:
         await self._conn.close()
+
+    def data_version(self) -> int | None:
+        return self._conn.data_version()
 
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
         rows = await self._conn.fetch(_translate(sql), args)
@@ -223,6 +230,9 @@ class _Postgres:
     async def close(self) -> None:
         await self._conn.close()
 
+    def data_version(self) -> int | None:
+        return None  # no cheap "has anything changed" on PostgreSQL: every request asks
+
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
         async with self._conn.session() as raw:
             row: Sequence[Any] | None = await raw.fetchrow(sql, *args)
@@ -232,6 +242,10 @@ class _Postgres:
     async def transaction(self) -> AsyncIterator[_PgTx]:
         async with self._conn.session() as raw, raw.transaction():
             yield _PgTx(raw)
+
+
+#: Cached answers kept at most (a flood of unknown tokens only ever empties the cache).
+_CACHE_ENTRIES = 10_000
 
 
 class HostDB(OpensOnFirstUse):
@@ -257,8 +271,10 @@ class HostDB(OpensOnFirstUse):
             self._driver = _Postgres(database, busy_timeout)
         else:
             raise ValueError(f"Unsupported database: {url.dialect!r} (use sqlite or postgresql)")
+        self._cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
 
     async def _open(self) -> None:
+        self._forget()
         await self._driver.open()
 
     async def _close(self) -> None:
@@ -268,24 +284,62 @@ class HostDB(OpensOnFirstUse):
         await self.ensure_open()
         return self._driver
 
+    async def _cached(
+        self, key: tuple[Any, ...], query: Callable[[_Driver], Awaitable[Any]]
+    ) -> Any:
+        """`query`'s answer, from memory while no other connection has committed since.
+
+        On SQLite, answers are tagged with `PRAGMA data_version`, which changes with every
+        commit by any other connection (a CLI in another process, another worker, the
+        store): a tag that still matches means the tables are as when the answer was read.
+        Our own writes do not change it, so `_forget` runs after each of them.
+        """
+        driver = await self._ready_driver()
+        version = driver.data_version()
+        if version is None:
+            return await query(driver)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = await query(driver)
+        if len(self._cache) >= _CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = (version, value)
+        return value
+
+    def _forget(self) -> None:
+        self._cache.clear()
+
     async def user_for_token(self, key: str) -> User | None:
         """The user whose API key is `key`, or `None`."""
-        row = await (await self._ready_driver()).fetchrow(_USER_BY_TOKEN, hash_token(key))
-        return None if row is None else User(row[0], row[1])
+        key_hash = hash_token(key)
+
+        async def query(driver: _Driver) -> User | None:
+            row = await driver.fetchrow(_USER_BY_TOKEN, key_hash)
+            return None if row is None else User(row[0], row[1])
+
+        user: User | None = await self._cached(("token", key_hash), query)
+        return user
 
     async def access(self, user_id: int, platform_key: str, target: str | None) -> PlatformAccess:
         """The standing of user `user_id` on `platform_key`, and whether `target` is a member."""
-        driver = await self._ready_driver()
-        row = await driver.fetchrow(_ACCESS, platform_key, user_id, target)
-        if row is None:
-            return PlatformAccess(platform_exists=False)
-        is_admin, target_is_member = row
-        return PlatformAccess(
-            platform_exists=True,
-            is_member=is_admin is not None,
-            is_admin=bool(is_admin),
-            target_is_member=target is not None and bool(target_is_member),
+
+        async def query(driver: _Driver) -> PlatformAccess:
+            row = await driver.fetchrow(_ACCESS, platform_key, user_id, target)
+            if row is None:
+                return PlatformAccess(platform_exists=False)
+            is_admin, target_is_member = row
+            return PlatformAccess(
+                platform_exists=True,
+                is_member=is_admin is not None,
+                is_admin=bool(is_admin),
+                target_is_member=target is not None and bool(target_is_member),
+            )
+
+        access: PlatformAccess = await self._cached(
+            ("access", user_id, platform_key, target), query
         )
+        return access
 
     async def has_platforms(self) -> bool:
         row = await (await self._ready_driver()).fetchrow(_HAS_PLATFORMS)
@@ -294,6 +348,7 @@ class HostDB(OpensOnFirstUse):
     async def add_platform(self, key: str) -> bool:
         """Create platform `key`; `False` when it already existed (nothing changes)."""
         row = await (await self._ready_driver()).fetchrow(_ADD_PLATFORM, key)
+        self._forget()
         return row is not None
 
     async def add_user(self, username: str, platform_key: str, *, admin: bool = False) -> str:
@@ -312,4 +367,5 @@ class HostDB(OpensOnFirstUse):
             assert user is not None
             await tx.fetchrow(_SET_MEMBERSHIP, user[0], platform[0], admin)
             await tx.fetchrow(_ADD_TOKEN, hash_token(key), user[0])
+        self._forget()
         return key

@@ -391,7 +391,8 @@ async def test_access_returns_the_callers_standing(host: Host) -> None:
 async def test_a_request_costs_two_statements_on_an_open_connection(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each request runs exactly one auth and one access query, and opens no connection."""
+    """A request runs at most one auth and one access query and opens no connection; on SQLite
+    a repeated request reuses the answers until another connection commits."""
     import aiosqlite
 
     driver: Any = host.db._driver
@@ -410,7 +411,26 @@ async def test_a_request_costs_two_statements_on_an_open_connection(
     for _ in range(3):
         r = await host.client.get(URL, params={"platform_key": P}, headers=host.headers("john_doe"))
         assert r.status_code == 200
-    assert len(statements) == 6
+    cached = driver.data_version() is not None
+    assert len(statements) == (2 if cached else 6)
+
+
+async def test_cached_answers_follow_changes_made_by_other_processes(host: Host) -> None:
+    """A membership, admin flag or platform changed from another connection (the CLI, another
+    worker) takes effect on the very next request, cache or not."""
+    john, jane = host.headers("john_doe"), host.headers("jane")
+    other_url = {"platform_key": "other"}
+    assert (await host.client.get(URL, params=other_url, headers=john)).status_code == 403
+    as_jane = {"platform_key": P, "username": "john_doe"}
+    assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 403
+    async with HostDB(host.db.url) as other:  # another connection, as a CLI process has
+        await other.add_user("john_doe", "other")
+        await other.add_user("jane", P, admin=True)
+    assert (await host.client.get(URL, params=other_url, headers=john)).status_code == 200
+    assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 200
+    async with HostDB(host.db.url) as other:
+        await other.add_user("jane", P, admin=False)  # and back: demoted
+    assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 403
 
 
 async def test_add_user_on_an_unknown_platform_changes_nothing(host: Host) -> None:
