@@ -135,10 +135,30 @@ class SQLiteConnection:
         return self._connection is not None
 
     def _setup(self) -> list[str]:
-        statements = [f"PRAGMA synchronous = {self._synchronous}", *self._pragmas]
-        if self._file() is not None:
-            statements.insert(0, "PRAGMA journal_mode = WAL")
-        return statements
+        return [f"PRAGMA synchronous = {self._synchronous}", *self._pragmas]
+
+    async def _enter_wal(self) -> None:
+        """Put the file in WAL mode, which lets readers and one writer work at once.
+
+        The switch needs the file to itself and SQLite refuses it at once, without waiting
+        through `busy_timeout`, while another connection is reading (say, a second worker
+        making the same switch).  WAL is persistent, so retry until it is on, for at most
+        `busy_timeout`.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_ms / 1000
+        while True:
+            try:
+                await self._raw.execute_fetchall("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if loop.time() >= deadline:
+                    raise StoreUnavailable(str(exc)) from exc
+            else:
+                # "wal", or, on a file system without shared memory, the mode SQLite kept.
+                return
+            await asyncio.sleep(0.005)
 
     def _file(self) -> str | None:
         """The file both connections open, or `None` when only one connection can be used."""
@@ -158,20 +178,15 @@ class SQLiteConnection:
         try:
             # Fetched in full: a statement left with a pending row keeps its cursor open.
             await raw.execute_fetchall(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            path = self._file()
+            if path is not None:
+                await self._enter_wal()
             for statement in self._setup():
                 await self._slow(statement, ())
             for name, arity, function in self._functions:
                 await raw.create_function(name, arity, function, deterministic=True)
-            path = self._file()
             if path is not None:
-                sync = sqlite3.connect(
-                    path, timeout=0, isolation_level=None, check_same_thread=False
-                )
-                for statement in self._setup()[1:]:  # journal_mode is the file's, already set
-                    sync.execute(statement)
-                for name, arity, function in self._functions:
-                    sync.create_function(name, arity, function, deterministic=True)
-                self._sync = sync
+                self._sync = await asyncio.to_thread(self._open_sync, path)
         except BaseException:
             # The next request opens anew: this connection and its thread must not leak, even
             # when the open was cancelled.  aiosqlite's close() stops the thread however it
@@ -185,6 +200,34 @@ class SQLiteConnection:
                     raw.stop()
             raise
         self._connection = connection
+
+    def _open_sync(self, path: str) -> sqlite3.Connection:
+        """The fast-path connection, opened on a worker thread: its first statements read the
+        file's header and WAL index, and may have to wait, up to `busy_timeout`, while another
+        connection is converting the file to WAL or recovering it.  Only then does it switch to
+        `busy_timeout = 0`, the setting its place on the event loop needs."""
+        sync = sqlite3.connect(
+            path,
+            timeout=self._busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            for statement in self._setup():  # journal_mode is the file's, already set
+                sync.execute(statement)
+            sync.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            sync.execute("PRAGMA busy_timeout = 0")
+            for name, arity, function in self._functions:
+                sync.create_function(name, arity, function, deterministic=True)
+        except sqlite3.OperationalError as exc:
+            sync.close()
+            if _is_busy(exc):
+                raise StoreUnavailable(str(exc)) from exc
+            raise
+        except BaseException:
+            sync.close()
+            raise
+        return sync
 
     async def close(self) -> None:
         if self._sync is not None:
