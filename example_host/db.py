@@ -8,12 +8,16 @@ Tokens are stored as the SHA-256 hex digest of the key: a copy of the database h
 working token.  A key carries 160 random bits (`secrets.token_hex(20)`), so an unsalted fast
 hash is enough; a slow password hash would only cost time on every request.
 
-Every request costs at most one statement per question on a connection that is already open,
-through the package's `connections` module as `DatabaseStore` uses it: on SQLite a kept
-connection (run on the event loop unless it must wait for a lock), on PostgreSQL a connection
-from the pool of `databases`.  On SQLite, answers are reused while `PRAGMA data_version` shows
-that no other connection has committed since they were read (see `HostDB._cached`), so a
-revoked token or a changed membership takes effect on the very next request.
+Statements run on connections that are already open, through the package's `connections`
+module as `DatabaseStore` uses it: on SQLite a kept connection (run on the event loop unless it
+must wait for a lock), on PostgreSQL a connection from the pool of `databases`.
+
+Answers are cached and checked against a generation counter, `example_host_generation`, that
+triggers raise on every change to the host's tables, whoever makes it: this process, another
+worker or host, the CLI, a hand-typed UPDATE.  A request reads the counter once; while it is
+unchanged the cached answers are exact, so a revoked token or a changed membership takes effect
+on the very next request, and metadata writes (the busy table) never invalidate them.  A request
+therefore costs one statement for both auth questions, or three when something changed.
 """
 
 from __future__ import annotations
@@ -46,6 +50,33 @@ _SCHEMA = [
     f"INSERT INTO example_host_schema (version) SELECT {SCHEMA_VERSION} "
     "WHERE NOT EXISTS (SELECT 1 FROM example_host_schema)",
 ]
+_HOST_TABLES = ("platforms", "users", "memberships", "tokens")
+_GENERATION_TABLE = [
+    "CREATE TABLE IF NOT EXISTS example_host_generation ("
+    "id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL)",
+    "INSERT INTO example_host_generation (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+]
+# SQLite: a trigger per table and event.  PostgreSQL: one statement-level trigger per table
+# (TRUNCATE included), created only when missing: CREATE OR REPLACE TRIGGER needs PostgreSQL 14
+# and DROP TRIGGER would lock the table against every running worker.
+_BUMP = "UPDATE example_host_generation SET n = n + 1"
+_SQLITE_TRIGGERS = [
+    f"CREATE TRIGGER IF NOT EXISTS example_host_{table}_{event.lower()} "
+    f"AFTER {event} ON {table} BEGIN {_BUMP}; END"
+    for table in _HOST_TABLES
+    for event in ("INSERT", "UPDATE", "DELETE")
+]
+_POSTGRES_TRIGGERS = [
+    "CREATE OR REPLACE FUNCTION example_host_bump() RETURNS trigger LANGUAGE plpgsql AS "
+    f"$$ BEGIN {_BUMP}; RETURN NULL; END $$",
+    *(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'example_host_bump' "
+        f"AND tgrelid = '{table}'::regclass) THEN CREATE TRIGGER example_host_bump "
+        f"AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION example_host_bump(); END IF; END $$"
+        for table in _HOST_TABLES
+    ),
+]
 _DDL = {
     "sqlite": [
         "CREATE TABLE IF NOT EXISTS platforms ("
@@ -63,6 +94,8 @@ _DDL = {
         "key_hash TEXT PRIMARY KEY, "
         "user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
         "created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        *_GENERATION_TABLE,
+        *_SQLITE_TRIGGERS,
         *_SCHEMA,
     ],
     "postgresql": [
@@ -81,6 +114,8 @@ _DDL = {
         "key_hash TEXT PRIMARY KEY, "
         "user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
         "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+        *_GENERATION_TABLE,
+        *_POSTGRES_TRIGGERS,
         *_SCHEMA,
     ],
 }
@@ -100,6 +135,7 @@ _ACCESS = (
     "FROM platforms p LEFT JOIN memberships m ON m.platform_id = p.id AND m.user_id = $2 "
     "WHERE p.key = $1"
 )
+_GENERATION = "SELECT n FROM example_host_generation"
 _HAS_PLATFORMS = "SELECT EXISTS (SELECT 1 FROM platforms)"
 _ADD_PLATFORM = "INSERT INTO platforms (key) VALUES ($1) ON CONFLICT (key) DO NOTHING RETURNING id"
 _PLATFORM_ID = "SELECT id FROM platforms WHERE key = $1"
@@ -141,7 +177,6 @@ class User:
 
 
 class _Driver(Protocol):
-    def data_version(self) -> int | None: ...
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None: ...
@@ -171,9 +206,6 @@ class _SQLite:
 
     async def close(self) -> None:
         await self._conn.close()
-
-    def data_version(self) -> int | None:
-        return self._conn.data_version()
 
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
         rows = await self._conn.fetch(_translate(sql), args)
@@ -230,9 +262,6 @@ class _Postgres:
     async def close(self) -> None:
         await self._conn.close()
 
-    def data_version(self) -> int | None:
-        return None  # no cheap "has anything changed" on PostgreSQL: every request asks
-
     async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
         async with self._conn.session() as raw:
             row: Sequence[Any] | None = await raw.fetchrow(sql, *args)
@@ -274,7 +303,8 @@ class HostDB(OpensOnFirstUse):
         self._cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
 
     async def _open(self) -> None:
-        self._forget()
+        # A reopened database may be another file whose counter happens to match.
+        self._cache.clear()
         await self._driver.open()
 
     async def _close(self) -> None:
@@ -284,45 +314,58 @@ class HostDB(OpensOnFirstUse):
         await self.ensure_open()
         return self._driver
 
-    async def _cached(
-        self, key: tuple[Any, ...], query: Callable[[_Driver], Awaitable[Any]]
-    ) -> Any:
-        """`query`'s answer, from memory while no other connection has committed since.
+    async def generation(self) -> int:
+        """The host tables' generation counter: it changes with every change to them."""
+        row = await (await self._ready_driver()).fetchrow(_GENERATION)
+        assert row is not None  # created with the tables, never deleted
+        return int(row[0])
 
-        On SQLite, answers are tagged with `PRAGMA data_version`, which changes with every
-        commit by any other connection (a CLI in another process, another worker, the
-        store): a tag that still matches means the tables are as when the answer was read.
-        Our own writes do not change it, so `_forget` runs after each of them.
+    async def _cached(
+        self,
+        key: tuple[Any, ...],
+        generation: int | None,
+        query: Callable[[_Driver], Awaitable[Any]],
+    ) -> Any:
+        """`query`'s answer, from memory while the generation is the one it was read at.
+
+        `generation` is read before the query runs, so an answer is never older than its tag:
+        a tag that still matches means nothing has changed since the answer was read.  Pass
+        the generation a request has already read to answer all its questions from one
+        snapshot with one statement; `None` reads it anew.
         """
         driver = await self._ready_driver()
-        version = driver.data_version()
-        if version is None:
-            return await query(driver)
+        if generation is None:
+            generation = await self.generation()
         hit = self._cache.get(key)
-        if hit is not None and hit[0] == version:
+        if hit is not None and hit[0] == generation:
             return hit[1]
         value = await query(driver)
         if len(self._cache) >= _CACHE_ENTRIES:
             self._cache.clear()
-        self._cache[key] = (version, value)
+        self._cache[key] = (generation, value)
         return value
 
-    def _forget(self) -> None:
-        self._cache.clear()
-
-    async def user_for_token(self, key: str) -> User | None:
-        """The user whose API key is `key`, or `None`."""
+    async def user_for_token(self, key: str, *, generation: int | None = None) -> User | None:
+        """The user whose API key is `key`, or `None` (as of `generation`, see `_cached`)."""
         key_hash = hash_token(key)
 
         async def query(driver: _Driver) -> User | None:
             row = await driver.fetchrow(_USER_BY_TOKEN, key_hash)
             return None if row is None else User(row[0], row[1])
 
-        user: User | None = await self._cached(("token", key_hash), query)
+        user: User | None = await self._cached(("token", key_hash), generation, query)
         return user
 
-    async def access(self, user_id: int, platform_key: str, target: str | None) -> PlatformAccess:
-        """The standing of user `user_id` on `platform_key`, and whether `target` is a member."""
+    async def access(
+        self,
+        user_id: int,
+        platform_key: str,
+        target: str | None,
+        *,
+        generation: int | None = None,
+    ) -> PlatformAccess:
+        """The standing of user `user_id` on `platform_key`, and whether `target` is a member
+        (as of `generation`, see `_cached`)."""
 
         async def query(driver: _Driver) -> PlatformAccess:
             row = await driver.fetchrow(_ACCESS, platform_key, user_id, target)
@@ -337,7 +380,7 @@ class HostDB(OpensOnFirstUse):
             )
 
         access: PlatformAccess = await self._cached(
-            ("access", user_id, platform_key, target), query
+            ("access", user_id, platform_key, target), generation, query
         )
         return access
 
@@ -348,7 +391,6 @@ class HostDB(OpensOnFirstUse):
     async def add_platform(self, key: str) -> bool:
         """Create platform `key`; `False` when it already existed (nothing changes)."""
         row = await (await self._ready_driver()).fetchrow(_ADD_PLATFORM, key)
-        self._forget()
         return row is not None
 
     async def add_user(self, username: str, platform_key: str, *, admin: bool = False) -> str:
@@ -367,5 +409,4 @@ class HostDB(OpensOnFirstUse):
             assert user is not None
             await tx.fetchrow(_SET_MEMBERSHIP, user[0], platform[0], admin)
             await tx.fetchrow(_ADD_TOKEN, hash_token(key), user[0])
-        self._forget()
         return key

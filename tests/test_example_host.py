@@ -22,9 +22,10 @@ import httpx
 import pytest
 from databases import DatabaseURL
 from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
 
 from example_host import HostDB, TokenAuthBackend, UnknownPlatform, create_app
-from starlette_platform_metadata import Identity, PlatformAccess
+from starlette_platform_metadata import DatabaseStore, Identity, PlatformAccess
 
 from .conftest import DATABASE_KINDS, POSTGRES_URL, URL
 
@@ -192,7 +193,10 @@ def test_serve_on_an_empty_database_creates_demo_users_and_serves(tmp_path: Path
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "example_host", *args],
-            cwd=tmp_path, env=env, stdout=stdout, stderr=stderr,
+            cwd=tmp_path,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
         )
     try:
         printed = wait_for(
@@ -319,7 +323,8 @@ async def test_token_keyword_is_case_insensitive(host: Host) -> None:
     """`token <key>` and `TOKEN <key>` authenticate as `Token <key>` does."""
     for keyword in ("token", "TOKEN"):
         r = await host.client.get(
-            URL, params={"platform_key": P},
+            URL,
+            params={"platform_key": P},
             headers={"Authorization": f"{keyword} {host.tokens['john_doe']}"},
         )
         assert r.status_code == 200 and r.json()["username"] == "john_doe"
@@ -377,22 +382,28 @@ async def test_tenant_questions_are_answered_from_memberships(host: Host) -> Non
 async def test_access_returns_the_callers_standing(host: Host) -> None:
     """`access` reports existence, membership, admin flag and target membership."""
     backend = TokenAuthBackend(host.db)
-    john = (await host.db.user_for_token(host.tokens["john_doe"]))
-    admin = (await host.db.user_for_token(host.tokens["acme_admin"]))
-    assert john is not None and admin is not None
-    john_id, admin_id = Identity("john_doe", john.id), Identity("acme_admin", admin.id)
-    assert await backend.access(john_id, "nope", None) == PlatformAccess(platform_exists=False)
-    assert await backend.access(john_id, P, None) == PlatformAccess(True, True, False, False)
-    assert await backend.access(admin_id, P, "john_doe") == PlatformAccess(True, True, True, True)
-    assert await backend.access(admin_id, P, "eve") == PlatformAccess(True, True, True, False)
-    assert await backend.access(john_id, "other", None) == PlatformAccess(True, False, False, False)
+
+    async def identity(username: str) -> Identity:
+        conn = HTTPConnection(
+            {
+                "type": "http",
+                "headers": [(b"authorization", f"Token {host.tokens[username]}".encode())],
+            }
+        )
+        found = await backend.authenticate(conn)
+        assert found is not None and found.username == username
+        return found
+
+    john, admin = await identity("john_doe"), await identity("acme_admin")
+    assert await backend.access(john, "nope", None) == PlatformAccess(platform_exists=False)
+    assert await backend.access(john, P, None) == PlatformAccess(True, True, False, False)
+    assert await backend.access(admin, P, "john_doe") == PlatformAccess(True, True, True, True)
+    assert await backend.access(admin, P, "eve") == PlatformAccess(True, True, True, False)
+    assert await backend.access(john, "other", None) == PlatformAccess(True, False, False, False)
 
 
-async def test_a_request_costs_two_statements_on_an_open_connection(
-    host: Host, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A request runs at most one auth and one access query and opens no connection; on SQLite
-    a repeated request reuses the answers until another connection commits."""
+def count_statements(host: Host, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The host-table statements run from now on; opening a SQLite connection fails."""
     import aiosqlite
 
     driver: Any = host.db._driver
@@ -408,11 +419,42 @@ async def test_a_request_costs_two_statements_on_an_open_connection(
 
     monkeypatch.setattr(driver, "fetchrow", counting)
     monkeypatch.setattr(aiosqlite, "connect", no_new_connection)
+    return statements
+
+
+async def test_a_request_costs_one_statement_while_the_host_tables_are_unchanged(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request reads the generation, the token and the access (3 statements); each
+    repeat reads only the generation, on a connection that is already open."""
+    statements = count_statements(host, monkeypatch)
+    john = host.headers("john_doe")
     for _ in range(3):
-        r = await host.client.get(URL, params={"platform_key": P}, headers=host.headers("john_doe"))
+        r = await host.client.get(URL, params={"platform_key": P}, headers=john)
         assert r.status_code == 200
-    cached = driver.data_version() is not None
-    assert len(statements) == (2 if cached else 6)
+    assert len(statements) == 3 + 1 + 1
+    assert statements[3:] == [statements[0]] * 2 and "example_host_generation" in statements[0]
+
+
+async def test_metadata_writes_leave_cached_answers_valid(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PATCHes, by this app or another process's store, change the metadata table, not the
+    host tables: the next request still answers its auth questions from memory."""
+    john, admin = host.headers("john_doe"), host.headers("acme_admin")
+    as_admin = {"platform_key": P, "username": "john_doe"}
+    for headers, params in [(john, {"platform_key": P}), (admin, as_admin)]:
+        assert (await host.client.get(URL, params=params, headers=headers)).status_code == 200
+    async with DatabaseStore(host.db.url) as other_process:
+        statements = count_statements(host, monkeypatch)
+        r = await host.client.patch(
+            URL, params={"platform_key": P}, headers=john, json={"metadata": {"a": 1}}
+        )
+        assert r.status_code == 200
+        await other_process.patch(P, "john_doe", {"b": 2}, [])
+        r = await host.client.get(URL, params=as_admin, headers=admin)
+    assert r.status_code == 200 and r.json()["metadata"] == {"a": 1, "b": 2}
+    assert len(statements) == 2  # the generation, once per request
 
 
 async def test_cached_answers_follow_changes_made_by_other_processes(host: Host) -> None:
@@ -431,6 +473,32 @@ async def test_cached_answers_follow_changes_made_by_other_processes(host: Host)
     async with HostDB(host.db.url) as other:
         await other.add_user("jane", P, admin=False)  # and back: demoted
     assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "statement, request_as, status",
+    [
+        # Hand-typed SQL, not through HostDB: the triggers still see it.
+        ("DELETE FROM tokens", "john_doe", 401),
+        ("DELETE FROM memberships WHERE is_admin", "acme_admin", 403),
+        ("UPDATE memberships SET is_admin = TRUE", "jane", 200),
+        ("UPDATE platforms SET key = 'renamed' WHERE key = 'acme-corp'", "john_doe", 404),
+        ("DELETE FROM users WHERE username = 'john_doe'", "john_doe", 401),
+    ],
+)
+async def test_any_change_to_the_host_tables_takes_effect_on_the_next_request(
+    host: Host, statement: str, request_as: str, status: int
+) -> None:
+    """Revoking a token, a membership or an admin flag with plain SQL from another connection
+    is seen by the very next request, although the answers were cached a moment before."""
+    params = {"platform_key": P, "username": "john_doe"}
+    headers = host.headers(request_as)
+    before = await host.client.get(URL, params=params, headers=headers)
+    assert before.status_code == (200 if request_as != "jane" else 403)
+    async with HostDB(host.db.url) as other:
+        await (await other._ready_driver()).fetchrow(statement)
+    r = await host.client.get(URL, params=params, headers=headers)
+    assert r.status_code == status, r.text
 
 
 async def test_add_user_on_an_unknown_platform_changes_nothing(host: Host) -> None:
