@@ -21,6 +21,7 @@ because `databases` compiles every query through SQLAlchemy, which costs more th
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sqlite3
@@ -230,6 +231,20 @@ class _TooLarge(Exception):
     pass
 
 
+class _Patch:
+    """A PATCH in flight, for `spm_patch` to find by its ticket."""
+
+    __slots__ = ("delete", "max_bytes", "set", "too_large")
+
+    def __init__(
+        self, delete: Sequence[str], set: Mapping[str, Any], max_bytes: int | None
+    ) -> None:
+        self.delete = delete
+        self.set = set
+        self.max_bytes = max_bytes
+        self.too_large = False
+
+
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
@@ -247,8 +262,9 @@ class SQLiteEngine(_SQLEngine):
         self._translated: dict[str, str] = {}
         super().__init__(table)
         self._conn = SQLiteConnection(database, busy_timeout=busy_timeout, synchronous=synchronous)
-        self._conn.add_function("spm_patch", 4, self._merge)
-        self._too_large: int | None = None
+        self._conn.add_function("spm_patch", 2, self._merge)
+        self._patches: dict[int, _Patch] = {}
+        self._tickets = itertools.count()
 
     def sql(self, text: str) -> str:
         # A handful of distinct statements exist; translate each once, not on every request.
@@ -265,11 +281,13 @@ class SQLiteEngine(_SQLEngine):
     def timestamp(self, value: Any) -> datetime | None:
         return None if value is None else datetime.fromisoformat(value)
 
-    def _merge(self, old: str | None, delete: str, set: str, max_bytes: int | None) -> str:
-        # Runs inside SQLite while the statement holds the write lock.
-        text = _merged(old, json.loads(delete), json.loads(set))
-        if max_bytes is not None and len(text.encode()) > max_bytes:
-            self._too_large = max_bytes
+    def _merge(self, old: str | None, ticket: int) -> str:
+        # Runs inside SQLite while the statement holds the write lock.  The PATCH's keys come
+        # as Python objects through `ticket`, not as JSON parameters: no encoding round trip.
+        patch = self._patches[ticket]
+        text = _merged(old, patch.delete, patch.set)
+        if patch.max_bytes is not None and len(text.encode()) > patch.max_bytes:
+            patch.too_large = True
             raise _TooLarge
         return text
 
@@ -287,13 +305,7 @@ class SQLiteEngine(_SQLEngine):
         await self._conn.close()
 
     async def query(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        try:
-            return await self._conn.fetch(sql, params)
-        except sqlite3.OperationalError as exc:
-            if self._too_large is not None and "user-defined function" in str(exc):
-                limit, self._too_large = self._too_large, None
-                raise DocumentTooLarge(limit) from None
-            raise
+        return await self._conn.fetch(sql, params)
 
     async def patch(
         self,
@@ -304,17 +316,24 @@ class SQLiteEngine(_SQLEngine):
         expect: Expect | None,
         max_bytes: int | None,
     ) -> Record:
-        params = (
-            platform_key,
-            username,
-            self.now(),
-            json.dumps(list(delete)),
-            json.dumps(set),
-            max_bytes,
-        )
-        return await self._conditional_write(
-            params, "spm_patch(NULL, $4, $5, $6)", "spm_patch(r.metadata, $4, $5, $6)", expect
-        )
+        ticket = next(self._tickets)
+        patch = self._patches[ticket] = _Patch(delete, set, max_bytes)
+        try:
+            return await self._conditional_write(
+                (platform_key, username, self.now(), ticket),
+                "spm_patch(NULL, $4)",
+                "spm_patch(r.metadata, $4)",
+                expect,
+            )
+        except sqlite3.OperationalError:
+            if patch.too_large:
+                assert max_bytes is not None
+                raise DocumentTooLarge(max_bytes) from None
+            raise
+        finally:
+            # Also when cancelled while a thread still runs the statement: `_merge` then
+            # finds no ticket, and the statement fails without writing.
+            del self._patches[ticket]
 
 
 class PostgresEngine(_SQLEngine):
