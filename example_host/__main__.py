@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from inspect import signature
 
 from databases import DatabaseURL
 
@@ -116,7 +117,17 @@ def _base_url(host: str, port: int) -> str:
 
 def _serve(url: str, host: str, port: int, workers: int) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    # Worker processes build the app from the environment (uvicorn imports the factory anew).
+    os.environ["DATABASE_URL"] = url
+    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+    # Bind first: a port in use stops us before demo tokens are created that nobody sees.
+    # Listen before printing the curl line, so that a client that runs it at once (or reads
+    # uvicorn's "running on" line) is queued, not refused, while the app starts.  Left to
+    # itself, uvicorn with --workers binds in the parent and listens only in the workers.
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
     demo = asyncio.run(_prepare(url))
     if demo:
         member = demo[0]
@@ -132,10 +143,20 @@ def _serve(url: str, host: str, port: int, workers: int) -> int:
     else:
         print("The database already has platforms; `add-user` prints a token for a user.")
     sys.stdout.flush()
-    # Worker processes build the app from the environment (uvicorn imports the factory anew).
-    os.environ["DATABASE_URL"] = url
-    uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
-    return 0
+    # From here as `uvicorn.run` goes on after binding.
+    server = uvicorn.Server(config)
+    try:
+        if workers > 1:
+            # Older uvicorn releases also took the target.
+            parameters = signature(Multiprocess).parameters
+            target = {"target": server.run} if "target" in parameters else {}
+            Multiprocess(config, sockets=[sock], **target).run()
+            return 0
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises the signal it stopped on once it has shut down cleanly.
+        return 0
+    return 0 if server.started else 3  # 3: uvicorn's own exit status for a failed startup
 
 
 def main(argv: Sequence[str] | None = None) -> int:

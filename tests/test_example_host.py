@@ -181,15 +181,19 @@ def wait_for(check: Any, seconds: float, what: str, proc: subprocess.Popen[bytes
 
 
 @pytest.mark.slow
-def test_serve_on_an_empty_database_creates_demo_users_and_serves(tmp_path: Path) -> None:
-    """`serve` (2 workers) prints demo tokens and a curl command, serves them, and stops cleanly
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_on_an_empty_database_creates_demo_users_and_serves(
+    tmp_path: Path, workers: int
+) -> None:
+    """`serve` prints demo tokens and a curl command, answers that curl when run at once (the
+    socket listens before the line is printed, even while workers start), and stops cleanly
     on SIGINT."""
     port = free_port()
     out, err = tmp_path / "stdout", tmp_path / "stderr"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["PYTHONPATH"] = str(ROOT)
     database = f"sqlite:///{tmp_path / 'h.db'}"
-    args = ["serve", "--port", str(port), "--workers", "2", "--database", database]
+    args = ["serve", "--port", str(port), "--workers", str(workers), "--database", database]
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "example_host", *args],
@@ -209,15 +213,8 @@ def test_serve_on_an_empty_database_creates_demo_users_and_serves(tmp_path: Path
         assert f"http://127.0.0.1:{port}{URL}?platform_key={P}" in curl
 
         base = f"http://127.0.0.1:{port}"
-
-        def ready() -> bool:
-            try:
-                return httpx.get(base + URL, timeout=2).status_code == 401
-            except httpx.TransportError:
-                return False
-
-        wait_for(ready, 30, "the server", proc)
-        with httpx.Client(base_url=base, timeout=10) as client:
+        # No waiting for the server and no retry: the printed command must work at once.
+        with httpx.Client(base_url=base, timeout=30) as client:
             john, admin = auth(tokens["john_doe"]), auth(tokens["acme_admin"])
             r = client.get(URL, params={"platform_key": P}, headers=john)
             assert r.status_code == 200
@@ -238,7 +235,37 @@ def test_serve_on_an_empty_database_creates_demo_users_and_serves(tmp_path: Path
             proc.kill()
             proc.wait(timeout=10)
     assert proc.returncode == 0, err.read_text()
-    assert err.read_text().count("Application shutdown complete") == 2
+    assert err.read_text().count("Application shutdown complete") == workers
+
+
+def test_serve_on_a_port_in_use_fails_before_creating_demo_users(tmp_path: Path) -> None:
+    """A port already taken stops `serve` with uvicorn's status 3, before it creates demo
+    tokens that would never be printed."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        database = tmp_path / "h.db"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "example_host",
+                "serve",
+                "--port",
+                str(port),
+                "--database",
+                f"sqlite:///{database}",
+            ],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 3, result.stderr
+    assert "Address already in use" in result.stderr and "token" not in result.stdout
+    assert not database.exists()
 
 
 # --- the token backend, in process, on every database ------------------------------------------
