@@ -14,6 +14,7 @@ from .errors import (
 )
 from .limits import Limits
 from .middleware import PlatformMetadataMiddleware
+from .starlette_auth import StarletteUserBackend, on_auth_error
 from .stores import ANY_RECORD, DatabaseStore, Expect, MemoryStore, Record, Store
 
 __version__ = "0.1.0"
@@ -35,8 +36,10 @@ __all__ = [
     "PlatformMetadataMiddleware",
     "PreconditionFailed",
     "Record",
+    "StarletteUserBackend",
     "Store",
     "StoreUnavailable",
     "__version__",
+    "on_auth_error",
     "token_from_header",
 ]
