@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from . import errors, openapi
+from . import errors
+from . import openapi as _openapi
 from .auth import AuthBackend
 from .endpoint import MetadataEndpoint, error_response
 from .limits import Limits
@@ -33,16 +36,24 @@ class PlatformMetadataApp:
         Mount("/api/core/users/platform-metadata", app=PlatformMetadataApp(auth=..., store=...))
 
     It answers at the mount point itself, with or without the trailing slash, and serves
-    its OpenAPI 3.1 document, without authentication, at `<mount>/openapi.json`.  A mounted
-    app's lifespan never runs, so `DatabaseStore` connects on first use.
+    its OpenAPI 3.1 document, without authentication, at `<mount>/openapi.json` unless
+    `openapi=False` (then that path is a 404 like any other).  A mounted app's lifespan never
+    runs, so `DatabaseStore` connects on first use.
     """
 
-    def __init__(self, *, auth: AuthBackend, store: Store, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        auth: AuthBackend,
+        store: Store,
+        limits: Limits | None = None,
+        openapi: bool = True,
+    ) -> None:
         self.auth = auth
         self.store = store
         self.limits = limits or Limits()
         self.endpoint = MetadataEndpoint(auth, store, self.limits)
-        self.openapi = openapi.build(self.limits)
+        self.openapi = _openapi.build(self.limits) if openapi else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,16 +64,19 @@ class PlatformMetadataApp:
         path = route_path(scope)
         if path in ("", "/"):
             await self.endpoint(scope, receive, send)
-        elif path == "/openapi.json":
-            await self._openapi(scope, receive, send)
+        elif path == "/openapi.json" and self.openapi is not None:
+            await self._openapi(scope, receive, send, self.openapi)
         else:
             await error_response(errors.not_found())(scope, receive, send)
 
-    async def _openapi(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @staticmethod
+    async def _openapi(
+        scope: Scope, receive: Receive, send: Send, document: dict[str, Any]
+    ) -> None:
         if scope["method"] not in ("GET", "HEAD"):
             response = error_response(errors.method_not_allowed(scope["method"], "GET, HEAD"))
         else:
-            body = openapi.render(self.openapi, scope.get("root_path", ""))
+            body = _openapi.render(document, scope.get("root_path", ""))
             response = Response(body, media_type="application/json")
         await response(scope, receive, send)
 

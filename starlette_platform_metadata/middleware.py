@@ -16,8 +16,8 @@ class PlatformMetadataMiddleware:
     """Pure ASGI middleware: requests to `path` go to the metadata endpoint, the rest to `app`.
 
     The endpoint answers at `path` with and without the trailing slash, and its OpenAPI
-    document at `path + "openapi.json"`.  Non-http scopes (lifespan, websocket) pass through
-    untouched.
+    document at `path + "openapi.json"` unless `openapi=False` (then that path goes to `app`
+    like any other).  Non-http scopes (lifespan, websocket) pass through untouched.
     """
 
     def __init__(
@@ -28,11 +28,15 @@ class PlatformMetadataMiddleware:
         store: Store,
         path: str = "/api/core/users/platform-metadata/",
         limits: Limits | None = None,
+        openapi: bool = True,
     ) -> None:
         self.app = app
         self.path = "/" + path.strip("/")
-        self._paths = frozenset((self.path, self.path + "/", self.path + "/openapi.json"))
-        self.metadata_app = PlatformMetadataApp(auth=auth, store=store, limits=limits)
+        paths = [self.path, self.path + "/"] + ([self.path + "/openapi.json"] if openapi else [])
+        self._paths = frozenset(paths)
+        self.metadata_app = PlatformMetadataApp(
+            auth=auth, store=store, limits=limits, openapi=openapi
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -156,3 +156,36 @@ async def test_respects_root_path() -> None:
     await app(scope, receive, send)
     assert messages[0]["status"] == 200
     assert b'"username":"john"' in messages[1]["body"]
+
+
+async def test_openapi_false_hands_the_document_path_to_the_inner_app() -> None:
+    """With `openapi=False` the middleware serves no schema; the path is the inner app's."""
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    inner = BareApp()
+    async with client_for(wrap(inner, auth, openapi=False)) as client:
+        response = await client.get(URL + "openapi.json")
+        assert response.text == "inner:" + URL + "openapi.json"
+        response = await client.get(URL + "?platform_key=acme-corp", headers=john)
+        assert response.status_code == 200
+
+
+async def test_a_mounted_app_without_openapi_answers_its_path_404() -> None:
+    """`PlatformMetadataApp(openapi=False)`: the document's path is a JSON 404."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    from starlette_platform_metadata import PlatformMetadataApp
+
+    auth = FakeAuth()
+    app = Starlette(
+        routes=[
+            Mount(
+                URL.rstrip("/"),
+                app=PlatformMetadataApp(auth=auth, store=MemoryStore(), openapi=False),
+            )
+        ]
+    )
+    async with client_for(app) as client:
+        response = await client.get(URL + "openapi.json")
+        assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
