@@ -203,7 +203,9 @@ class MetadataEndpoint:
                         headers={"ETag": conditional.etag(record), "Vary": "Authorization"},
                     )
                 return self._ok(username, platform_key, record)
-            expect = conditional.expect_from_if_match(headers.get("if-match"))
+            expect = conditional.expect_for_write(
+                headers.get("if-match"), headers.get("if-none-match")
+            )
             if method == "DELETE":
                 await self.store.delete(platform_key, username, expect=expect)
                 return Response(status_code=204)

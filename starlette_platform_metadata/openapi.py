@@ -8,6 +8,7 @@ so the document is right wherever the host puts the endpoint.
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Sequence
 from typing import Any
 
 from .limits import Limits
@@ -248,7 +249,10 @@ def _responses(limits: Limits) -> dict[str, Any]:
             "content": _json(_detail(pattern='^Method ".*" not allowed\\.$')),
         },
         "PreconditionFailed": {
-            "description": "`If-Match` did not match the current version; nothing was changed.",
+            "description": (
+                "`If-Match` or `If-None-Match` did not hold for the current version; nothing "
+                "was changed."
+            ),
             "content": _json(
                 _detail("Precondition failed: the metadata changed since the given ETag.")
             ),
@@ -319,6 +323,16 @@ def _parameters(limits: Limits) -> dict[str, Any]:
             "description": "Answer 304 when the record has one of these ETags (or `*`).",
             "schema": {"type": "string"},
         },
+        "IfNoneMatchWrite": {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "description": (
+                "Write only if the record has none of these ETags; `*`: only if no record is "
+                "stored (create-only)."
+            ),
+            "schema": {"type": "string"},
+        },
     }
 
 
@@ -326,7 +340,7 @@ def _operation(
     summary: str,
     ok: dict[str, Any],
     *,
-    conditional: str,
+    conditional: Sequence[str],
     body: str | None = None,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = dict(ok)
@@ -334,7 +348,7 @@ def _operation(
     responses["401"] = _ref("responses", "Unauthorized")
     responses["403"] = _ref("responses", "Forbidden")
     responses["404"] = _ref("responses", "NotFound")
-    if conditional == "IfMatch":
+    if "IfMatch" in conditional:
         responses["412"] = _ref("responses", "PreconditionFailed")
     if body is not None:
         responses["413"] = _ref("responses", "ContentTooLarge")
@@ -346,7 +360,7 @@ def _operation(
         "parameters": [
             _ref("parameters", "platform_key"),
             _ref("parameters", "username"),
-            _ref("parameters", conditional),
+            *(_ref("parameters", name) for name in conditional),
         ],
         "responses": responses,
     }
@@ -361,6 +375,7 @@ def _operation(
 def build(limits: Limits) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the endpoint, for these limits; `servers` is filled per request."""
     record = {"200": _ref("responses", "Record")}
+    writes = ["IfMatch", "IfNoneMatchWrite"]
     path_item = {
         "description": (
             "Per-user, per-platform metadata. Any other method is answered 405 with an `Allow` "
@@ -369,16 +384,16 @@ def build(limits: Limits) -> dict[str, Any]:
         "get": _operation(
             "Get the metadata",
             {**record, "304": _ref("responses", "NotModified")},
-            conditional="IfNoneMatch",
+            conditional=["IfNoneMatch"],
         ),
-        "put": _operation("Replace all metadata", record, conditional="IfMatch", body="PutRequest"),
+        "put": _operation("Replace all metadata", record, conditional=writes, body="PutRequest"),
         "patch": _operation(
-            "Set and delete top-level keys", record, conditional="IfMatch", body="PatchRequest"
+            "Set and delete top-level keys", record, conditional=writes, body="PatchRequest"
         ),
         "delete": _operation(
             "Delete all metadata (idempotent)",
             {"204": {"description": "Nothing is stored any more."}},
-            conditional="IfMatch",
+            conditional=writes,
         ),
         "options": {
             "summary": "Describe the endpoint",

@@ -251,6 +251,54 @@ async def test_after_delete_the_tombstone_etag_is_the_precondition(
     assert recreated.json()["created_at"] is not None
 
 
+async def test_if_none_match_star_on_a_write_is_create_only_even_after_a_delete(
+    client: httpx.AsyncClient, acme: Users
+) -> None:
+    """`If-None-Match: *` on PUT/PATCH writes only while no record is stored: the first
+    creator wins, and after a DELETE the record can be created again the same way."""
+    john, none = acme["john"], {"If-None-Match": "*"}
+    created = await client.put(ACME, json={"metadata": {"by": "first"}}, headers={**john, **none})
+    assert (created.status_code, created.headers["etag"]) == (200, '"1"')
+    for method in ("PUT", "PATCH", "DELETE"):
+        refused = await write(client, method, john, **none)
+        assert (refused.status_code, refused.json()) == (412, PRECONDITION_FAILED), method
+    assert (await snapshot(client, john))[0]["metadata"] == {"by": "first"}
+    await write(client, "DELETE", john)
+    again = await client.patch(ACME, json={"metadata": {"by": "second"}}, headers={**john, **none})
+    assert (again.status_code, again.json()["metadata"]) == (200, {"by": "second"})
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+async def test_if_none_match_naming_the_current_etag_refuses_the_write(
+    client: httpx.AsyncClient, acme: Users, method: str
+) -> None:
+    """`If-None-Match: "n"` (weak comparison, so `W/"n"` too) refuses while the version is n,
+    and lets the write through once the record has moved on."""
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    etag = before[1]
+    for value in (etag, f"W/{etag}", f'"99", {etag}'):
+        response = await write(client, method, john, **{"If-None-Match": value})
+        assert response.status_code == 412, value
+    assert await snapshot(client, john) == before
+    response = await write(client, method, john, **{"If-None-Match": '"99", W/"98"'})
+    assert response.status_code in (200, 204)
+
+
+async def test_if_match_and_if_none_match_on_one_write_must_both_hold(
+    client: httpx.AsyncClient, acme: Users
+) -> None:
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    both = {"If-Match": before[1], "If-None-Match": "*"}
+    assert (await write(client, "PATCH", john, **both)).status_code == 412
+    assert await snapshot(client, john) == before
+    both = {"If-Match": before[1], "If-None-Match": '"0"'}
+    assert (await write(client, "PATCH", john, **both)).status_code == 200
+
+
 async def test_refused_requests_are_checked_before_the_precondition(
     client: httpx.AsyncClient, acme: Users
 ) -> None:
@@ -277,9 +325,7 @@ async def test_admin_writes_another_users_record_with_if_match(
     assert fresh.json()["metadata"] == {"p": 2, "x": 1}
 
 
-async def append_tag(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], tag: str
-) -> int:
+async def append_tag(client: httpx.AsyncClient, url: str, headers: dict[str, str], tag: str) -> int:
     """The read-modify-write recipe of docs/consistency.md; returns the attempts it took."""
     for attempt in range(1, 51):
         current = await client.get(url, headers=headers)

@@ -35,7 +35,7 @@ from starlette_platform_metadata import (
 )
 from starlette_platform_metadata.__main__ import main as cli_main
 from starlette_platform_metadata.payload import dump
-from starlette_platform_metadata.stores.base import EMPTY, utcnow
+from starlette_platform_metadata.stores.base import EMPTY, NO_RECORD, utcnow
 
 from .conftest import DATABASE_KINDS, POSTGRES_URL, URL, FakeAuth
 
@@ -72,7 +72,7 @@ AWKWARD: dict[str, Any] = {
     "emoji": "😀👍🏽🇺🇦",
     "separators": "line\u2028paragraph\u2029end",
     "controls": "\x01\x1f\x7f\u0085",
-    "escapes": "\"\\/\b\f\n\r\t",
+    "escapes": '"\\/\b\f\n\r\t',
     "mixed_list": [1, 1.0, -0.0, "1", None, {"k": [1e300]}],
 }
 
@@ -205,6 +205,55 @@ async def test_any_record_requires_a_stored_record(store: Store) -> None:
         assert await store.get(P, U) == before
         await store.patch(P, U, {"x": 1}, [])
         await store.delete(P, U)
+
+
+async def test_no_record_is_create_only_also_after_a_delete(store: Store) -> None:
+    """`NO_RECORD` (`If-None-Match: *`) writes on nothing ever stored and on a tombstone, and
+    refuses every write, a DELETE included, while a record is stored."""
+    first = await store.replace(P, U, {"a": 1}, expect=NO_RECORD)
+    for attempt in (
+        store.patch(P, U, {"b": 2}, [], expect=NO_RECORD),
+        store.replace(P, U, {"b": 2}, expect=NO_RECORD),
+        store.delete(P, U, expect=NO_RECORD),
+    ):
+        with pytest.raises(PreconditionFailed):
+            await attempt
+    assert await store.get(P, U) == first
+    await store.delete(P, U)
+    tombstone = await store.get(P, U)
+    await store.delete(P, U, expect=NO_RECORD)  # nothing stored: holds, and changes nothing
+    assert await store.get(P, U) == tombstone
+    again = await store.patch(P, U, {"c": 3}, [], expect=NO_RECORD)
+    assert again.metadata == {"c": 3} and again.version == tombstone.version + 1
+
+
+async def test_negated_versions_write_unless_the_current_version_is_named(store: Store) -> None:
+    """`If-None-Match: "n"` on a write: refused while the version is n, allowed otherwise."""
+    stored = await store.patch(P, U, {"a": 1}, [])
+    current = Expect(frozenset({stored.version}), negate=True)
+    with pytest.raises(PreconditionFailed):
+        await store.patch(P, U, {"a": 2}, [], expect=current)
+    with pytest.raises(PreconditionFailed):
+        await store.delete(P, U, expect=current)
+    assert await store.get(P, U) == stored
+    other = Expect(frozenset({stored.version + 5, 0}), negate=True)
+    assert (await store.replace(P, U, {"b": 2}, expect=other)).metadata == {"b": 2}
+    nothing = Expect(frozenset(), negate=True)  # names no version: always holds
+    assert (await store.patch(P, U, {"c": 3}, [], expect=nothing)).metadata == {"b": 2, "c": 3}
+
+
+async def test_both_preconditions_must_hold(store: Store) -> None:
+    """`also` joins two conditions (`If-Match` and `If-None-Match` on one request)."""
+    stored = await store.patch(P, U, {"a": 1}, [])
+    match = frozenset({stored.version})
+    contradiction = Expect(match, also=Expect(match, negate=True))
+    with pytest.raises(PreconditionFailed):
+        await store.patch(P, U, {"a": 2}, [], expect=contradiction)
+    with pytest.raises(PreconditionFailed):
+        await store.patch(P, U, {"a": 2}, [], expect=Expect(None, also=NO_RECORD))
+    assert await store.get(P, U) == stored
+    both = Expect(match, also=Expect(frozenset({0}), negate=True))
+    assert (await store.patch(P, U, {"a": 3}, [], expect=both)).metadata == {"a": 3}
 
 
 async def test_version_zero_accepts_only_nothing_ever_stored(store: Store) -> None:
@@ -498,9 +547,18 @@ def test_schema_command_runs_as_a_module() -> None:
     )
     statements = result.stdout.strip().split(";\n")
     assert statements[0].startswith("CREATE TABLE IF NOT EXISTS platform_metadata (")
-    assert "metadata JSON" in statements[0] and "PRIMARY KEY (platform_key, username)" in statements[0]
+    assert (
+        "metadata JSON" in statements[0] and "PRIMARY KEY (platform_key, username)" in statements[0]
+    )
     bad = subprocess.run(
-        [sys.executable, "-m", "starlette_platform_metadata", "schema", "--database", "mysql://h/d"],
+        [
+            sys.executable,
+            "-m",
+            "starlette_platform_metadata",
+            "schema",
+            "--database",
+            "mysql://h/d",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ANY_RECORD", "EMPTY", "Expect", "Record", "Store", "utcnow"]
+__all__ = ["ANY_RECORD", "EMPTY", "NO_RECORD", "Expect", "Record", "Store", "utcnow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +42,31 @@ EMPTY = Record("{}", 0, None, None)
 
 @dataclass(frozen=True, slots=True)
 class Expect:
-    """A precondition (from `If-Match`) checked atomically with the write.
+    """A precondition (from `If-Match` / `If-None-Match`) checked atomically with the write.
 
-    `versions` holds the acceptable record versions; `None` means "any stored record"
-    (`If-Match: *`).  Version 0 accepts a user with nothing ever stored.
+    Attributes:
+        versions: the record versions it names; `None` names "a record is stored" (the `*`
+            of either header).  Version 0 is a user with nothing ever stored.
+        negate: the record must *not* be in that state (`If-None-Match`).
+        also: a further precondition that must hold as well (both headers on one request).
+
+    A store evaluates `admits(current_record)` under the same lock as its write, or renders
+    the equivalent condition into its write statement as `DatabaseStore` does.
     """
 
     versions: frozenset[int] | None
+    negate: bool = False
+    also: Expect | None = None
 
     def admits(self, record: Record) -> bool:
-        if self.versions is None:
-            return record.exists
-        return record.version in self.versions
+        named = record.exists if self.versions is None else record.version in self.versions
+        if named == self.negate:
+            return False
+        return self.also is None or self.also.admits(record)
 
 
 ANY_RECORD = Expect(None)
+NO_RECORD = Expect(None, negate=True)
 
 
 def utcnow() -> datetime:

@@ -52,16 +52,20 @@ def _condition(expect: Expect | None, version: str, document: str) -> str:
     if expect is None:
         return "TRUE"
     if expect.versions is None:
-        return f"{document} IS NOT NULL"
-    if not expect.versions:
-        return "FALSE"
-    return f"{version} IN ({', '.join(str(int(v)) for v in sorted(expect.versions))})"
+        named = f"{document} IS NOT NULL"
+    elif not expect.versions:
+        named = "FALSE"
+    else:
+        named = f"{version} IN ({', '.join(str(int(v)) for v in sorted(expect.versions))})"
+    sql = f"NOT ({named})" if expect.negate else named
+    if expect.also is not None:
+        sql += " AND " + _condition(expect.also, version, document)
+    return sql
 
 
 def _upserts(expect: Expect | None) -> bool:
-    """Whether a write may create the row: without a condition, or when 'nothing stored' is
-    one of the acceptable states."""
-    return expect is None or (expect.versions is not None and 0 in expect.versions)
+    """Whether a write may create the row: when 'nothing stored' is an acceptable state."""
+    return expect is None or expect.admits(EMPTY)
 
 
 class Engine(Protocol):
@@ -212,7 +216,7 @@ class _SQLEngine:
         )
         if rows or expect is None:
             return
-        if expect.versions is not None and 0 in expect.versions:
+        if _upserts(expect):
             if not await self.query(self._exists_sql, (platform_key, username)):
                 return
         raise PreconditionFailed()
