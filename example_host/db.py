@@ -37,6 +37,7 @@ from starlette_platform_metadata.connections import (
     OpensOnFirstUse,
     PostgresConnection,
     SQLiteConnection,
+    postgres_database,
 )
 
 __all__ = ["DEFAULT_URL", "HostDB", "UnknownPlatform", "User", "hash_token", "new_token"]
@@ -296,8 +297,7 @@ class HostDB(OpensOnFirstUse):
         if url.dialect == "sqlite":
             self._driver = _SQLite(Database(url), busy_timeout)
         elif url.dialect == "postgresql":
-            database = Database(url, timeout=busy_timeout, command_timeout=busy_timeout)
-            self._driver = _Postgres(database, busy_timeout)
+            self._driver = _Postgres(postgres_database(url, busy_timeout), busy_timeout)
         else:
             raise ValueError(f"Unsupported database: {url.dialect!r} (use sqlite or postgresql)")
         self._cache: dict[tuple[Any, ...], tuple[int, Any]] = {}

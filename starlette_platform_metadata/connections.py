@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any, Self
 from .errors import StoreUnavailable
 
 if TYPE_CHECKING:
-    from databases import Database
+    from databases import Database, DatabaseURL
     from databases.core import Connection
 
-__all__ = ["OpensOnFirstUse", "PostgresConnection", "SQLiteConnection"]
+__all__ = ["OpensOnFirstUse", "PostgresConnection", "SQLiteConnection", "postgres_database"]
 
 
 class OpensOnFirstUse:
@@ -284,6 +284,25 @@ class SQLiteConnection:
                 await self._slow("COMMIT", ())
             finally:
                 self._in_transaction = False
+
+
+def postgres_database(url: str | DatabaseURL, timeout: float) -> Database:
+    """A `databases.Database` for PostgreSQL as the request path wants it.
+
+    asyncpg's own bounds (connect, and every statement) back up `PostgresConnection`'s
+    deadline.  And a connection goes back to the pool without asyncpg's default reset query
+    (`RESET ALL; UNLISTEN *; ...`), a round trip per use that would double the cost of a GET:
+    this package leaves no session state behind (no SET, LISTEN, session advisory lock or
+    cursor), and asyncpg still rolls back a transaction left open before `_keep_session` runs.
+    A host that shares its own `Database` keeps its own pool settings.
+    """
+    from databases import Database
+
+    return Database(url, timeout=timeout, command_timeout=timeout, reset=_keep_session)
+
+
+async def _keep_session(connection: Any) -> None:
+    """asyncpg's pool `reset` hook: nothing to undo (see `postgres_database`)."""
 
 
 class PostgresConnection:

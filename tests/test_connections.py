@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
-from databases import Database
+from databases import Database, DatabaseURL
 
-from starlette_platform_metadata.connections import SQLiteConnection
+from starlette_platform_metadata.connections import (
+    PostgresConnection,
+    SQLiteConnection,
+    postgres_database,
+)
 from starlette_platform_metadata.errors import StoreUnavailable
+
+from .conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.anyio
 
@@ -54,3 +62,37 @@ async def test_connections_opening_one_new_file_at_once_all_open(tmp_path: Path)
         finally:
             for conn in conns:
                 await conn.close()
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="TEST_POSTGRES_URL is not set (CI sets it)")
+async def test_a_pooled_postgres_connection_comes_back_without_an_open_transaction() -> None:
+    """The pool skips asyncpg's reset query, but a transaction left open (a task cancelled
+    mid-transaction) is still rolled back: the next user of the connection is outside any
+    transaction, and the row lock it held is free."""
+    import asyncpg
+
+    assert POSTGRES_URL is not None
+    url = str(DatabaseURL(POSTGRES_URL).replace(query="min_size=1&max_size=1"))
+    conn = PostgresConnection(postgres_database(url, timeout=5), timeout=5)
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    other = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.fetch(f"CREATE TABLE {table} (k INT PRIMARY KEY, v INT)")
+        await conn.fetch(f"INSERT INTO {table} VALUES (1, 0)")
+        async with conn.session() as raw:
+            backend = await raw.fetchval("SELECT pg_backend_pid()")
+            await raw.execute("BEGIN")
+            await raw.execute(f"SELECT * FROM {table} WHERE k = 1 FOR UPDATE")
+        async with conn.session() as raw:  # the same pooled connection (max_size 1)
+            assert await raw.fetchval("SELECT pg_backend_pid()") == backend
+            assert not raw.is_in_transaction()
+            state = await raw.fetchval(
+                "SELECT state FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            )
+            assert state == "active"  # running this query, not "idle in transaction"
+        await asyncio.wait_for(other.execute(f"UPDATE {table} SET v = 1 WHERE k = 1"), 5)
+    finally:
+        with contextlib.suppress(Exception):
+            await other.execute(f"DROP TABLE IF EXISTS {table}")
+        await other.close()
+        await conn.close()

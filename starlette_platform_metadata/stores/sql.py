@@ -7,7 +7,7 @@ from typing import Any
 
 from databases import Database, DatabaseURL
 
-from ..connections import OpensOnFirstUse
+from ..connections import OpensOnFirstUse, postgres_database
 from ..payload import dump
 from .base import Expect, Record
 from .dialects import Engine, PostgresEngine, SQLiteEngine, check_identifier
@@ -53,9 +53,7 @@ class DatabaseStore(OpensOnFirstUse):
             if url.dialect not in ("sqlite", "postgresql"):
                 raise ValueError(f"Unsupported database for DatabaseStore: {url.dialect!r}")
             if url.dialect == "postgresql":
-                # asyncpg's own bounds (connect, and every statement including the pool's reset
-                # of a returned connection) back up the engine's per-operation deadline.
-                database = Database(url, timeout=busy_timeout, command_timeout=busy_timeout)
+                database = postgres_database(url, busy_timeout)
             else:
                 database = Database(url)
         elif url is not None:
