@@ -238,15 +238,6 @@ class SQLiteConnection:
             await connection.__aexit__(None, None, None)
             await self.database.disconnect()
 
-    def data_version(self) -> int | None:
-        """SQLite's `PRAGMA data_version`: it changes whenever another connection, in this
-        process or another, commits to the file.  A cache of query results tagged with it is
-        valid exactly while it is unchanged.  `None` when there is no fast-path connection."""
-        if self._sync is None:
-            return None
-        version: int = self._sync.execute("PRAGMA data_version").fetchone()[0]
-        return version
-
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run one statement; its rows.  Lock waits past `busy_timeout`: `StoreUnavailable`."""
         sync = self._sync
