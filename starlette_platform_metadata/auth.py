@@ -82,9 +82,13 @@ def token_from_header(conn: HTTPConnection, keyword: bytes = b"token") -> str | 
     Returns `None` when there is no such header or it uses another scheme; raises
     `AuthenticationFailed` with DRF's exact messages for a malformed one.
     """
-    header = conn.headers.get("authorization")
-    if header is None:
+    values = conn.headers.getlist("authorization")
+    if not values:
         return None
+    # Django joins repeated headers with "," (so DRF sees "Token a,Token b": two spaces, 401).
+    # Taking the first, as Starlette's `get` would, could authenticate a request as someone a
+    # proxy or client did not mean.
+    header = ",".join(values)
     # Starlette decodes headers as latin-1, so this gives back the bytes on the wire.
     parts = header.encode("latin-1").split()
     if not parts or parts[0].lower() != keyword:

@@ -117,6 +117,9 @@ def parse_json(body: bytes, max_depth: int) -> Any:
     """
     try:
         text = body.decode("utf-8")
+        if text.startswith("\ufeff"):
+            # What `json.loads`, and so DRF, answers; the bare decoder would say "Expecting value".
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
         value = _DECODER.decode(text)
     except RecursionError:
         # The C scanner stops near the interpreter's recursion limit (a body of 100,000 `[`).

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from starlette_platform_metadata import Store
+
 from .conftest import URL, FakeAuth
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +61,23 @@ async def test_unauthenticated_requests_get_drf_401_bodies(
     assert response.content == ('{"detail":"%s"}' % detail).encode()
     assert response.headers["www-authenticate"] == "Token"
     assert response.headers["content-type"] == "application/json"
+
+
+async def test_repeated_authorization_headers_are_refused_as_drf_sees_them(
+    client: httpx.AsyncClient, acme: Users, store: Store
+) -> None:
+    """Two Authorization headers reach DRF joined by "," ("Token a,Token b"): a 401, never the
+    first or the last identity, even when both name valid tokens."""
+    john, jane = acme["john"]["Authorization"], acme["jane"]["Authorization"]
+    for first, second in [(john, jane), (john, "Token nope"), ("Token nope", john), (john, john)]:
+        headers = [("Authorization", first), ("Authorization", second)]
+        response = await client.patch(ACME, json={"metadata": {"a": 1}}, headers=headers)
+        assert response.status_code == 401, (first, second)
+        assert response.json() == {
+            "detail": "Invalid token header. Token string should not contain spaces."
+        }
+    assert (await store.get("acme-corp", "john_doe")).version == 0
+    assert (await store.get("acme-corp", "jane")).version == 0
 
 
 async def test_token_keyword_is_case_insensitive(client: httpx.AsyncClient, acme: Users) -> None:

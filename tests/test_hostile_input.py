@@ -144,6 +144,11 @@ STRICT_JSON_REFUSALS = [
         parse_error("Expecting ',' delimiter: line 1 column 20 (char 19)"),
         id="truncated",
     ),
+    pytest.param(
+        b'\xef\xbb\xbf{"metadata":{"a":1}}',
+        parse_error("Unexpected UTF-8 BOM (decode using utf-8-sig): line 1 column 1 (char 0)"),
+        id="utf8-bom",
+    ),
 ]
 
 
