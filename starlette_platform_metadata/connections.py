@@ -140,10 +140,10 @@ class SQLiteConnection:
     async def _enter_wal(self) -> None:
         """Put the file in WAL mode, which lets readers and one writer work at once.
 
-        The switch needs the file to itself and SQLite refuses it at once, without waiting
-        through `busy_timeout`, while another connection is reading (say, a second worker
-        making the same switch).  WAL is persistent, so retry until it is on, for at most
-        `busy_timeout`.
+        The switch needs the file to itself, and while another connection is in the middle of
+        the same switch (two workers starting on a new file) SQLite refuses it at once, without
+        waiting through `busy_timeout`.  WAL is persistent, so retry until it is on, for at
+        most `busy_timeout`.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._busy_timeout_ms / 1000
