@@ -11,8 +11,9 @@ import argparse
 import asyncio
 import os
 import shlex
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from inspect import signature
 
@@ -89,9 +90,11 @@ async def _add_user(url: str, username: str, platform: str, admin: bool) -> str:
         return await db.add_user(username, platform, admin=admin)
 
 
-async def _prepare(url: str) -> list[DemoUser]:
-    """Create the tables; on a database without platforms, create the demo data."""
+async def _prepare(url: str, before_writing: Callable[[], object]) -> list[DemoUser]:
+    """Create the tables, call `before_writing`, then, on a database without platforms, create
+    the demo data."""
     async with HostDB(url) as db:
+        before_writing()
         if await db.has_platforms():
             return []
         await db.add_platform(DEMO_PLATFORM)
@@ -122,13 +125,20 @@ def _serve(url: str, host: str, port: int, workers: int) -> int:
     # Worker processes build the app from the environment (uvicorn imports the factory anew).
     os.environ["DATABASE_URL"] = url
     config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
-    # Bind first: a port in use stops us before demo tokens are created that nobody sees.
-    # Listen before printing the curl line, so that a client that runs it at once (or reads
-    # uvicorn's "running on" line) is queued, not refused, while the app starts.  Left to
-    # itself, uvicorn with --workers binds in the parent and listens only in the workers.
-    sock = config.bind_socket()
-    sock.listen(config.backlog)
-    demo = asyncio.run(_prepare(url))
+    sockets: list[socket.socket] = []
+
+    def bind() -> None:
+        # After the database answered (so uvicorn's "running on" line never precedes a
+        # database error) and before demo tokens are created (a port in use exits 3 here,
+        # and no token goes unprinted).  Listen at once, before the curl line is printed, so a
+        # client that runs it (or reads the "running on" line) is queued, not refused, while
+        # the app starts: left to itself, uvicorn with --workers listens only in the workers.
+        sock = config.bind_socket()
+        sock.listen(config.backlog)
+        sockets.append(sock)
+
+    demo = asyncio.run(_prepare(url, bind))
+    sock = sockets[0]
     if demo:
         member = demo[0]
         endpoint = f"{_base_url(host, port)}{MOUNT_PATH}/?platform_key={DEMO_PLATFORM}"

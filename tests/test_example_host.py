@@ -238,34 +238,47 @@ def test_serve_on_an_empty_database_creates_demo_users_and_serves(
     assert err.read_text().count("Application shutdown complete") == workers
 
 
+def run_serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "example_host", "serve", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_serve_on_a_port_in_use_fails_before_creating_demo_users(tmp_path: Path) -> None:
     """A port already taken stops `serve` with uvicorn's status 3, before it creates demo
     tokens that would never be printed."""
+    database = tmp_path / "h.db"
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        database = tmp_path / "h.db"
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "example_host",
-                "serve",
-                "--port",
-                str(port),
-                "--database",
-                f"sqlite:///{database}",
-            ],
-            cwd=tmp_path,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = run_serve(tmp_path, "--port", str(port), "--database", f"sqlite:///{database}")
     assert result.returncode == 3, result.stderr
     assert "Address already in use" in result.stderr and "token" not in result.stdout
-    assert not database.exists()
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        assert db.execute("SELECT count(*) FROM platforms").fetchone() == (0,)
+
+
+def test_serve_on_an_unreachable_database_fails_before_claiming_to_run(tmp_path: Path) -> None:
+    """A database that does not answer is reported (exit 1) before uvicorn's "running on"
+    line could suggest the server is up."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = closed.getsockname()[1]  # bound, never listening: connections are refused
+        result = run_serve(
+            tmp_path,
+            "--port",
+            str(free_port()),
+            "--database",
+            f"postgresql://u:p@127.0.0.1:{dead}/x",
+        )
+    assert result.returncode == 1, result.stderr
+    assert "PostgreSQL unavailable" in result.stderr and "running on" not in result.stderr
 
 
 # --- the token backend, in process, on every database ------------------------------------------
