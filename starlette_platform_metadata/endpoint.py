@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from urllib.parse import unquote_to_bytes
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -230,10 +231,25 @@ class MetadataEndpoint:
                     max_bytes=self.limits.max_document_bytes,
                 )
         except PreconditionFailed:
-            raise errors.precondition_failed() from None
+            raise await self._precondition_failed(platform_key, username, headers) from None
         except DocumentTooLarge as exc:
             raise errors.document_too_large(exc.limit) from None
         return self._ok(username, platform_key, record)
+
+    async def _precondition_failed(
+        self, platform_key: str, username: str, headers: Headers
+    ) -> ApiError:
+        """The 412: which condition the record fails, and its ETag, read after the refusal.
+
+        The write was checked atomically; this second look only words the answer, so under a
+        race it may describe a later state (then the `If-Match` wording is the fallback).
+        """
+        current = await self.store.get(platform_key, username)
+        if_none_match = headers.get("if-none-match")
+        reason = "changed"
+        if conditional.none_match(if_none_match, current):
+            reason = "stored" if if_none_match and if_none_match.strip() == "*" else "unchanged"
+        return errors.precondition_failed(reason, conditional.etag(current))
 
     async def _authorize(self, identity: Identity, platform_key: str, target: str | None) -> str:
         """Whose metadata the request reaches, or the contract's refusal, in its order."""

@@ -145,10 +145,18 @@ def document_too_large(limit: int) -> ApiError:
     )
 
 
-def precondition_failed() -> ApiError:
-    return ApiError(
-        412, {"detail": "Precondition failed: the metadata changed since the given ETag."}
-    )
+#: The 412 details, by which condition the record fails: `If-Match` (it changed), or
+#: `If-None-Match: *` (something is stored) or `If-None-Match: "n"` (it is still version n).
+PRECONDITION_DETAILS = {
+    "changed": "Precondition failed: the metadata changed since the given ETag.",
+    "stored": "Precondition failed: metadata is already stored.",
+    "unchanged": "Precondition failed: the metadata still has one of the given ETags.",
+}
+
+
+def precondition_failed(reason: str, etag: str) -> ApiError:
+    """412 with the current ETag, so a client can retry without another GET of the version."""
+    return ApiError(412, {"detail": PRECONDITION_DETAILS[reason]}, {"ETag": etag})
 
 
 def service_unavailable() -> ApiError:

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Sequence
 from typing import Any
 
+from . import errors
 from .limits import Limits
 from .payload import dump
 
@@ -251,11 +252,10 @@ def _responses(limits: Limits) -> dict[str, Any]:
         "PreconditionFailed": {
             "description": (
                 "`If-Match` or `If-None-Match` did not hold for the current version; nothing "
-                "was changed."
+                "was changed. The ETag is the record's current one."
             ),
-            "content": _json(
-                _detail("Precondition failed: the metadata changed since the given ETag.")
-            ),
+            "headers": {"ETag": _header("The record's current version.")},
+            "content": _json(_detail(*errors.PRECONDITION_DETAILS.values())),
         },
         "ContentTooLarge": {
             "description": (

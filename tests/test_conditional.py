@@ -20,6 +20,8 @@ pytestmark = pytest.mark.anyio
 Users = dict[str, dict[str, str]]
 ACME = URL + "?platform_key=acme-corp"
 PRECONDITION_FAILED = {"detail": "Precondition failed: the metadata changed since the given ETag."}
+ALREADY_STORED = {"detail": "Precondition failed: metadata is already stored."}
+STILL_THAT_ETAG = {"detail": "Precondition failed: the metadata still has one of the given ETags."}
 
 
 def with_header(headers: dict[str, str], name: str, value: str) -> dict[str, str]:
@@ -172,6 +174,7 @@ async def test_if_match_that_fails_is_412_and_changes_nothing(
     assert response.status_code == 412, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json() == PRECONDITION_FAILED
+    assert response.headers["etag"] == before[1]  # the current ETag, to retry with
     assert await snapshot(client, john) == before
 
 
@@ -261,7 +264,8 @@ async def test_if_none_match_star_on_a_write_is_create_only_even_after_a_delete(
     assert (created.status_code, created.headers["etag"]) == (200, '"1"')
     for method in ("PUT", "PATCH", "DELETE"):
         refused = await write(client, method, john, **none)
-        assert (refused.status_code, refused.json()) == (412, PRECONDITION_FAILED), method
+        assert (refused.status_code, refused.json()) == (412, ALREADY_STORED), method
+        assert refused.headers["etag"] == '"1"'
     assert (await snapshot(client, john))[0]["metadata"] == {"by": "first"}
     await write(client, "DELETE", john)
     again = await client.patch(ACME, json={"metadata": {"by": "second"}}, headers={**john, **none})
@@ -280,7 +284,8 @@ async def test_if_none_match_naming_the_current_etag_refuses_the_write(
     etag = before[1]
     for value in (etag, f"W/{etag}", f'"99", {etag}'):
         response = await write(client, method, john, **{"If-None-Match": value})
-        assert response.status_code == 412, value
+        assert (response.status_code, response.json()) == (412, STILL_THAT_ETAG), value
+        assert response.headers["etag"] == etag
     assert await snapshot(client, john) == before
     response = await write(client, method, john, **{"If-None-Match": '"99", W/"98"'})
     assert response.status_code in (200, 204)
@@ -293,8 +298,12 @@ async def test_if_match_and_if_none_match_on_one_write_must_both_hold(
     await write(client, "PUT", john)
     before = await snapshot(client, john)
     both = {"If-Match": before[1], "If-None-Match": "*"}
-    assert (await write(client, "PATCH", john, **both)).status_code == 412
+    refused = await write(client, "PATCH", john, **both)
+    assert (refused.status_code, refused.json()) == (412, ALREADY_STORED)
     assert await snapshot(client, john) == before
+    both = {"If-Match": '"98"', "If-None-Match": '"97"'}
+    refused = await write(client, "PATCH", john, **both)
+    assert (refused.status_code, refused.json()) == (412, PRECONDITION_FAILED)
     both = {"If-Match": before[1], "If-None-Match": '"0"'}
     assert (await write(client, "PATCH", john, **both)).status_code == 200
 
