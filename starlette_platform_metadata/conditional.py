@@ -1,12 +1,45 @@
-"""ETags and the `If-Match` / `If-None-Match` preconditions (RFC 9110, section 13)."""
+"""ETags and the `If-Match` / `If-None-Match` preconditions (RFC 9110, section 13).
+
+Both headers are lists (RFC 9110, 5.3 and 5.6.1): the field lines of one name form one list,
+and empty elements are allowed.  An ETag is opaque: `"5"` is issued for version 5, and only
+that exact text names it (`"05"` was never issued and names nothing).  How many tags one
+request may list is bounded by `Limits.max_etags`, and parsing stops there, so the work a
+request costs does not grow with what a client sends past the limit.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from starlette.datastructures import Headers
+
+from . import errors
 from .stores.base import ANY_RECORD, NO_RECORD, Expect, Record
 
-_ETAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+# One list element, then the separator or the end.  OWS is spaces and tabs (RFC 9110, 5.6.3).
+_ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([^"]*)"|(\*))[ \t]*(?:,|\Z)')
+_EMPTY = re.compile(r"[ \t]*(?:,|\Z)")
+
+
+@dataclass(frozen=True, slots=True)
+class TagList:
+    """One conditional header, parsed.
+
+    Attributes:
+        star: the value is `*`.
+        tags: `(weak, opaque)` pairs, in order.
+        malformed: the value is not `*` and not a list of at least one entity tag.
+    """
+
+    star: bool = False
+    tags: tuple[tuple[bool, str], ...] = ()
+    malformed: bool = False
+
+
+_STAR = TagList(star=True)
+_MALFORMED = TagList(malformed=True)
 
 
 def etag(record: Record) -> str:
@@ -14,61 +47,129 @@ def etag(record: Record) -> str:
     return f'"{record.version}"'
 
 
-def _tags(header: str) -> list[tuple[bool, str]] | None:
-    """Parse a list of entity tags; `None` when the header is malformed."""
+def field_value(headers: Headers, name: str) -> str | None:
+    """All field lines of `name` as one list (RFC 9110, 5.3), or `None` when absent."""
+    lines = headers.getlist(name)
+    if not lines:
+        return None
+    return lines[0] if len(lines) == 1 else ", ".join(lines)
+
+
+def parse(name: str, value: str | None, limit: int) -> TagList | None:
+    """Parse `If-Match` or `If-None-Match`; `None` when the header is absent.
+
+    Raises the 400 of `errors.too_many_etags` as soon as the list passes `limit` elements.
+    """
+    if value is None:
+        return None
     tags: list[tuple[bool, str]] = []
-    position = 0
-    header = header.strip()
-    while position < len(header):
-        match = _ETAG.match(header, position)
+    star = False
+    position, end = 0, len(value)
+    while position < end:
+        empty = _EMPTY.match(value, position)
+        if empty is not None and empty.end() > position:
+            position = empty.end()
+            continue
+        match = _ELEMENT.match(value, position)
         if match is None:
-            return None
-        tags.append((match.group(1) is not None, match.group(2)))
+            return _MALFORMED
+        if match.group(3):
+            star = True
+        else:
+            tags.append((match.group(1) is not None, match.group(2)))
+        if len(tags) + star > limit:
+            raise errors.too_many_etags(name, limit)
         position = match.end()
-    return tags
+    if star:
+        # `*` stands alone; beside tags it is not a value either header can take.
+        return _MALFORMED if tags else _STAR
+    return TagList(tags=tuple(tags)) if tags else _MALFORMED
 
 
-def expect_from_if_match(header: str | None) -> Expect | None:
-    """The precondition an `If-Match` header asks for (strong comparison)."""
+def _version(opaque: str) -> int | None:
+    """The version an opaque tag names: exactly the text we issue for it, else none."""
+    if not opaque.isascii() or not opaque.isdigit() or len(opaque) > 19:
+        return None
+    if len(opaque) > 1 and opaque[0] == "0":
+        return None  # "05" was never issued
+    return int(opaque)
+
+
+def _versions(tags: Sequence[tuple[bool, str]], *, strong: bool) -> frozenset[int]:
+    found = set()
+    for weak, opaque in tags:
+        if weak and strong:
+            continue  # strong comparison: a weak tag matches nothing
+        version = _version(opaque)
+        if version is not None:
+            found.add(version)
+    return frozenset(found)
+
+
+#: A precondition no record admits: a malformed header never lets a write through.
+NEVER = Expect(frozenset())
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """The preconditions of one request."""
+
+    if_match: TagList | None
+    if_none_match: TagList | None
+
+    @classmethod
+    def from_headers(cls, headers: Headers, limit: int) -> Conditions:
+        return cls(
+            parse("If-Match", field_value(headers, "if-match"), limit),
+            parse("If-None-Match", field_value(headers, "if-none-match"), limit),
+        )
+
+    def not_modified(self, record: Record) -> bool:
+        """GET/HEAD: `If-None-Match` matches the current record (weak comparison).
+
+        A malformed header matches nothing, so the client gets the full answer.
+        """
+        header = self.if_none_match
+        if header is None or header.malformed:
+            return False
+        if header.star:
+            return record.exists
+        return record.version in _versions(header.tags, strong=False)
+
+    def expect(self) -> Expect | None:
+        """PATCH/PUT/DELETE: the precondition checked atomically with the write.
+
+        `If-Match` compares strongly; `If-None-Match` weakly and inverted (RFC 9110, 13.1.2):
+        `*` writes only when no record is stored, a list only when the current version is none
+        of them.  With both, both must hold.  A malformed value of either never holds.
+        """
+        expect = _if_match(self.if_match)
+        header = self.if_none_match
+        if header is None:
+            return expect
+        if header.malformed:
+            none = NEVER
+        elif header.star:
+            none = NO_RECORD
+        else:
+            none = Expect(_versions(header.tags, strong=False), negate=True)
+        return none if expect is None else Expect(expect.versions, also=none)
+
+    def refusal(self, current: Record) -> str:
+        """Which condition `current` fails: a key of `errors.PRECONDITION_DETAILS`."""
+        header = self.if_none_match
+        if header is not None:
+            if header.malformed:
+                return "malformed"
+            if self.not_modified(current):
+                return "stored" if header.star else "unchanged"
+        return "changed"
+
+
+def _if_match(header: TagList | None) -> Expect | None:
     if header is None:
         return None
-    if header.strip() == "*":
+    if header.star:
         return ANY_RECORD
-    versions: set[int] = set()
-    for weak, opaque in _tags(header) or []:
-        if not weak and opaque.isascii() and opaque.isdigit() and len(opaque) < 20:
-            versions.add(int(opaque))
     # A header naming no tag of ours can never match: an empty set fails every write.
-    return Expect(frozenset(versions))
-
-
-def expect_for_write(if_match: str | None, if_none_match: str | None) -> Expect | None:
-    """The precondition of a PATCH, PUT or DELETE: `If-Match` and `If-None-Match` together.
-
-    `If-None-Match` on a write (RFC 9110, 13.1.2) uses weak comparison: `*` writes only when
-    no record is stored (create-only, also after a DELETE); a list writes only when the
-    current version is none of them.  A malformed value names nothing, so it always holds.
-    """
-    expect = expect_from_if_match(if_match)
-    if if_none_match is None:
-        return expect
-    if if_none_match.strip() == "*":
-        none = NO_RECORD
-    else:
-        versions = {
-            int(opaque)
-            for _, opaque in _tags(if_none_match) or []
-            if opaque.isascii() and opaque.isdigit() and len(opaque) < 20
-        }
-        none = Expect(frozenset(versions), negate=True)
-    return none if expect is None else Expect(expect.versions, also=none)
-
-
-def none_match(header: str | None, record: Record) -> bool:
-    """True when `If-None-Match` matches the current record (weak comparison)."""
-    if header is None:
-        return False
-    if header.strip() == "*":
-        return record.exists
-    current = str(record.version)
-    return any(opaque == current for _, opaque in _tags(header) or [])
+    return Expect(_versions(header.tags, strong=True))

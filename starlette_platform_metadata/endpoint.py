@@ -11,7 +11,6 @@ from datetime import datetime, timezone
 from urllib.parse import unquote_to_bytes
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
-from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -201,20 +200,18 @@ class MetadataEndpoint:
             )
         platform_key, target = self._query(scope)
         username = await self._authorize(identity, platform_key, target)
-        headers = conn.headers
+        conditions = conditional.Conditions.from_headers(conn.headers, self.limits.max_etags)
         try:
             if method in ("GET", "HEAD"):
                 record = await self.store.get(platform_key, username)
-                if conditional.none_match(headers.get("if-none-match"), record):
+                if conditions.not_modified(record):
                     # RFC 9110 15.4.5: a 304 repeats the ETag and Vary the 200 would carry.
                     return Response(
                         status_code=304,
                         headers={"ETag": conditional.etag(record), "Vary": "Authorization"},
                     )
                 return self._ok(username, platform_key, record)
-            expect = conditional.expect_for_write(
-                headers.get("if-match"), headers.get("if-none-match")
-            )
+            expect = conditions.expect()
             if method == "DELETE":
                 await self.store.delete(platform_key, username, expect=expect)
                 return Response(status_code=204)
@@ -239,13 +236,13 @@ class MetadataEndpoint:
                     max_bytes=self.limits.max_document_bytes,
                 )
         except PreconditionFailed:
-            raise await self._precondition_failed(platform_key, username, headers) from None
+            raise await self._precondition_failed(platform_key, username, conditions) from None
         except DocumentTooLarge as exc:
             raise errors.document_too_large(exc.limit) from None
         return self._ok(username, platform_key, record)
 
     async def _precondition_failed(
-        self, platform_key: str, username: str, headers: Headers
+        self, platform_key: str, username: str, conditions: conditional.Conditions
     ) -> ApiError:
         """The 412: which condition the record fails, and its ETag, read after the refusal.
 
@@ -253,11 +250,7 @@ class MetadataEndpoint:
         race it may describe a later state (then the `If-Match` wording is the fallback).
         """
         current = await self.store.get(platform_key, username)
-        if_none_match = headers.get("if-none-match")
-        reason = "changed"
-        if conditional.none_match(if_none_match, current):
-            reason = "stored" if if_none_match and if_none_match.strip() == "*" else "unchanged"
-        return errors.precondition_failed(reason, conditional.etag(current))
+        return errors.precondition_failed(conditions.refusal(current), conditional.etag(current))
 
     async def _authorize(self, identity: Identity, platform_key: str, target: str | None) -> str:
         """Whose metadata the request reaches, or the contract's refusal, in its order."""

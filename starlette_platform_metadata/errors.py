@@ -145,12 +145,25 @@ def document_too_large(limit: int) -> ApiError:
     )
 
 
+def too_many_etags(header: str, limit: int) -> ApiError:
+    return ApiError(
+        400,
+        {
+            "detail": f"{header} lists more than the limit of {limit} entity tags.",
+            "limit": "max_etags",
+            "value": limit,
+        },
+    )
+
+
 #: The 412 details, by which condition the record fails: `If-Match` (it changed), or
-#: `If-None-Match: *` (something is stored) or `If-None-Match: "n"` (it is still version n).
+#: `If-None-Match: *` (something is stored) or `If-None-Match: "n"` (it is still version n), or
+#: a malformed `If-None-Match`, which never lets a write through.
 PRECONDITION_DETAILS = {
     "changed": "Precondition failed: the metadata changed since the given ETag.",
     "stored": "Precondition failed: metadata is already stored.",
     "unchanged": "Precondition failed: the metadata still has one of the given ETags.",
+    "malformed": "Precondition failed: If-None-Match is not * or a list of entity tags.",
 }
 
 

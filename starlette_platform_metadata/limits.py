@@ -23,6 +23,9 @@ class Limits:
         max_key_length: characters in one top-level key, and in one `delete_keys` entry; 400.
         max_delete_keys: entries in `delete_keys`; 400.
         max_query_value_length: characters in `platform_key` and `username`; 400.
+        max_etags: entity tags (and `*`) listed in `If-Match`, and in `If-None-Match`, all
+            field lines of each together; 400.  Parsing stops past it, so a long list costs
+            no more than the limit.
     """
 
     max_body_bytes: int = 256 * 1024
@@ -32,6 +35,7 @@ class Limits:
     max_key_length: int = 256
     max_delete_keys: int = 512
     max_query_value_length: int = 256
+    max_etags: int = 64
 
     def __post_init__(self) -> None:
         for field in fields(self):

@@ -167,7 +167,10 @@ def _schemas(limits: Limits) -> dict[str, Any]:
             "required": ["detail", "limit", "value"],
             "properties": {
                 "detail": {"type": "string"},
-                "limit": {"type": "string", "enum": ["max_body_bytes", "max_document_bytes"]},
+                "limit": {
+                    "type": "string",
+                    "enum": ["max_body_bytes", "max_document_bytes", "max_etags"],
+                },
                 "value": {"type": "integer"},
             },
             "additionalProperties": False,
@@ -202,7 +205,8 @@ def _responses(limits: Limits) -> dict[str, Any]:
                 f"validation (field to messages) error. Limits: max_depth {limits.max_depth}, "
                 f"max_keys {limits.max_keys}, max_key_length {limits.max_key_length}, "
                 f"max_delete_keys {limits.max_delete_keys}, "
-                f"max_query_value_length {limits.max_query_value_length}."
+                f"max_query_value_length {limits.max_query_value_length}; or `If-Match` / "
+                f"`If-None-Match` listing more than max_etags ({limits.max_etags}) tags."
             ),
             "content": _json(
                 {
@@ -210,6 +214,7 @@ def _responses(limits: Limits) -> dict[str, Any]:
                         _ref("schemas", "QueryError"),
                         _ref("schemas", "ParseError"),
                         _ref("schemas", "ValidationError"),
+                        _ref("schemas", "LimitExceeded"),
                     ]
                 }
             ),
@@ -313,14 +318,20 @@ def _parameters(limits: Limits) -> dict[str, Any]:
             "name": "If-Match",
             "in": "header",
             "required": False,
-            "description": "Write only if the record still has one of these ETags (or `*`).",
+            "description": (
+                "Write only if the record still has one of these ETags (or `*`). Several "
+                "lines form one list; at most max_etags tags; malformed: never writes."
+            ),
             "schema": {"type": "string"},
         },
         "IfNoneMatch": {
             "name": "If-None-Match",
             "in": "header",
             "required": False,
-            "description": "Answer 304 when the record has one of these ETags (or `*`).",
+            "description": (
+                "Answer 304 when the record has one of these ETags (or `*`). Several lines "
+                "form one list; at most max_etags tags."
+            ),
             "schema": {"type": "string"},
         },
         "IfNoneMatchWrite": {
@@ -329,7 +340,8 @@ def _parameters(limits: Limits) -> dict[str, Any]:
             "required": False,
             "description": (
                 "Write only if the record has none of these ETags; `*`: only if no record is "
-                "stored (create-only)."
+                "stored (create-only). Several lines form one list; at most max_etags tags; "
+                "malformed: never writes."
             ),
             "schema": {"type": "string"},
         },

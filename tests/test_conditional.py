@@ -361,3 +361,196 @@ async def test_read_modify_write_with_if_match_loses_no_update(
     tags = (await snapshot(client, acme["john"]))[0]["metadata"]["tags"]
     assert sorted(tags) == sorted(f"t{n}" for n in range(12))
     assert max(attempts) > 1, "the appends did contend"
+
+
+# --- Header lists: several field lines, empty elements, opaque tags, a bound --------------------
+
+Lines = list[tuple[str, str]]
+TOO_MANY = {
+    "detail": "If-Match lists more than the limit of 64 entity tags.",
+    "limit": "max_etags",
+    "value": 64,
+}
+MALFORMED_NONE_MATCH = {
+    "detail": "Precondition failed: If-None-Match is not * or a list of entity tags."
+}
+
+
+async def write_lines(
+    client: httpx.AsyncClient, method: str, headers: dict[str, str], lines: Lines
+) -> httpx.Response:
+    """A write with `lines` sent as separate header field lines, in order."""
+    body = {"PATCH": {"metadata": {"n": 1}}, "PUT": {"metadata": {"p": 2}}}.get(method)
+    return await client.request(method, ACME, json=body, headers=[*headers.items(), *lines])
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+async def test_if_none_match_star_on_a_second_line_still_refuses_the_write(
+    client: httpx.AsyncClient, acme: Users, method: str
+) -> None:
+    """RFC 9110 5.3: the lines form one list, `"999", *`, which is not a valid value: a write
+    that a `*` on any line would refuse is refused, never let through by the first line."""
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    lines = [("If-None-Match", '"999"'), ("If-None-Match", "*")]
+    response = await write_lines(client, method, john, lines)
+    assert (response.status_code, response.json()) == (412, MALFORMED_NONE_MATCH)
+    assert await snapshot(client, john) == before
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+async def test_a_tag_on_a_later_line_counts(
+    client: httpx.AsyncClient, acme: Users, method: str
+) -> None:
+    """The current ETag on the second If-Match line lets the write through; on the second
+    If-None-Match line it refuses it; on a GET it answers 304."""
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    etag = before[1]
+    refused = await write_lines(
+        client, method, john, [("If-None-Match", '"999"'), ("If-None-Match", etag)]
+    )
+    assert (refused.status_code, refused.json()) == (412, STILL_THAT_ETAG)
+    assert await snapshot(client, john) == before
+    cached = await client.get(
+        ACME, headers=[*john.items(), ("If-None-Match", '"9"'), ("If-None-Match", etag)]
+    )
+    assert cached.status_code == 304
+    written = await write_lines(client, method, john, [("If-Match", '"999"'), ("If-Match", etag)])
+    assert written.status_code == (204 if method == "DELETE" else 200), written.text
+    assert (await snapshot(client, john))[1] != etag
+
+
+@pytest.mark.parametrize("header", ['"999",,"{v}"', ',"{v}"', '"{v}",', ' , ,\t"{v}" , '])
+async def test_empty_list_elements_are_skipped(
+    client: httpx.AsyncClient, acme: Users, header: str
+) -> None:
+    """RFC 9110 5.6.1: recipients accept empty elements; the tags around them still count."""
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    value = header.format(v=before[1].strip('"'))
+    refused = await write(client, "PUT", john, **{"If-None-Match": value})
+    assert (refused.status_code, refused.json()) == (412, STILL_THAT_ETAG)
+    assert await snapshot(client, john) == before
+    assert (await client.get(ACME, headers={**john, "If-None-Match": value})).status_code == 304
+    written = await write(client, "PATCH", john, **{"If-Match": value})
+    assert written.status_code == 200, written.text
+
+
+@pytest.mark.parametrize("header", [",", " , ,", ""])
+async def test_a_list_of_only_empty_elements_is_malformed(
+    client: httpx.AsyncClient, acme: Users, header: str
+) -> None:
+    """No tag at all is not a valid value of either header: it never lets a write through."""
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    response = await write(client, "PUT", john, **{"If-None-Match": header})
+    assert (response.status_code, response.json()) == (412, MALFORMED_NONE_MATCH)
+    response = await write(client, "PUT", john, **{"If-Match": header})
+    assert (response.status_code, response.json()) == (412, PRECONDITION_FAILED)
+    assert await snapshot(client, john) == before
+
+
+@pytest.mark.parametrize("method", ["PATCH", "PUT", "DELETE"])
+async def test_etags_are_opaque_text_not_numbers(
+    client: httpx.AsyncClient, acme: Users, method: str
+) -> None:
+    """`"05"` was never issued, so it names nothing: not version 5 in If-Match, not in
+    If-None-Match, not on a GET."""
+    john = acme["john"]
+    for _ in range(4):
+        await write(client, "PATCH", john)
+    before = await snapshot(client, john)
+    assert before[1] == '"4"'
+    for spelling in ('"04"', '"004"', '"+4"', '" 4"', '"4 "', '"4.0"', '"0x4"'):
+        refused = await write(client, method, john, **{"If-Match": spelling})
+        assert (refused.status_code, refused.json()) == (412, PRECONDITION_FAILED), spelling
+        assert await snapshot(client, john) == before
+        full = await client.get(ACME, headers={**john, "If-None-Match": spelling})
+        assert full.status_code == 200, spelling
+    written = await write(client, method, john, **{"If-None-Match": '"04"'})
+    assert written.status_code == (204 if method == "DELETE" else 200), written.text
+
+
+async def test_version_zero_is_spelled_0(client: httpx.AsyncClient, acme: Users) -> None:
+    """`"0"` (nothing ever stored) still works as create-only; `"00"` names nothing."""
+    john = acme["john"]
+    refused = await write(client, "PUT", john, **{"If-Match": '"00"'})
+    assert refused.status_code == 412
+    assert (await write(client, "PUT", john, **{"If-Match": '"0"'})).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["If-Match", "If-None-Match"])
+@pytest.mark.parametrize("method", ["GET", "PATCH", "PUT", "DELETE"])
+async def test_a_list_longer_than_max_etags_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, acme: Users, name: str, method: str
+) -> None:
+    """65 tags, on one line or spread over several: 400 naming the limit, nothing written;
+    64 (the default limit) are fine."""
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    body = {**TOO_MANY, "detail": TOO_MANY["detail"].replace("If-Match", name)}
+    many = [f'"{900 + i}"' for i in range(65)]
+    for lines in ([(name, ", ".join(many))], [(name, ", ".join(many[:40])), (name, ", ".join(many[40:]))]):
+        response = await client.request(
+            method,
+            ACME,
+            json={"metadata": {"x": 1}} if method in ("PATCH", "PUT") else None,
+            headers=[*john.items(), *lines],
+        )
+        assert (response.status_code, response.json()) == (400, body)
+        assert await snapshot(client, john) == before
+    allowed = ", ".join([*many[:63], before[1]])
+    response = await client.request(
+        method,
+        ACME,
+        json={"metadata": {"x": 1}} if method in ("PATCH", "PUT") else None,
+        headers={**john, name: allowed},
+    )
+    expected = {
+        ("GET", "If-Match"): 200,
+        ("GET", "If-None-Match"): 304,
+        ("DELETE", "If-Match"): 204,
+    }.get((method, name), 200 if name == "If-Match" else 412)
+    assert response.status_code == expected, response.text
+
+
+async def test_parsing_stops_at_the_limit(client: httpx.AsyncClient, acme: Users) -> None:
+    """A megabyte of tags ending in garbage gets the limit's 400, not the malformed 412: the
+    list was not read past its 65th tag."""
+    john = acme["john"]
+    await write(client, "PUT", john)
+    before = await snapshot(client, john)
+    huge = '"1", ' * 200_000 + "garbage"
+    response = await write(client, "PATCH", john, **{"If-Match": huge})
+    assert (response.status_code, response.json()) == (400, TOO_MANY)
+    assert await snapshot(client, john) == before
+
+
+async def test_max_etags_is_configurable(auth: object, store: object) -> None:
+    """`Limits(max_etags=2)` refuses a third tag, and says so."""
+    from starlette_platform_metadata import Limits, PlatformMetadataApp
+
+    from .conftest import FakeAuth
+
+    assert isinstance(auth, FakeAuth)
+    john = auth.add("acme-corp", "john_doe")
+    app = PlatformMetadataApp(auth=auth, store=store, limits=Limits(max_etags=2))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as c:
+        path = "/?platform_key=acme-corp"
+        ok = await c.get(path, headers={**john, "If-None-Match": '"1", "2"'})
+        assert ok.status_code == 200
+        refused = await c.get(path, headers={**john, "If-None-Match": '"1", "2", "3"'})
+        assert refused.status_code == 400
+        assert refused.json() == {
+            "detail": "If-None-Match lists more than the limit of 2 entity tags.",
+            "limit": "max_etags",
+            "value": 2,
+        }
