@@ -17,8 +17,16 @@ from .stores.base import Store
 __all__ = ["PlatformMetadataApp"]
 
 
-def route_path(scope: Scope) -> str:
-    """The path below the mount point (Starlette keeps the full path and sets `root_path`)."""
+def route_path(scope: Scope) -> str | None:
+    """The path below the mount point (Starlette keeps the full path and sets `root_path`).
+
+    `None` when the client spelled a `/` as `%2F`: servers decode it before routing, so
+    `/api%2Fcore/...` would otherwise reach the endpoint under a path a proxy in front does not
+    recognise as this one (and may not guard).  No path of ours contains an encoded slash.
+    """
+    raw_path = scope.get("raw_path")
+    if raw_path is not None and b"%2f" in raw_path.partition(b"?")[0].lower():
+        return None
     path: str = scope["path"]
     root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path):

@@ -580,3 +580,16 @@ async def test_path_without_trailing_slash_is_served(client: httpx.AsyncClient, 
     response = await client.get(URL + "elsewhere?platform_key=acme-corp", headers=acme["john"])
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
+
+
+async def test_a_mounted_endpoint_refuses_a_path_with_an_encoded_slash(
+    client: httpx.AsyncClient, acme: Users
+) -> None:
+    """The host's router decodes `%2F` and matches the mount; the endpoint does not serve a
+    path the client did not spell as its own, and nothing is written."""
+    john = acme["john"]
+    path = URL.replace("users/", "users%2F") + "?platform_key=acme-corp"
+    response = await client.put(path, json={"metadata": {"a": 1}}, headers=john)
+    assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+    stored = await client.get(URL + "?platform_key=acme-corp", headers=john)
+    assert stored.json()["metadata"] == {}

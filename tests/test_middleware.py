@@ -189,3 +189,35 @@ async def test_a_mounted_app_without_openapi_answers_its_path_404() -> None:
     async with client_for(app) as client:
         response = await client.get(URL + "openapi.json")
         assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/core/users%2Fplatform-metadata/",
+        "/api%2fcore/users/platform-metadata/",
+        "/api/core/users/platform-metadata%2F",
+    ],
+)
+async def test_a_path_with_an_encoded_slash_is_not_the_endpoint(path: str) -> None:
+    """`%2F` is decoded by the server before routing; the middleware matches what the client
+    sent, so such a request goes to the inner app, never to the endpoint."""
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    inner = BareApp()
+    async with client_for(wrap(inner, auth)) as client:
+        response = await client.patch(
+            path + "?platform_key=acme-corp", json={"metadata": {"a": 1}}, headers=john
+        )
+        assert response.text.startswith("inner:")
+        stored = await client.get(URL + "?platform_key=acme-corp", headers=john)
+    assert stored.json()["metadata"] == {}
+
+
+async def test_an_encoded_slash_in_the_query_is_just_a_value() -> None:
+    """Only the path is checked: `platform_key=a%2Fb` names the platform `a/b`."""
+    auth = FakeAuth()
+    john = auth.add("a/b", "john_doe")
+    async with client_for(wrap(BareApp(), auth)) as client:
+        response = await client.get(URL + "?platform_key=a%2Fb", headers=john)
+    assert (response.status_code, response.json()["platform_key"]) == (200, "a/b")
