@@ -5,12 +5,15 @@ too slow for a per-request path: it opens a new aiosqlite connection, with a new
 time it hands out a SQLite connection, and it compiles every query through SQLAlchemy.  These
 classes keep connections open and run plain SQL on the driver.
 
-SQLite: statements first run synchronously on the event loop thread with `busy_timeout = 0`.
-A primary-key lookup or a one-row UPSERT in WAL mode takes microseconds, far less than handing
-the statement to a thread and back.  When another connection holds the write lock, SQLite
-answers "busy" at once, changing nothing, and the statement is handed to a kept aiosqlite
-connection whose thread waits up to `busy_timeout`; past that, `StoreUnavailable` (503).  The
-loop thus never waits on a lock, only, rarely, on the disk.
+SQLite: statements run synchronously on the event loop thread with `busy_timeout = 0`.  A
+primary-key lookup or a one-row UPSERT in WAL mode takes microseconds, far less than handing the
+statement to a thread and back.  When another connection holds the write lock, SQLite answers
+"busy" at once, changing nothing, and the statement is tried again after a short sleep on the
+loop (SQLite's own busy handler's schedule, 1 ms growing to 100 ms), until one deadline,
+`busy_timeout` after the statement was first tried; past it, `StoreUnavailable` (503).  Waiting
+is one deadline per statement, never a queue: no statement waits behind another's wait.  The
+loop thus never waits on a lock, only, rarely, on the disk.  A full disk (`SQLITE_FULL`) or an
+I/O error is `StoreUnavailable` too: nothing was written, and it passes when space comes back.
 
 PostgreSQL: a pooled asyncpg connection per call, every step bounded by one deadline, and
 connection failures as `StoreUnavailable`.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sqlite3
 import threading
 import warnings
@@ -86,9 +90,30 @@ class OpensOnFirstUse:
         await self.disconnect()
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc)
-    return "locked" in message or "busy" in message
+# SQLite's primary result codes (the low byte of the extended code `sqlite_errorcode`).
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_UNAVAILABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN})
+# Seconds between tries while another connection holds the lock: SQLite's own busy handler's
+# schedule (sqliteDefaultBusyCallback), then its last step for as long as the deadline allows.
+_BACKOFF = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05, 0.1)
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return _code(exc) in _BUSY_CODES
+
+
+def _unavailable(exc: sqlite3.Error) -> StoreUnavailable | None:
+    """The 503 an error means, or `None` for an error that is a bug (SQL, schema)."""
+    code = _code(exc)
+    if code in _BUSY_CODES:
+        return StoreUnavailable(f"SQLite: {exc} (lock held past busy_timeout)")
+    if code in _UNAVAILABLE_CODES:
+        return StoreUnavailable(f"SQLite: {exc}")
+    return None
 
 
 class SQLiteConnection:
@@ -122,9 +147,9 @@ class SQLiteConnection:
         self._raw: Any = None
         self._sync: sqlite3.Connection | None = None
         # Statements handed to the aiosqlite connection must not slip into a `transaction()`
-        # another task holds open on it.
+        # another task holds open on it.  (The fast-path connection is separate: a statement
+        # there waits for the transaction's write lock like any other connection's.)
         self._lock = asyncio.Lock()
-        self._in_transaction = False
 
     def add_function(self, name: str, arity: int, function: Callable[..., Any]) -> None:
         """Register a deterministic SQL function on both connections (call before `open`)."""
@@ -239,24 +264,58 @@ class SQLiteConnection:
             await self.database.disconnect()
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Run one statement; its rows.  Lock waits past `busy_timeout`: `StoreUnavailable`."""
+        """Run one statement; its rows.
+
+        Answers within `busy_timeout` of the call: rows, or `StoreUnavailable` when another
+        connection held the lock all that time, the disk is full, or the file cannot be written.
+        """
         sync = self._sync
-        if sync is not None and not self._in_transaction:
+        if sync is None:
+            return await self._fetch_slow(sql, params)
+        deadline: float | None = None
+        for attempt in itertools.count():
             try:
                 return sync.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
-                    raise
-        async with self._lock:
+                    unavailable = _unavailable(exc)
+                    if unavailable is None:
+                        raise
+                    raise unavailable from exc
+                error = exc
+            # Busy: nothing was done.  Sleep on the loop, never in SQLite, so that the wait has
+            # one deadline from the first try and queues behind no other statement's wait.
+            now = asyncio.get_running_loop().time()
+            if deadline is None:
+                deadline = now + self._busy_timeout_ms / 1000
+            if now >= deadline:
+                raise _unavailable(error) or StoreUnavailable(str(error)) from error
+            await asyncio.sleep(min(_BACKOFF[min(attempt, len(_BACKOFF) - 1)], deadline - now))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _fetch_slow(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """Without a fast-path connection (in-memory or URI-option databases): the aiosqlite
+        connection, after any `transaction()` in progress, all within `busy_timeout`."""
+        try:
+            async with asyncio.timeout(self._busy_timeout_ms / 1000):
+                await self._lock.acquire()
+        except TimeoutError:
+            raise StoreUnavailable(
+                "SQLite: a transaction held the connection past busy_timeout"
+            ) from None
+        try:
             return await self._slow(sql, params)
+        finally:
+            self._lock.release()
 
     async def _slow(self, sql: str, params: Sequence[Any]) -> list[Any]:
         try:
             rows: list[Any] = list(await self._raw.execute_fetchall(sql, params))
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
-                raise StoreUnavailable(str(exc)) from exc
-            raise
+            unavailable = _unavailable(exc)
+            if unavailable is None:
+                raise
+            raise unavailable from exc
         return rows
 
     @contextlib.asynccontextmanager
@@ -264,7 +323,6 @@ class SQLiteConnection:
         """`BEGIN IMMEDIATE` … `COMMIT` on the aiosqlite connection; yields a `fetch`."""
         async with self._lock:
             await self._slow("BEGIN IMMEDIATE", ())
-            self._in_transaction = True
             try:
                 yield self._slow
             except BaseException:
@@ -273,8 +331,6 @@ class SQLiteConnection:
                 raise
             else:
                 await self._slow("COMMIT", ())
-            finally:
-                self._in_transaction = False
 
 
 def postgres_database(url: str | DatabaseURL, timeout: float) -> Database:

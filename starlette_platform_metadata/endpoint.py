@@ -112,16 +112,22 @@ class MetadataEndpoint:
         self.auth = auth
         self.store = store
         self.limits = limits
+        # Requests answered 503 since the store last failed; `None` while it works.  An outage
+        # (a full disk, a database restart) is logged once when it starts and once when it
+        # ends, not once per refused request.
+        self._refused: int | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             response = await self._handle(scope, receive)
+            if self._refused is not None:
+                self._recovered()
         except ApiError as error:
             response = error_response(error)
         except ClientDisconnected:
             return
         except StoreUnavailable as exc:
-            logger.warning("metadata store unavailable: %s", exc)
+            self._unavailable(exc)
             response = error_response(errors.service_unavailable())
         except Exception as exc:
             request_id = uuid.uuid4().hex
@@ -140,6 +146,18 @@ class MetadataEndpoint:
             await _send_head(response, send)
         else:
             await response(scope, receive, send)
+
+    def _unavailable(self, exc: StoreUnavailable) -> None:
+        if self._refused is None:
+            self._refused = 0
+            logger.warning("metadata store unavailable, answering 503: %s", exc)
+        self._refused += 1
+
+    def _recovered(self) -> None:
+        logger.warning(
+            "metadata store available again after %d request(s) answered 503", self._refused
+        )
+        self._refused = None
 
     async def _authenticate(self, conn: HTTPConnection) -> Identity:
         try:

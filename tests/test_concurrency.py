@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -494,6 +495,126 @@ async def test_held_write_lock_answers_503_with_retry_after_and_changes_nothing(
             written = await client.patch(ACME, json={"metadata": {"b": 2}}, headers=john)
             assert written.status_code == 200
             assert written.json()["metadata"] == {"a": 1, "b": 2}
+    finally:
+        await store.disconnect()
+
+
+async def test_every_write_answers_within_busy_timeout_of_its_arrival(
+    tmp_path: Path, auth: FakeAuth, acme: Users
+) -> None:
+    """While another process holds the lock past busy_timeout, writes arriving one after another
+    each answer 503 within busy_timeout of their own arrival: none waits behind another's wait."""
+    path = tmp_path / "bound.db"
+    timeout = 0.5
+    store = DatabaseStore(f"sqlite:///{path}", busy_timeout=timeout)
+    john = acme["john"]
+
+    async def timed_patch(client: httpx.AsyncClient, n: int) -> tuple[httpx.Response, float]:
+        await asyncio.sleep(n * 0.1)
+        started = time.monotonic()
+        response = await client.patch(ACME, json={"metadata": {f"k{n}": n}}, headers=john)
+        return response, time.monotonic() - started
+
+    try:
+        async with client_for(mount(auth, store)) as client:
+            stored = await client.put(ACME, json={"metadata": {"a": 1}}, headers=john)
+            with write_lock_held(path):
+                results = await asyncio.gather(*(timed_patch(client, n) for n in range(12)))
+            for response, took in results:
+                assert_busy(response)
+                assert timeout * 0.9 < took < timeout + 0.3, took
+            after = await client.get(ACME, headers=john)
+            assert after.headers["etag"] == stored.headers["etag"]
+    finally:
+        await store.disconnect()
+
+
+async def test_a_write_waiting_for_the_lock_goes_through_when_it_is_released(
+    tmp_path: Path, auth: FakeAuth, acme: Users
+) -> None:
+    """Released within busy_timeout: every waiting write lands, none is lost or refused."""
+    path = tmp_path / "wait.db"
+    store = DatabaseStore(f"sqlite:///{path}", busy_timeout=3)
+    john = acme["john"]
+    try:
+        async with client_for(mount(auth, store)) as client:
+            await client.put(ACME, json={"metadata": {}}, headers=john)
+            with contextlib.ExitStack() as stack:
+                stack.enter_context(write_lock_held(path))
+                started = time.monotonic()
+                release = asyncio.get_running_loop().call_later(0.4, stack.close)
+                responses = await asyncio.gather(
+                    *(
+                        client.patch(ACME, json={"metadata": {f"k{n}": n}}, headers=john)
+                        for n in range(20)
+                    )
+                )
+                release.cancel()
+                took = time.monotonic() - started
+            assert [r.status_code for r in responses] == [200] * 20
+            assert 0.35 < took < 2.5, took
+            final = await client.get(ACME, headers=john)
+            assert final.json()["metadata"] == {f"k{n}": n for n in range(20)}
+    finally:
+        await store.disconnect()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB file system of its own (tmpfs), to fill up: needs root, as CI runs."""
+    where = tmp_path / "small"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (CI can): {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the file system has no byte left; return it."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"x" * 4096)
+    return filler
+
+
+async def test_a_full_disk_answers_503_logs_once_and_recovers(
+    small_disk: Path, auth: FakeAuth, acme: Users, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite on a full file system: every write is a 503 with Retry-After (clients retry those,
+    not 500s), nothing stored changes, the log says so once, and writes work once space is back."""
+    store = DatabaseStore(f"sqlite:///{small_disk / 'metadata.db'}")
+    john = acme["john"]
+    big = "y" * 30_000
+    try:
+        async with client_for(mount(auth, store)) as client:
+            stored = await client.put(ACME, json={"metadata": {"a": 1}}, headers=john)
+            filler = fill(small_disk)
+            with caplog.at_level(logging.WARNING, logger="starlette_platform_metadata"):
+                for n in range(20):
+                    body = {"metadata": {"big": big, "n": n}}
+                    method = "PUT" if n % 2 else "PATCH"
+                    assert_busy(await client.request(method, ACME, json=body, headers=john))
+                during = await client.get(ACME, headers=john)
+                assert (during.json(), during.headers["etag"]) == (
+                    stored.json(),
+                    stored.headers["etag"],
+                )
+                filler.unlink()
+                written = await client.patch(ACME, json={"metadata": {"big": big}}, headers=john)
+                assert written.status_code == 200, written.text
+            lines = [r.getMessage() for r in caplog.records]
+            assert lines == [
+                "metadata store unavailable, answering 503: SQLite: database or disk is full",
+                "metadata store available again after 20 request(s) answered 503",
+            ]
+            assert written.json()["metadata"] == {"a": 1, "big": big}
     finally:
         await store.disconnect()
 
