@@ -1,6 +1,8 @@
 """The example host's command line (a contract; see docs/example_host.md):
 
 python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
+    [--no-access-log] [--http {h11,httptools}] [--max-header-bytes N]
+    [--timeout-keep-alive SECONDS] [--limit-concurrency N]
 python -m example_host add-platform KEY [--database URL]
 python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
 """
@@ -26,6 +28,19 @@ DEMO_PLATFORM = "acme-corp"
 DEMO_MEMBER = "john_doe"
 DEMO_ADMIN = "acme_admin"
 APP_FACTORY = "example_host.app:create_app_from_env"
+HTTP_PARSERS = ("h11", "httptools")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `serve` lets one worker's clients hold, and whether it logs each request (see
+    docs/postgresql.md, "Behind a proxy", for what a proxy in front must bound instead)."""
+
+    http: str = "h11"  # the parser that bounds headers; httptools bounds nothing
+    max_header_bytes: int = 16 * 1024  # request line + headers; h11's own default
+    timeout_keep_alive: int = 5  # seconds idle after a response; uvicorn's default
+    limit_concurrency: int = 1000  # open connections (idle ones too) per worker, then 503
+    access_log: bool = True
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,52 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument(
         "--workers", type=int, default=1, metavar="N", help="worker processes (default: 1)"
+    )
+    serve.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="do not log every request (uvicorn's switch of the same name)",
+    )
+    default = ServeOptions()
+    serve.add_argument(
+        "--http",
+        choices=HTTP_PARSERS,
+        default=default.http,
+        help=(
+            f"HTTP/1.1 parser (default: {default.http}, which caps request headers at "
+            "--max-header-bytes); httptools is faster but enforces no header size limit, so "
+            "use it only behind a proxy that bounds headers"
+        ),
+    )
+    serve.add_argument(
+        "--max-header-bytes",
+        type=int,
+        metavar="N",
+        help=(
+            "cap on the request line + headers, checked as they arrive: past it the request "
+            f"gets 400 and the connection closes (default: {default.max_header_bytes}; h11 only)"
+        ),
+    )
+    serve.add_argument(
+        "--timeout-keep-alive",
+        type=int,
+        default=default.timeout_keep_alive,
+        metavar="SECONDS",
+        help=(
+            "close a connection idle this long after a response "
+            f"(default: {default.timeout_keep_alive})"
+        ),
+    )
+    serve.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=default.limit_concurrency,
+        metavar="N",
+        help=(
+            "per worker: once N connections are open (idle ones count), requests get 503 "
+            f"(default: {default.limit_concurrency})"
+        ),
     )
 
     platform = commands.add_parser(
@@ -118,13 +179,24 @@ def _base_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _serve(url: str, host: str, port: int, workers: int) -> int:
+def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     # Worker processes build the app from the environment (uvicorn imports the factory anew).
     os.environ["DATABASE_URL"] = url
-    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers)
+    config = uvicorn.Config(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=options.access_log,
+        http=options.http,
+        h11_max_incomplete_event_size=options.max_header_bytes,  # only h11 reads it
+        timeout_keep_alive=options.timeout_keep_alive,
+        limit_concurrency=options.limit_concurrency,
+    )
     sockets: list[socket.socket] = []
 
     def bind() -> None:
@@ -169,6 +241,22 @@ def _serve(url: str, host: str, port: int, workers: int) -> int:
     return 0 if server.started else 3  # 3: uvicorn's own exit status for a failed startup
 
 
+def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ServeOptions:
+    for flag in ("workers", "limit_concurrency", "timeout_keep_alive", "max_header_bytes"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.http != "h11" and args.max_header_bytes is not None:
+        parser.error("--max-header-bytes needs --http h11: httptools enforces no header limit")
+    return ServeOptions(
+        http=args.http,
+        max_header_bytes=args.max_header_bytes or ServeOptions.max_header_bytes,
+        timeout_keep_alive=args.timeout_keep_alive,
+        limit_concurrency=args.limit_concurrency,
+        access_log=args.access_log,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -177,9 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unsupported database URL {url!r}: use sqlite:///... or postgresql://...")
     try:
         if args.command == "serve":
-            if args.workers < 1:
-                parser.error("--workers must be at least 1")
-            return _serve(url, args.host, args.port, args.workers)
+            return _serve(url, args.host, args.port, args.workers, _serve_options(parser, args))
         if args.command == "add-platform":
             if not args.key:
                 parser.error("KEY may not be empty")
