@@ -496,7 +496,9 @@ async def test_a_list_longer_than_max_etags_is_refused_and_changes_nothing(
     before = await snapshot(client, john)
     body = {**TOO_MANY, "detail": TOO_MANY["detail"].replace("If-Match", name)}
     many = [f'"{900 + i}"' for i in range(65)]
-    for lines in ([(name, ", ".join(many))], [(name, ", ".join(many[:40])), (name, ", ".join(many[40:]))]):
+    one_line = [(name, ", ".join(many))]
+    two_lines = [(name, ", ".join(many[:40])), (name, ", ".join(many[40:]))]
+    for lines in (one_line, two_lines):
         response = await client.request(
             method,
             ACME,
@@ -540,7 +542,8 @@ async def test_max_etags_is_configurable(auth: object, store: object) -> None:
 
     assert isinstance(auth, FakeAuth)
     john = auth.add("acme-corp", "john_doe")
-    app = PlatformMetadataApp(auth=auth, store=store, limits=Limits(max_etags=2))  # type: ignore[arg-type]
+    limits = Limits(max_etags=2)
+    app = PlatformMetadataApp(auth=auth, store=store, limits=limits)  # type: ignore[arg-type]
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as c:
