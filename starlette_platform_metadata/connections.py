@@ -353,7 +353,19 @@ async def _keep_session(connection: Any) -> None:
 
 
 class PostgresConnection:
-    """Pooled asyncpg connections from `databases`, every call bounded by `timeout` seconds."""
+    """Pooled asyncpg connections from `databases`, every call bounded by `timeout` seconds.
+
+    One deadline covers the whole call: creating the pool, acquiring a connection (opening a
+    new one if need be), the statements, and giving the connection back.  When it passes
+    mid-query, asyncpg asks the server to cancel the statement, and a ROLLBACK or the pool's
+    release then waits for the server to acknowledge that, up to asyncpg's own timeout again.
+    A live server does so within milliseconds, and the connection stays in the pool; a hung
+    one never does.  So a connection still in use `cancel_grace` seconds after the deadline
+    is terminated: whatever waits on it returns at once, and the pool opens a new connection
+    on a later acquire.  A call thus ends within `timeout + cancel_grace`.
+    """
+
+    cancel_grace = 0.25
 
     def __init__(self, database: Database, *, timeout: float) -> None:
         self.database = database
@@ -364,12 +376,29 @@ class PostgresConnection:
         """A pooled asyncpg connection; unreachable or too slow: `StoreUnavailable`."""
         import asyncpg
 
+        deadline = asyncio.timeout(self.timeout)
+        raw: Any = None
+        abandon: asyncio.TimerHandle | None = None
         try:
-            async with asyncio.timeout(self.timeout):
+            async with deadline:
                 if not self.database.is_connected:
                     await self.database.connect()
-                async with self.database.connection() as connection:
-                    yield connection.raw_connection
+                try:
+                    async with self.database.connection() as connection:
+                        raw = connection.raw_connection
+                        when = deadline.when()
+                        assert when is not None
+                        abandon = asyncio.get_running_loop().call_at(
+                            when + self.cancel_grace, self._abandon, raw
+                        )
+                        yield raw
+                finally:
+                    if abandon is not None:
+                        abandon.cancel()
+                        if deadline.expired():
+                            # The deadline may have interrupted the release itself, which
+                            # asyncpg then finishes in the background: finish it now.
+                            self._abandon(raw)
         except TimeoutError:
             raise StoreUnavailable(f"PostgreSQL did not answer within {self.timeout} s") from None
         except (
@@ -379,7 +408,18 @@ class PostgresConnection:
             asyncpg.exceptions.OperatorInterventionError,  # 57: shutdown, cannot connect now
             asyncpg.exceptions.InsufficientResourcesError,  # 53: too many connections
         ) as exc:
+            if deadline.expired():  # e.g. a ROLLBACK on the connection abandoned past it
+                raise StoreUnavailable(
+                    f"PostgreSQL did not answer within {self.timeout} s"
+                ) from exc
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
+
+    @staticmethod
+    def _abandon(raw: Any) -> None:
+        """Close a pooled connection at once, without waiting for the server; a no-op once it
+        is back in the pool (its proxy then refuses every call)."""
+        with contextlib.suppress(Exception):
+            raw.terminate()
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self.session() as raw:

@@ -8,7 +8,10 @@ of TEST_POSTGRES_URL is never touched.  They run wherever the other PostgreSQL t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -29,6 +32,7 @@ from starlette_platform_metadata import (
     PlatformMetadataApp,
     StoreUnavailable,
 )
+from starlette_platform_metadata.connections import PostgresConnection, postgres_database
 
 from .conftest import POSTGRES_URL, URL, FakeAuth
 
@@ -59,6 +63,31 @@ class Cluster:
 
     async def start(self) -> None:
         await anyio.to_thread.run_sync(self._run, "start")
+
+    @contextlib.contextmanager
+    def hung(self) -> Iterator[None]:
+        """The server frozen with SIGSTOP, postmaster and every backend: connections are still
+        accepted by the kernel, and nothing ever answers.  SIGCONT on the way out, however the
+        block ends."""
+        pid_file = Path(self.directory) / "data" / "postmaster.pid"
+        postmaster = int(pid_file.read_text().split()[0])
+        stopped: list[int] = []
+        try:
+            stopped.append(postmaster)
+            os.kill(postmaster, signal.SIGSTOP)  # first, so that it forks no more backends
+            children = subprocess.run(
+                ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, timeout=30
+            ).stdout.split()
+            assert children, "the postmaster has no backends to stop"
+            for pid in map(int, children):
+                stopped.append(pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            yield
+        finally:
+            for pid in stopped:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +169,86 @@ async def test_server_down_at_first_use_answers_503_then_connects(running: Clust
         got = await client.get(URL, params=params, headers=headers)
         assert got.status_code == 200, got.text
     await store.disconnect()
+
+
+async def test_a_hung_server_answers_503_within_one_timeout_then_recovers(
+    running: Cluster,
+) -> None:
+    """PostgreSQL frozen mid-flight: every request ends within busy_timeout, not twice that.
+
+    A query cut off by the deadline must not then wait, outside it, for a cancellation the
+    server never acknowledges before its connection goes back to the pool (a moment's grace
+    for the acknowledgement, `PostgresConnection.cancel_grace`, is all).  Requests on
+    connections the pool already holds, requests waiting for a free one, and requests that
+    must open a new one are all covered.
+    """
+    app, store, headers = make_app(running.url)
+    params = {"platform_key": "acme-corp"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+
+        def requests() -> list[Awaitable[httpx.Response]]:
+            return [
+                client.get(URL, params=params, headers=headers),
+                client.patch(URL, params=params, headers=headers, json={"metadata": {"b": 2}}),
+                client.put(URL, params=params, headers=headers, json={"metadata": {}}),
+                client.delete(URL, params=params, headers=headers),
+            ]
+
+        stored = await client.patch(URL, params=params, headers=headers, json={"metadata": {"a": 1}})
+        assert stored.status_code == 200, stored.text
+        for _ in range(3):  # the pool is open and warm
+            warm = await client.get(URL, params=params, headers=headers)
+            assert warm.status_code == 200, warm.text
+
+        timings: list[float] = []
+        with running.hung():
+            # One request on the most recently used pooled connection, then more at once than
+            # the pool holds (pooled connections, and waits for one), then one after another,
+            # each having to open a connection to the frozen server.
+            response, elapsed = await timed(client.get(URL, params=params, headers=headers))
+            assert_unavailable(response, elapsed)
+            timings.append(elapsed)
+            batch = await asyncio.gather(*(timed(call) for _ in range(3) for call in requests()))
+            for response, elapsed in batch:
+                assert_unavailable(response, elapsed)
+            timings.extend(elapsed for _, elapsed in batch)
+            for call in requests():
+                response, elapsed = await timed(call)
+                assert_unavailable(response, elapsed)
+                timings.append(elapsed)
+        rounded = [round(elapsed, 2) for elapsed in timings]
+        assert max(timings) < TIMEOUT + 1.0, f"not bounded by one timeout: {rounded}"
+
+        # Back: the pool replaces the connections it gave up, without a restart.  (A write
+        # that timed out may still be applied: a statement already sent sits in the frozen
+        # server's socket buffer.  A 503 after the deadline means "unknown", as ever.)
+        got = await client.get(URL, params=params, headers=headers)
+        assert got.status_code == 200, got.text
+        patched = await client.patch(URL, params=params, headers=headers, json={"metadata": {"c": 3}})
+        assert patched.status_code == 200 and patched.json()["metadata"]["c"] == 3, patched.text
+    await store.disconnect()
+
+
+async def test_a_hung_server_inside_a_transaction_costs_at_most_the_timeout(
+    running: Cluster,
+) -> None:
+    """The deadline also bounds what runs after it inside the call: the ROLLBACK of a
+    transaction whose query it cut off (a contended PATCH), then the release."""
+    connection = PostgresConnection(postgres_database(running.url, TIMEOUT), timeout=TIMEOUT)
+    assert await connection.fetch("SELECT 1") == [(1,)]
+    with contextlib.ExitStack() as hung:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="did not answer"):
+            async with connection.session() as raw:
+                async with raw.transaction():
+                    await raw.fetchval("SELECT 1")
+                    hung.enter_context(running.hung())
+                    await raw.fetchval("SELECT 2")
+        elapsed = time.monotonic() - started
+    assert elapsed < TIMEOUT + 1.0, f"{elapsed:.2f} s"
+    assert await connection.fetch("SELECT 3") == [(3,)]
+    await connection.close()
 
 
 @pytest.fixture
