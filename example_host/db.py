@@ -1,16 +1,16 @@
 """The example host's own tables: platforms, users, memberships and API tokens.
 
 They live in the same database as the metadata.  SQL is written once, with PostgreSQL's `$1`
-placeholders; SQLite reads the same text with `?1` (its numbered form), so the two dialects
+placeholders, which the package's `sql_connection` runs on SQLite too, so the two dialects
 differ only in the DDL of `_DDL`.
 
 Tokens are stored as the SHA-256 hex digest of the key: a copy of the database hands out no
 working token.  A key carries 160 random bits (`secrets.token_hex(20)`), so an unsalted fast
 hash is enough; a slow password hash would only cost time on every request.
 
-Statements run on connections that are already open, through the package's `connections`
-module as `DatabaseStore` uses it: on SQLite a kept connection (run on the event loop unless it
-must wait for a lock), on PostgreSQL a connection from the pool of `databases`.
+Statements run on the package's kept connections (`sql_connection`, as `DatabaseStore` uses
+them): on SQLite a connection on the event loop for reads and a writer thread for transactions,
+on PostgreSQL a connection from the pool of `databases`.
 
 Answers are cached and checked against a generation counter, `example_host_generation`, that
 triggers raise on every change to the host's tables, whoever makes it: this process, another
@@ -22,23 +22,16 @@ therefore costs one statement for both auth questions, or three when something c
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from databases import Database, DatabaseURL
+from databases import DatabaseURL
 
-from starlette_platform_metadata import PlatformAccess
-from starlette_platform_metadata.connections import (
-    OpensOnFirstUse,
-    PostgresConnection,
-    SQLiteConnection,
-    postgres_database,
-)
+from starlette_platform_metadata import PlatformAccess, sql_connection
+from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection
 
 __all__ = ["DEFAULT_URL", "HostDB", "UnknownPlatform", "User", "hash_token", "new_token"]
 
@@ -149,8 +142,8 @@ _SET_MEMBERSHIP = (
     "ON CONFLICT (user_id, platform_id) DO UPDATE SET is_admin = excluded.is_admin"
 )
 _ADD_TOKEN = "INSERT INTO tokens (key_hash, user_id) VALUES ($1, $2)"
-
-_PLACEHOLDER = re.compile(r"\$(\d+)")
+# Several workers may start at once, and CREATE TABLE IF NOT EXISTS races on PostgreSQL.
+_DDL_LOCK = "SELECT pg_advisory_xact_lock(720532)"
 
 
 def new_token() -> str:
@@ -177,103 +170,6 @@ class User:
     username: str
 
 
-class _Driver(Protocol):
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None: ...
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[_Tx]: ...
-
-
-class _Tx(Protocol):
-    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None: ...
-
-
-class _SQLite:
-    """The host's tables through the package's kept SQLite connections."""
-
-    def __init__(self, database: Database, busy_timeout: float) -> None:
-        self._conn = SQLiteConnection(
-            database, busy_timeout=busy_timeout, pragmas=["PRAGMA foreign_keys = ON"]
-        )
-
-    async def open(self) -> None:
-        await self._conn.open()
-        try:
-            for statement in _DDL["sqlite"]:
-                await self._conn.fetch(statement)
-        except BaseException:
-            await self._conn.close()
-            raise
-
-    async def close(self) -> None:
-        await self._conn.close()
-
-    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
-        rows = await self._conn.fetch(_translate(sql), args)
-        return rows[0] if rows else None
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Tx]:
-        async with self._conn.transaction() as fetch:
-            yield _SQLiteTx(fetch)
-
-
-def _translate(sql: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a memo on purpose
-    translated = _cache.get(sql)
-    if translated is None:
-        translated = _cache[sql] = _PLACEHOLDER.sub(r"?\1", sql)
-    return translated
-
-
-class _SQLiteTx:
-    def __init__(self, fetch: Callable[[str, Sequence[Any]], Awaitable[list[Any]]]) -> None:
-        self._fetch = fetch
-
-    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
-        rows = await self._fetch(_translate(sql), args)
-        return rows[0] if rows else None
-
-
-class _PgTx:
-    def __init__(self, raw: Any) -> None:
-        self._raw = raw
-
-    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
-        row: Sequence[Any] | None = await self._raw.fetchrow(sql, *args)
-        return row
-
-
-class _Postgres:
-    """The host's tables through the package's pooled PostgreSQL connections."""
-
-    def __init__(self, database: Database, timeout: float) -> None:
-        self._conn = PostgresConnection(database, timeout=timeout)
-
-    async def open(self) -> None:
-        try:
-            async with self._conn.session() as raw, raw.transaction():
-                # Several workers start at once, and CREATE TABLE IF NOT EXISTS races.
-                await raw.execute("SELECT pg_advisory_xact_lock(720532)")
-                for statement in _DDL["postgresql"]:
-                    await raw.execute(statement)
-        except BaseException:
-            await self._conn.close()
-            raise
-
-    async def close(self) -> None:
-        await self._conn.close()
-
-    async def fetchrow(self, sql: str, *args: Any) -> Sequence[Any] | None:
-        async with self._conn.session() as raw:
-            row: Sequence[Any] | None = await raw.fetchrow(sql, *args)
-            return row
-
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgTx]:
-        async with self._conn.session() as raw, raw.transaction():
-            yield _PgTx(raw)
-
-
 #: Cached answers kept at most (a flood of unknown tokens only ever empties the cache).
 _CACHE_ENTRIES = 10_000
 
@@ -291,32 +187,37 @@ class HostDB(OpensOnFirstUse):
 
     def __init__(self, url: str | DatabaseURL = DEFAULT_URL, *, busy_timeout: float = 5.0) -> None:
         super().__init__()
-        url = DatabaseURL(url)
-        self.url = url
-        self._driver: _Driver
-        if url.dialect == "sqlite":
-            self._driver = _SQLite(Database(url), busy_timeout)
-        elif url.dialect == "postgresql":
-            self._driver = _Postgres(postgres_database(url, busy_timeout), busy_timeout)
-        else:
-            raise ValueError(f"Unsupported database: {url.dialect!r} (use sqlite or postgresql)")
+        self.url = DatabaseURL(url)
+        self._db: SQLConnection = sql_connection(
+            self.url, busy_timeout=busy_timeout, pragmas=["PRAGMA foreign_keys = ON"]
+        )
         self._cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
 
     async def _open(self) -> None:
         # A reopened database may be another file whose counter happens to match.
         self._cache.clear()
-        await self._driver.open()
+        await self._db.open()
+        try:
+            async with self._db.transaction() as tx:
+                if self._db.dialect == "postgresql":
+                    await tx.fetch(_DDL_LOCK)
+                for statement in _DDL[self._db.dialect]:
+                    await tx.fetch(statement)
+        except BaseException:
+            await self._db.close()
+            raise
 
     async def _close(self) -> None:
-        await self._driver.close()
+        await self._db.close()
 
-    async def _ready_driver(self) -> _Driver:
+    async def connection(self) -> SQLConnection:
+        """The open connection to the host's tables (opened on first use)."""
         await self.ensure_open()
-        return self._driver
+        return self._db
 
     async def generation(self) -> int:
         """The host tables' generation counter: it changes with every change to them."""
-        row = await (await self._ready_driver()).fetchrow(_GENERATION)
+        row = await (await self.connection()).fetchrow(_GENERATION)
         assert row is not None  # created with the tables, never deleted
         return int(row[0])
 
@@ -324,7 +225,7 @@ class HostDB(OpensOnFirstUse):
         self,
         key: tuple[Any, ...],
         generation: int | None,
-        query: Callable[[_Driver], Awaitable[Any]],
+        query: Callable[[SQLConnection], Awaitable[Any]],
     ) -> Any:
         """`query`'s answer, from memory while the generation is the one it was read at.
 
@@ -333,13 +234,13 @@ class HostDB(OpensOnFirstUse):
         the generation a request has already read to answer all its questions from one
         snapshot with one statement; `None` reads it anew.
         """
-        driver = await self._ready_driver()
+        db = await self.connection()
         if generation is None:
             generation = await self.generation()
         hit = self._cache.get(key)
         if hit is not None and hit[0] == generation:
             return hit[1]
-        value = await query(driver)
+        value = await query(db)
         if len(self._cache) >= _CACHE_ENTRIES:
             self._cache.clear()
         self._cache[key] = (generation, value)
@@ -349,8 +250,8 @@ class HostDB(OpensOnFirstUse):
         """The user whose API key is `key`, or `None` (as of `generation`, see `_cached`)."""
         key_hash = hash_token(key)
 
-        async def query(driver: _Driver) -> User | None:
-            row = await driver.fetchrow(_USER_BY_TOKEN, key_hash)
+        async def query(db: SQLConnection) -> User | None:
+            row = await db.fetchrow(_USER_BY_TOKEN, key_hash)
             return None if row is None else User(row[0], row[1])
 
         user: User | None = await self._cached(("token", key_hash), generation, query)
@@ -367,8 +268,8 @@ class HostDB(OpensOnFirstUse):
         """The standing of user `user_id` on `platform_key`, and whether `target` is a member
         (as of `generation`, see `_cached`)."""
 
-        async def query(driver: _Driver) -> PlatformAccess:
-            row = await driver.fetchrow(_ACCESS, platform_key, user_id, target)
+        async def query(db: SQLConnection) -> PlatformAccess:
+            row = await db.fetchrow(_ACCESS, platform_key, user_id, target)
             if row is None:
                 return PlatformAccess(platform_exists=False)
             is_admin, target_is_member = row
@@ -385,12 +286,12 @@ class HostDB(OpensOnFirstUse):
         return access
 
     async def has_platforms(self) -> bool:
-        row = await (await self._ready_driver()).fetchrow(_HAS_PLATFORMS)
+        row = await (await self.connection()).fetchrow(_HAS_PLATFORMS)
         return row is not None and bool(row[0])
 
     async def add_platform(self, key: str) -> bool:
         """Create platform `key`; `False` when it already existed (nothing changes)."""
-        row = await (await self._ready_driver()).fetchrow(_ADD_PLATFORM, key)
+        row = await (await self.connection()).fetchrow(_ADD_PLATFORM, key)
         return row is not None
 
     async def add_user(self, username: str, platform_key: str, *, admin: bool = False) -> str:
@@ -401,7 +302,7 @@ class HostDB(OpensOnFirstUse):
             UnknownPlatform: no platform has that key; nothing was changed.
         """
         key = new_token()
-        async with (await self._ready_driver()).transaction() as tx:
+        async with (await self.connection()).transaction() as tx:
             platform = await tx.fetchrow(_PLATFORM_ID, platform_key)
             if platform is None:
                 raise UnknownPlatform(platform_key)

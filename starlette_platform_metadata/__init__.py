@@ -4,29 +4,36 @@ from __future__ import annotations
 
 from .app import PlatformMetadataApp
 from .auth import AuthBackend, Identity, PlatformAccess, token_from_header
-from .errors import (
-    ApiError,
-    AuthenticationFailed,
-    DocumentTooLarge,
-    PlatformMetadataError,
-    PreconditionFailed,
-    StoreUnavailable,
-)
+from .changes import DocumentTooLarge, PreconditionFailed, Refusal
+from .conditional import Conditions
+from .errors import ApiError, AuthenticationFailed
+from .exceptions import PlatformMetadataError
 from .limits import Limits
 from .middleware import PlatformMetadataMiddleware
 from .starlette_auth import StarletteUserBackend, on_auth_error
-from .stores import ANY_RECORD, DatabaseStore, Expect, MemoryStore, Record, Store
+from .stores import (
+    EMPTY,
+    Change,
+    DatabaseStore,
+    MemoryStore,
+    Record,
+    Store,
+    StoreUnavailable,
+    Write,
+    sql_connection,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ANY_RECORD",
+    "EMPTY",
     "ApiError",
     "AuthBackend",
     "AuthenticationFailed",
+    "Change",
+    "Conditions",
     "DatabaseStore",
     "DocumentTooLarge",
-    "Expect",
     "Identity",
     "Limits",
     "MemoryStore",
@@ -36,10 +43,13 @@ __all__ = [
     "PlatformMetadataMiddleware",
     "PreconditionFailed",
     "Record",
+    "Refusal",
     "StarletteUserBackend",
     "Store",
     "StoreUnavailable",
+    "Write",
     "__version__",
     "on_auth_error",
+    "sql_connection",
     "token_from_header",
 ]

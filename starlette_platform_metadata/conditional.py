@@ -15,12 +15,23 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 
-from . import errors
-from .stores.base import ANY_RECORD, NO_RECORD, Expect, Record
+from .exceptions import PlatformMetadataError
+from .stores.base import Record
+
+__all__ = ["Conditions", "TagList", "TooManyTags", "etag", "parse"]
 
 # One list element, then the separator or the end.  OWS is spaces and tabs (RFC 9110, 5.6.3).
 _ELEMENT = re.compile(r'[ \t]*(?:(W/)?"([^"]*)"|(\*))[ \t]*(?:,|\Z)')
 _EMPTY = re.compile(r"[ \t]*(?:,|\Z)")
+
+
+class TooManyTags(PlatformMetadataError):
+    """A conditional header lists more than `Limits.max_etags` tags (the endpoint's 400)."""
+
+    def __init__(self, header: str, limit: int) -> None:
+        super().__init__(header, limit)
+        self.header = header
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +69,7 @@ def field_value(headers: Headers, name: str) -> str | None:
 def parse(name: str, value: str | None, limit: int) -> TagList | None:
     """Parse `If-Match` or `If-None-Match`; `None` when the header is absent.
 
-    Raises the 400 of `errors.too_many_etags` as soon as the list passes `limit` elements.
+    Raises `TooManyTags` as soon as the list passes `limit` elements.
     """
     if value is None:
         return None
@@ -78,7 +89,7 @@ def parse(name: str, value: str | None, limit: int) -> TagList | None:
         else:
             tags.append((match.group(1) is not None, match.group(2)))
         if len(tags) + star > limit:
-            raise errors.too_many_etags(name, limit)
+            raise TooManyTags(name, limit)
         position = match.end()
     if star:
         # `*` stands alone; beside tags it is not a value either header can take.
@@ -106,16 +117,12 @@ def _versions(tags: Sequence[tuple[bool, str]], *, strong: bool) -> frozenset[in
     return frozenset(found)
 
 
-#: A precondition no record admits: a malformed header never lets a write through.
-NEVER = Expect(frozenset())
-
-
 @dataclass(frozen=True, slots=True)
 class Conditions:
-    """The preconditions of one request."""
+    """The preconditions of one request: `If-Match` and `If-None-Match`, parsed."""
 
-    if_match: TagList | None
-    if_none_match: TagList | None
+    if_match: TagList | None = None
+    if_none_match: TagList | None = None
 
     @classmethod
     def from_headers(cls, headers: Headers, limit: int) -> Conditions:
@@ -136,24 +143,31 @@ class Conditions:
             return record.exists
         return record.version in _versions(header.tags, strong=False)
 
-    def expect(self) -> Expect | None:
-        """PATCH/PUT/DELETE: the precondition checked atomically with the write.
+    def admits(self, record: Record) -> bool:
+        """PATCH/PUT/DELETE: whether the write may happen to `record` (RFC 9110, 13.1).
 
-        `If-Match` compares strongly; `If-None-Match` weakly and inverted (RFC 9110, 13.1.2):
-        `*` writes only when no record is stored, a list only when the current version is none
-        of them.  With both, both must hold.  A malformed value of either never holds.
+        `If-Match` compares strongly: `*` needs a stored record, a list the current version.
+        `If-None-Match` compares weakly and inverted (13.1.2): `*` writes only when no record
+        is stored, a list only when the current version is none of them.  With both, both
+        must hold.  A malformed value of either never holds.
         """
-        expect = _if_match(self.if_match)
+        if_match = self.if_match
+        if if_match is not None:
+            if if_match.malformed:
+                return False
+            if if_match.star:
+                if not record.exists:
+                    return False
+            elif record.version not in _versions(if_match.tags, strong=True):
+                return False
         header = self.if_none_match
         if header is None:
-            return expect
+            return True
         if header.malformed:
-            none = NEVER
-        elif header.star:
-            none = NO_RECORD
-        else:
-            none = Expect(_versions(header.tags, strong=False), negate=True)
-        return none if expect is None else Expect(expect.versions, also=none)
+            return False
+        if header.star:
+            return not record.exists
+        return record.version not in _versions(header.tags, strong=False)
 
     def refusal(self, current: Record) -> str:
         """Which condition `current` fails: a key of `errors.PRECONDITION_DETAILS`."""
@@ -164,12 +178,3 @@ class Conditions:
             if self.not_modified(current):
                 return "stored" if header.star else "unchanged"
         return "changed"
-
-
-def _if_match(header: TagList | None) -> Expect | None:
-    if header is None:
-        return None
-    if header.star:
-        return ANY_RECORD
-    # A header naming no tag of ours can never match: an empty set fails every write.
-    return Expect(_versions(header.tags, strong=True))

@@ -15,18 +15,13 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from . import conditional, errors
+from . import changes, conditional, errors
 from .auth import AuthBackend, Identity
-from .errors import (
-    ApiError,
-    AuthenticationFailed,
-    DocumentTooLarge,
-    PreconditionFailed,
-    StoreUnavailable,
-)
+from .errors import ApiError, AuthenticationFailed
+from .jsontext import dump
 from .limits import Limits
-from .payload import ClientDisconnected, dump, parse_json, read_body, validate_patch, validate_put
-from .stores.base import Record, Store
+from .payload import ClientDisconnected, parse_json, read_body, validate_patch, validate_put
+from .stores.base import Change, Record, Store, StoreUnavailable
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -218,57 +213,50 @@ class MetadataEndpoint:
             )
         platform_key, target = self._query(scope)
         username = await self._authorize(identity, platform_key, target)
-        conditions = conditional.Conditions.from_headers(conn.headers, self.limits.max_etags)
         try:
-            if method in ("GET", "HEAD"):
-                record = await self.store.get(platform_key, username)
-                if conditions.not_modified(record):
-                    # RFC 9110 15.4.5: a 304 repeats the ETag and Vary the 200 would carry.
-                    return Response(
-                        status_code=304,
-                        headers={"ETag": conditional.etag(record), "Vary": "Authorization"},
-                    )
-                return self._ok(username, platform_key, record)
-            expect = conditions.expect()
-            if method == "DELETE":
-                await self.store.delete(platform_key, username, expect=expect)
-                return Response(status_code=204)
+            conditions = conditional.Conditions.from_headers(conn.headers, self.limits.max_etags)
+        except conditional.TooManyTags as exc:
+            raise errors.too_many_etags(exc.header, exc.limit) from None
+        if method in ("GET", "HEAD"):
+            record = await self.store.get(platform_key, username)
+            if conditions.not_modified(record):
+                # RFC 9110 15.4.5: a 304 repeats the ETag and Vary the 200 would carry.
+                return Response(
+                    status_code=304,
+                    headers={"ETag": conditional.etag(record), "Vary": "Authorization"},
+                )
+            return self._ok(username, platform_key, record)
+        actor = identity.username
+        change: Change
+        if method == "DELETE":
+            change = changes.delete(conditions=conditions, actor=actor)
+        else:
             data = await self._body(conn, receive)
+            max_bytes = self.limits.max_document_bytes
             if method == "PATCH":
                 patch = validate_patch(data, self.limits)
-                record = await self.store.patch(
-                    platform_key,
-                    username,
+                change = changes.patch(
                     patch.set,
                     patch.delete,
-                    expect=expect,
-                    max_bytes=self.limits.max_document_bytes,
+                    conditions=conditions,
+                    max_bytes=max_bytes,
+                    actor=actor,
                 )
             else:
                 metadata = validate_put(data, self.limits)
-                record = await self.store.replace(
-                    platform_key,
-                    username,
-                    metadata,
-                    expect=expect,
-                    max_bytes=self.limits.max_document_bytes,
+                change = changes.replace(
+                    metadata, conditions=conditions, max_bytes=max_bytes, actor=actor
                 )
-        except PreconditionFailed:
-            raise await self._precondition_failed(platform_key, username, conditions) from None
-        except DocumentTooLarge as exc:
+        try:
+            record = await self.store.update(platform_key, username, change)
+        except changes.PreconditionFailed as exc:
+            # Worded from, and carrying the ETag of, the record the change saw.
+            raise errors.precondition_failed(exc.reason, conditional.etag(exc.record)) from None
+        except changes.DocumentTooLarge as exc:
             raise errors.document_too_large(exc.limit) from None
+        if method == "DELETE":
+            return Response(status_code=204)
         return self._ok(username, platform_key, record)
-
-    async def _precondition_failed(
-        self, platform_key: str, username: str, conditions: conditional.Conditions
-    ) -> ApiError:
-        """The 412: which condition the record fails, and its ETag, read after the refusal.
-
-        The write was checked atomically; this second look only words the answer, so under a
-        race it may describe a later state (then the `If-Match` wording is the fallback).
-        """
-        current = await self.store.get(platform_key, username)
-        return errors.precondition_failed(conditions.refusal(current), conditional.etag(current))
 
     async def _authorize(self, identity: Identity, platform_key: str, target: str | None) -> str:
         """Whose metadata the request reaches, or the contract's refusal, in its order."""

@@ -1,8 +1,8 @@
 """Every error the endpoint can answer, in one table.
 
 The bodies are the contract's (../shared/API.md) and Django REST Framework's, byte for byte:
-handlers raise, one place renders.  Store failures are separate exception classes so that a
-custom `Store` can raise them without knowing anything about HTTP.
+handlers raise, one place renders.  The failures below HTTP live with their layers: a store's
+`StoreUnavailable` in `stores/base.py`, a write's refusals in `changes.py`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-
-class PlatformMetadataError(Exception):
-    """Root of every exception this package raises on purpose."""
+from .exceptions import PlatformMetadataError
 
 
 class ApiError(PlatformMetadataError):
@@ -36,26 +34,6 @@ class AuthenticationFailed(PlatformMetadataError):
     def __init__(self, detail: str = "Invalid token.") -> None:
         super().__init__(detail)
         self.detail = detail
-
-
-class StoreError(PlatformMetadataError):
-    """Base of the failures a `Store` reports to the endpoint."""
-
-
-class PreconditionFailed(StoreError):
-    """An `If-Match` condition did not hold; nothing was changed."""
-
-
-class DocumentTooLarge(StoreError):
-    """The write would make the stored document larger than allowed; nothing was changed."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
-
-
-class StoreUnavailable(StoreError):
-    """The database is busy or unreachable beyond the bounded wait; nothing was changed."""
 
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": "Token"}

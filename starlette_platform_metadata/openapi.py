@@ -13,7 +13,7 @@ from typing import Any
 
 from . import errors
 from .limits import Limits
-from .payload import dump
+from .jsontext import dump
 
 __all__ = ["build", "render"]
 

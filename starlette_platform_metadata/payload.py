@@ -145,14 +145,6 @@ def _too_deep(max_depth: int) -> str:
     return f"Nesting deeper than the limit of {max_depth} levels"
 
 
-def dump(value: Any) -> str:
-    """Compact JSON as DRF renders it; U+2028/U+2029 escaped so it is safe inside JS."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    if "\u2028" in text or "\u2029" in text:
-        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return text
-
-
 def _within_depth(value: Any, limit: int, depth: int = 1) -> bool:
     """True when `value` (at `depth`) nests no deeper than `limit`; stops at the limit."""
     if depth > limit:

@@ -34,6 +34,7 @@ from starlette.routing import Mount
 from starlette.types import Message
 
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store
+from starlette_platform_metadata.stores.sqlite import SQLiteConnection
 
 from .conftest import POSTGRES_URL, STORE_KINDS, URL, FakeAuth, close_store, make_store
 
@@ -61,9 +62,8 @@ def version(response: httpx.Response) -> int:
 
 
 def sqlite_path(store: Store) -> str | None:
-    if isinstance(store, DatabaseStore) and store.database.url.dialect == "sqlite":
-        path: str = store.database.url.database
-        return path
+    if isinstance(store, DatabaseStore) and isinstance(store.connection, SQLiteConnection):
+        return store.connection.path
     return None
 
 

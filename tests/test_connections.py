@@ -1,4 +1,5 @@
-"""The kept SQLite connections: the fast path on the loop, waits on the thread."""
+"""The kept connections (`sql_connection`): SQLite's loop reads and writer thread, PostgreSQL's
+pool, one SQL text for both."""
 
 from __future__ import annotations
 
@@ -11,22 +12,18 @@ from pathlib import Path
 import pytest
 from databases import Database, DatabaseURL
 
-from starlette_platform_metadata.connections import (
-    PostgresConnection,
-    SQLiteConnection,
-    postgres_database,
-)
-from starlette_platform_metadata.errors import StoreUnavailable
+from starlette_platform_metadata import DatabaseStore, StoreUnavailable, sql_connection
+from starlette_platform_metadata.stores.postgres import PostgresConnection
 
 from .conftest import POSTGRES_URL
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_held_lock_sends_the_statement_to_the_thread_then_503(tmp_path: Path) -> None:
-    """The fast path never waits: a held write lock makes the thread wait, then 503."""
+async def test_a_held_lock_makes_a_statement_wait_then_503(tmp_path: Path) -> None:
+    """Reads never wait for a writer; a write waits for the lock up to busy_timeout, then 503."""
     path = tmp_path / "db.sqlite"
-    conn = SQLiteConnection(Database(f"sqlite:///{path}"), busy_timeout=0.2)
+    conn = sql_connection(f"sqlite:///{path}", busy_timeout=0.2)
     await conn.open()
     other = sqlite3.connect(path, isolation_level=None)
     try:
@@ -52,7 +49,7 @@ async def test_connections_opening_one_new_file_at_once_all_open(tmp_path: Path)
     """
     for attempt in range(150):
         url = f"sqlite:///{tmp_path / f'{attempt}.sqlite'}"
-        conns = [SQLiteConnection(Database(url), busy_timeout=5) for _ in range(3)]
+        conns = [sql_connection(url, busy_timeout=5) for _ in range(3)]
         try:
             await asyncio.gather(*(conn.open() for conn in conns))
             await asyncio.gather(
@@ -73,7 +70,8 @@ async def test_a_pooled_postgres_connection_comes_back_without_an_open_transacti
 
     assert POSTGRES_URL is not None
     url = str(DatabaseURL(POSTGRES_URL).replace(query="min_size=1&max_size=1"))
-    conn = PostgresConnection(postgres_database(url, timeout=5), timeout=5)
+    conn = sql_connection(url, busy_timeout=5)
+    assert isinstance(conn, PostgresConnection)
     table = f"t_{uuid.uuid4().hex[:12]}"
     other = await asyncpg.connect(POSTGRES_URL)
     try:
@@ -96,3 +94,81 @@ async def test_a_pooled_postgres_connection_comes_back_without_an_open_transacti
             await other.execute(f"DROP TABLE IF EXISTS {table}")
         await other.close()
         await conn.close()
+
+
+async def test_sql_is_written_once_with_dollar_placeholders(tmp_path: Path) -> None:
+    """`$2` before `$1`, and one placeholder used twice: SQLite binds them by number too."""
+    conn = sql_connection(f"sqlite:///{tmp_path / 'p.db'}")
+    await conn.open()
+    try:
+        row = await conn.fetchrow("SELECT $2, $1, $2 || $1", "a", "b")
+        assert tuple(row) == ("b", "a", "ba")
+    finally:
+        await conn.close()
+
+
+async def test_a_transaction_commits_together_or_not_at_all(tmp_path: Path) -> None:
+    conn = sql_connection(f"sqlite:///{tmp_path / 't.db'}")
+    await conn.open()
+    try:
+        await conn.fetch("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        async with conn.transaction() as tx:
+            await tx.fetch("INSERT INTO t VALUES ($1)", 1)
+            await tx.fetch("INSERT INTO t VALUES ($1)", 2)
+        with pytest.raises(sqlite3.IntegrityError):
+            async with conn.transaction() as tx:
+                await tx.fetch("INSERT INTO t VALUES ($1)", 3)
+                await tx.fetch("INSERT INTO t VALUES ($1)", 1)  # a duplicate: all rolled back
+        assert await conn.fetch("SELECT k FROM t ORDER BY k") == [(1,), (2,)]
+        # Rolled back also when the task is cancelled inside.
+        started = asyncio.Event()
+
+        async def cancelled() -> None:
+            async with conn.transaction() as tx:
+                await tx.fetch("INSERT INTO t VALUES ($1)", 4)
+                started.set()
+                await asyncio.sleep(10)
+
+        task = asyncio.ensure_future(cancelled())
+        await started.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert await conn.fetch("SELECT k FROM t ORDER BY k") == [(1,), (2,)]
+        async with conn.transaction() as tx:  # the writer is free again
+            await tx.fetch("INSERT INTO t VALUES ($1)", 5)
+        assert (await conn.fetch("SELECT max(k) FROM t")) == [(5,)]
+    finally:
+        await conn.close()
+
+
+async def test_sqlite_url_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="options"):
+        sql_connection("sqlite:///x.db?timeout=3")
+
+
+@pytest.mark.skipif(POSTGRES_URL is None, reason="TEST_POSTGRES_URL is not set (CI sets it)")
+async def test_a_store_never_disconnects_a_database_it_did_not_create() -> None:
+    assert POSTGRES_URL is not None
+    database = Database(POSTGRES_URL)
+    await database.connect()
+    try:
+        store = DatabaseStore(database=database, table=f"t_{uuid.uuid4().hex[:12]}")
+        async with store:
+            assert (await store.get("p", "u")).version == 0
+        assert database.is_connected
+        assert await database.fetch_val("SELECT 1") == 1
+    finally:
+        await database.disconnect()
+
+
+async def test_a_store_on_a_hosts_sqlite_database_leaves_it_alone(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'host.db'}")
+    await database.connect()
+    try:
+        async with DatabaseStore(database=database) as store:
+            assert (await store.get("p", "u")).version == 0
+        assert database.is_connected
+        assert await database.fetch_val("SELECT count(*) FROM platform_metadata") == 0
+    finally:
+        await database.disconnect()

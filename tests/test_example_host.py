@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 
 from example_host import HostDB, TokenAuthBackend, UnknownPlatform, create_app
-from starlette_platform_metadata import DatabaseStore, Identity, PlatformAccess
+from starlette_platform_metadata import DatabaseStore, Identity, PlatformAccess, changes
 
 from .conftest import DATABASE_KINDS, POSTGRES_URL, URL
 
@@ -444,9 +444,9 @@ async def test_access_returns_the_callers_standing(host: Host) -> None:
 
 def count_statements(host: Host, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The host-table statements run from now on; opening a SQLite connection fails."""
-    import aiosqlite
+    import sqlite3
 
-    driver: Any = host.db._driver
+    driver: Any = host.db._db
     statements: list[str] = []
     original = driver.fetchrow
 
@@ -458,7 +458,7 @@ def count_statements(host: Host, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise AssertionError("a request opened a new SQLite connection")
 
     monkeypatch.setattr(driver, "fetchrow", counting)
-    monkeypatch.setattr(aiosqlite, "connect", no_new_connection)
+    monkeypatch.setattr(sqlite3, "connect", no_new_connection)
     return statements
 
 
@@ -491,7 +491,7 @@ async def test_metadata_writes_leave_cached_answers_valid(
             URL, params={"platform_key": P}, headers=john, json={"metadata": {"a": 1}}
         )
         assert r.status_code == 200
-        await other_process.patch(P, "john_doe", {"b": 2}, [])
+        await other_process.update(P, "john_doe", changes.patch({"b": 2}))
         r = await host.client.get(URL, params=as_admin, headers=admin)
     assert r.status_code == 200 and r.json()["metadata"] == {"a": 1, "b": 2}
     assert len(statements) == 2  # the generation, once per request
@@ -536,7 +536,7 @@ async def test_any_change_to_the_host_tables_takes_effect_on_the_next_request(
     before = await host.client.get(URL, params=params, headers=headers)
     assert before.status_code == (200 if request_as != "jane" else 403)
     async with HostDB(host.db.url) as other:
-        await (await other._ready_driver()).fetchrow(statement)
+        await (await other.connection()).fetchrow(statement)
     r = await host.client.get(URL, params=params, headers=headers)
     assert r.status_code == status, r.text
 
@@ -568,10 +568,10 @@ async def test_host_tables_record_their_schema_version(host: Host) -> None:
     """The host's tables carry a schema version (once), so a later release can migrate them."""
     from example_host.db import SCHEMA_VERSION
 
-    driver = await host.db._ready_driver()
+    driver = await host.db.connection()
     row = await driver.fetchrow("SELECT count(*), max(version) FROM example_host_schema")
     assert row is not None and tuple(row) == (1, SCHEMA_VERSION)
     await host.db.disconnect()
     await host.db.connect()  # opening again creates nothing twice
-    row = await (await host.db._ready_driver()).fetchrow("SELECT count(*) FROM example_host_schema")
+    row = await (await host.db.connection()).fetchrow("SELECT count(*) FROM example_host_schema")
     assert row is not None and row[0] == 1

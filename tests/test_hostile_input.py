@@ -582,7 +582,7 @@ class ExplodingStore:
             f"SELECT metadata FROM platform_metadata WHERE token = '{SECRET}' -- password=hunter2"
         )
 
-    get = patch = replace = delete = _fail
+    get = update = _fail
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "PATCH", "PUT", "DELETE"])

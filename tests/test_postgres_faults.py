@@ -31,8 +31,9 @@ from starlette_platform_metadata import (
     Limits,
     PlatformMetadataApp,
     StoreUnavailable,
+    changes,
 )
-from starlette_platform_metadata.connections import PostgresConnection, postgres_database
+from starlette_platform_metadata.stores.postgres import PostgresConnection, postgres_database
 
 from .conftest import POSTGRES_URL, URL, FakeAuth
 
@@ -235,7 +236,9 @@ async def test_a_hung_server_inside_a_transaction_costs_at_most_the_timeout(
 ) -> None:
     """The deadline also bounds what runs after it inside the call: the ROLLBACK of a
     transaction whose query it cut off (a contended PATCH), then the release."""
-    connection = PostgresConnection(postgres_database(running.url, TIMEOUT), timeout=TIMEOUT)
+    connection = PostgresConnection(
+        postgres_database(running.url, TIMEOUT), timeout=TIMEOUT, owns_database=True
+    )
     assert await connection.fetch("SELECT 1") == [(1,)]
     with contextlib.ExitStack() as hung:
         started = time.monotonic()
@@ -292,5 +295,5 @@ async def test_a_refused_connection_is_unavailable() -> None:
         port = taken.getsockname()[1]
     store = DatabaseStore(f"postgresql://u:p@127.0.0.1:{port}/db", busy_timeout=TIMEOUT)
     with pytest.raises(StoreUnavailable):
-        await store.patch("acme-corp", "john_doe", {"a": 1}, [])
+        await store.update("acme-corp", "john_doe", changes.patch({"a": 1}))
     await store.disconnect()

@@ -25,6 +25,7 @@ from starlette_platform_metadata import (
     PlatformAccess,
     PlatformMetadataApp,
     StarletteUserBackend,
+    changes,
     on_auth_error,
 )
 
@@ -144,7 +145,7 @@ async def test_tenant_isolation_holds_behind_starlette_auth(
 ) -> None:
     """A member cannot reach another member; another platform's admin cannot either; an
     authenticated stranger is not a member.  Nothing refused is stored."""
-    await store.patch("acme-corp", "jane", {"secret": 1}, [])
+    await store.update("acme-corp", "jane", changes.patch({"secret": 1}))
     admin_only = {"error": "Only tenant admins can access other users' metadata"}
     cases = [
         ("john_doe", ACME | {"username": "jane"}, 403, admin_only),

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from .base import ANY_RECORD, EMPTY, NO_RECORD, Expect, Record, Store
+from .base import EMPTY, Change, Record, Store, StoreError, StoreUnavailable, Write
+from .connections import OpensOnFirstUse, SQLConnection, sql_connection
 from .memory import MemoryStore
 from .sql import DatabaseStore
 
 __all__ = [
-    "ANY_RECORD",
     "EMPTY",
-    "NO_RECORD",
+    "Change",
     "DatabaseStore",
-    "Expect",
     "MemoryStore",
+    "OpensOnFirstUse",
     "Record",
+    "SQLConnection",
     "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Write",
+    "sql_connection",
 ]

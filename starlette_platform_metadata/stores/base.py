@@ -1,14 +1,32 @@
-"""The storage seam: one JSON document per (platform, user), versioned, written atomically."""
+"""The storage seam: read a record, and replace it atomically with what a change decides.
+
+A store knows nothing of PATCH, PUT, DELETE, ETags or limits.  The package computes every new
+record in one pure function (`changes.py`), from the record as stored, and hands that function
+to `Store.update`; the store calls it inside its atomic section and keeps what it returns.
+README.md, "Writing a store", lists every rule a store keeps; `starlette_platform_metadata.
+testing` checks them.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ANY_RECORD", "EMPTY", "NO_RECORD", "Expect", "Record", "Store", "utcnow"]
+from ..exceptions import PlatformMetadataError
+
+__all__ = [
+    "EMPTY",
+    "Change",
+    "Record",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "Write",
+    "utcnow",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,10 +34,12 @@ class Record:
     """One user's metadata on one platform.
 
     Attributes:
-        metadata_json: the document as compact JSON text (rendered into responses as is).
-        version: 0 when nothing was ever stored; grows by one with every change, deletes
+        metadata_json: the document as compact JSON text, served as is (`"{}"` while nothing
+            is stored).
+        version: 0 when nothing was ever stored; one more with every change, deletes
             included, so a version never names two different states.
-        created_at / updated_at: `None` while nothing is stored.
+        created_at / updated_at: aware UTC datetimes; `None` while nothing is stored (never
+            written, or deleted: a deleted record keeps its version, a "tombstone").
     """
 
     metadata_json: str
@@ -37,82 +57,62 @@ class Record:
         return self.created_at is not None
 
 
+#: The record of a user with nothing ever stored.
 EMPTY = Record("{}", 0, None, None)
 
 
 @dataclass(frozen=True, slots=True)
-class Expect:
-    """A precondition (from `If-Match` / `If-None-Match`) checked atomically with the write.
+class Write:
+    """What a change decided: the record to store, and what happened, for history and events.
 
     Attributes:
-        versions: the record versions it names; `None` names "a record is stored" (the `*`
-            of either header).  Version 0 is a user with nothing ever stored.
-        negate: the record must *not* be in that state (`If-None-Match`).
-        also: a further precondition that must hold as well (both headers on one request).
-
-    A store evaluates `admits(current_record)` under the same lock as its write, or renders
-    the equivalent condition into its write statement as `DatabaseStore` does.
+        record: the new state, to store exactly as given (its version is the current one + 1;
+            `record.exists` is `False` for a delete).
+        operation: `"patch"`, `"replace"` or `"delete"`.
+        actor: the username of the authenticated caller who made the change, if known.
     """
 
-    versions: frozenset[int] | None
-    negate: bool = False
-    also: Expect | None = None
-
-    def admits(self, record: Record) -> bool:
-        named = record.exists if self.versions is None else record.version in self.versions
-        if named == self.negate:
-            return False
-        return self.also is None or self.also.admits(record)
+    record: Record
+    operation: str
+    actor: str | None = None
 
 
-ANY_RECORD = Expect(None)
-NO_RECORD = Expect(None, negate=True)
+#: A change: the current record in, the `Write` to store out, or `None` to store nothing.  It
+#: raises to refuse (a `changes.Refusal`); then nothing may be stored.  Pure and synchronous:
+#: a store may call it more than once (after losing a race) and keeps only the last result.
+Change = Callable[[Record], "Write | None"]
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@runtime_checkable
-class Store(Protocol):
-    """Where metadata lives.  Every write is atomic and linearizable per (platform, user).
+class StoreError(PlatformMetadataError):
+    """Base of the failures a store reports."""
 
-    Writes raise `PreconditionFailed` when `expect` does not hold, `DocumentTooLarge` when the
-    result would exceed `max_bytes` of compact UTF-8 JSON, and `StoreUnavailable` when the
-    backend stays busy or unreachable; in all three cases nothing is changed.
+
+class StoreUnavailable(StoreError):
+    """The database is busy or unreachable beyond the bounded wait; nothing was changed.
+
+    The endpoint answers 503 with `Retry-After`.
     """
 
+
+@runtime_checkable
+class Store(Protocol):
+    """Where metadata lives: one record per (platform, user), read and replaced atomically."""
+
     async def get(self, platform_key: str, username: str) -> Record:
-        """Return the record, or `EMPTY`-like with its version when nothing is stored."""
+        """The stored record; `EMPTY` when nothing was ever stored."""
         ...
 
-    async def patch(
-        self,
-        platform_key: str,
-        username: str,
-        set: Mapping[str, Any],
-        delete: Sequence[str],
-        *,
-        expect: Expect | None = None,
-        max_bytes: int | None = None,
-    ) -> Record:
-        """Remove the `delete` keys, then set the `set` keys; create the record if needed."""
-        ...
+    async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        """Atomically: read the record, call `change` on it, store what it returns.
 
-    async def replace(
-        self,
-        platform_key: str,
-        username: str,
-        metadata: Mapping[str, Any],
-        *,
-        expect: Expect | None = None,
-        max_bytes: int | None = None,
-    ) -> Record:
-        """Replace the whole document; create the record if needed."""
-        ...
-
-    async def delete(
-        self, platform_key: str, username: str, *, expect: Expect | None = None
-    ) -> None:
-        """Remove the document; deleting nothing succeeds."""
+        Returns the record now stored (the current one when `change` returned `None`).
+        Whatever `change` raises propagates, and nothing is stored.  No other update of the
+        same (platform, user) may come between the read and the write, in this process or any
+        other sharing the database.  Raise `StoreUnavailable` when the database stays busy or
+        unreachable past the store's bound.
+        """
         ...

@@ -1,18 +1,52 @@
-"""`DatabaseStore`: metadata in SQLite (default) or PostgreSQL, through `databases`."""
+"""`DatabaseStore`: metadata in SQLite (default) or PostgreSQL, named through `databases`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+import re
+from typing import TYPE_CHECKING
 
 from databases import Database, DatabaseURL
 
-from ..connections import OpensOnFirstUse, postgres_database
-from ..payload import dump
-from .base import Expect, Record
-from .dialects import Engine, PostgresEngine, SQLiteEngine, check_identifier
+from .base import Change, Record, StoreUnavailable
+from .connections import OpensOnFirstUse, SQLConnection, sql_connection
+
+if TYPE_CHECKING:
+    from .postgres import PostgresEngine
+    from .sqlite import SQLiteEngine
 
 __all__ = ["DatabaseStore"]
+
+SCHEMA_VERSION = 1
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# Column types of the document, the version and the timestamps.  PostgreSQL keeps the
+# document as `json`, not `jsonb`: see stores/postgres.py.
+_TYPES = {
+    "sqlite": {"doc": "TEXT", "int": "INTEGER", "ts": "TEXT"},
+    "postgresql": {"doc": "JSON", "int": "BIGINT", "ts": "TIMESTAMPTZ"},
+}
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"Not a plain SQL identifier: {name!r}")
+    return name
+
+
+def schema(table: str, dialect: str) -> list[str]:
+    """The DDL: one row per (platform, user); a delete leaves a tombstone row (document and
+    timestamps NULL, version kept), so a version never names two states.  The primary key's
+    B-tree serves every statement: O(log n) per record."""
+    types = _TYPES[dialect]
+    t = check_identifier(table)
+    return [
+        f"CREATE TABLE IF NOT EXISTS {t} ("
+        f"platform_key TEXT NOT NULL, username TEXT NOT NULL, metadata {types['doc']}, "
+        f"version {types['int']} NOT NULL, created_at {types['ts']}, updated_at {types['ts']}, "
+        "PRIMARY KEY (platform_key, username))",
+        f"CREATE TABLE IF NOT EXISTS {t}_schema (version INTEGER NOT NULL)",
+        f"INSERT INTO {t}_schema (version) SELECT {SCHEMA_VERSION} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {t}_schema)",
+    ]
 
 
 class DatabaseStore(OpensOnFirstUse):
@@ -22,15 +56,16 @@ class DatabaseStore(OpensOnFirstUse):
         url: a `databases` URL: `sqlite:///file.db` (the default is `sqlite:///platform_metadata.db`)
             or `postgresql://user:pass@host/db` (needs the `postgresql` extra; pool size per
             process with `?min_size=..&max_size=..`, see docs/postgresql.md).
-        database: a `databases.Database` the host already has, instead of `url`.
+        database: a `databases.Database` the host already has, instead of `url`.  The store
+            never disconnects it.
         table: the table name; `<table>_schema` records the schema version next to it.
         create_tables: create the tables on first use; turn off where runtime DDL is forbidden
             and run the statements of `schema()` ahead of time.
-        busy_timeout: seconds an operation may wait before the request is answered 503: for
-            another process's lock (SQLite); for a pooled connection, a (re)connection and the
-            statement together (PostgreSQL).
+        busy_timeout: seconds an operation may take before the request is answered 503: waiting
+            for another process's lock (SQLite); for a pooled connection, a (re)connection and
+            the statements together (PostgreSQL).
         synchronous: SQLite's `PRAGMA synchronous` (`NORMAL` is durable across process crashes
-            in WAL mode; `FULL` also across power loss, at the cost of an fsync per write).
+            in WAL mode; `FULL` also across power loss: concurrent writers share each fsync).
 
     The store connects on first use, so it works inside a mounted app whose lifespan never runs;
     hosts that prefer to connect at startup call `connect()` / `disconnect()` from their own
@@ -48,73 +83,78 @@ class DatabaseStore(OpensOnFirstUse):
         synchronous: str = "NORMAL",
     ) -> None:
         super().__init__()
-        if database is None:
-            url = DatabaseURL(url or "sqlite:///platform_metadata.db")
-            if url.dialect not in ("sqlite", "postgresql"):
-                raise ValueError(f"Unsupported database for DatabaseStore: {url.dialect!r}")
-            if url.dialect == "postgresql":
-                database = postgres_database(url, busy_timeout)
-            else:
-                database = Database(url)
-        elif url is not None:
+        if database is not None and url is not None:
             raise ValueError("Pass either url or database, not both.")
-        self.database = database
+        named: str | DatabaseURL | Database = (
+            database if database is not None else url or "sqlite:///platform_metadata.db"
+        )
+        self.dialect = DatabaseURL(str(named.url) if isinstance(named, Database) else named).dialect
+        if self.dialect not in _TYPES:
+            raise ValueError(f"Unsupported database for DatabaseStore: {self.dialect!r}")
+        self.table = check_identifier(table)
         self._create_tables = create_tables
-        check_identifier(table)
-        dialect = database.url.dialect
-        self._engine: Engine
-        if dialect == "sqlite":
-            if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-                raise ValueError(f"Unknown PRAGMA synchronous value: {synchronous!r}")
-            self._engine = SQLiteEngine(database, table, busy_timeout, synchronous.upper())
-        elif dialect == "postgresql":
-            self._engine = PostgresEngine(database, table, busy_timeout)
+        self.connection: SQLConnection = sql_connection(
+            named, busy_timeout=busy_timeout, synchronous=synchronous
+        )
+        self._engine: SQLiteEngine | PostgresEngine
+        if self.dialect == "sqlite":
+            from .sqlite import SQLiteConnection, SQLiteEngine
+
+            assert isinstance(self.connection, SQLiteConnection)
+            self._engine = SQLiteEngine(self.connection, table)
         else:
-            raise ValueError(f"Unsupported database for DatabaseStore: {dialect!r}")
+            from .postgres import PostgresConnection, PostgresEngine
+
+            assert isinstance(self.connection, PostgresConnection)
+            self._engine = PostgresEngine(self.connection, table)
 
     def schema(self) -> list[str]:
         """The DDL statements that create this store's tables."""
-        return self._engine.schema()
+        return schema(self.table, self.dialect)
 
     async def _open(self) -> None:
-        await self._engine.open(self._create_tables)
+        await self.connection.open()
+        try:
+            await self._prepare()
+        except BaseException:
+            await self.connection.close()
+            raise
+
+    async def _prepare(self) -> None:
+        t = self.table
+        if self.dialect == "postgresql":
+            encoding = await self.connection.fetchrow("SHOW server_encoding")
+            if encoding[0] != "UTF8":
+                raise RuntimeError(f"DatabaseStore needs a UTF8 database, not {encoding[0]}")
+        if self._create_tables:
+            async with self.connection.transaction() as tx:
+                if self.dialect == "postgresql":
+                    # Several workers may start at once, and CREATE TABLE IF NOT EXISTS races.
+                    await tx.fetch("SELECT pg_advisory_xact_lock(720531, hashtext($1))", t)
+                for statement in self.schema():
+                    await tx.fetch(statement)
+        try:
+            row = await self.connection.fetchrow(f"SELECT max(version) FROM {t}_schema")
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise RuntimeError(
+                f"Table {t} or {t}_schema is missing: create them with the statements of "
+                "DatabaseStore.schema() (python -m starlette_platform_metadata schema)"
+            ) from exc
+        if row[0] != SCHEMA_VERSION:
+            raise RuntimeError(
+                f"Table {t} has schema version {row[0]}; this release needs {SCHEMA_VERSION}"
+            )
 
     async def _close(self) -> None:
-        await self._engine.close()
-
-    async def _engine_ready(self) -> Engine:
-        await self.ensure_open()
-        return self._engine
+        await self.connection.close()
 
     async def get(self, platform_key: str, username: str) -> Record:
-        return await (await self._engine_ready()).get(platform_key, username)
+        await self.ensure_open()
+        return await self._engine.get(platform_key, username)
 
-    async def patch(
-        self,
-        platform_key: str,
-        username: str,
-        set: Mapping[str, Any],
-        delete: Sequence[str],
-        *,
-        expect: Expect | None = None,
-        max_bytes: int | None = None,
-    ) -> Record:
-        engine = await self._engine_ready()
-        return await engine.patch(platform_key, username, set, delete, expect, max_bytes)
+    async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        await self.ensure_open()
+        return await self._engine.update(platform_key, username, change)
 
-    async def replace(
-        self,
-        platform_key: str,
-        username: str,
-        metadata: Mapping[str, Any],
-        *,
-        expect: Expect | None = None,
-        max_bytes: int | None = None,
-    ) -> Record:
-        engine = await self._engine_ready()
-        return await engine.replace(platform_key, username, dump(metadata), expect, max_bytes)
-
-    async def delete(
-        self, platform_key: str, username: str, *, expect: Expect | None = None
-    ) -> None:
-        await (await self._engine_ready()).delete(platform_key, username, expect)

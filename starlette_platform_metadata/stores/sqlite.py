@@ -1,0 +1,499 @@
+"""SQLite: reads on the event loop, writes on one writer thread, committed in groups.
+
+Two connections to one file, both with Python's own `sqlite3`:
+
+- **Reads** run synchronously on the event loop thread.  A primary-key lookup in WAL mode takes
+  microseconds, far less than a trip to a thread and back, and a reader never waits for a
+  writer.  In the rare case SQLite answers "busy" (e.g. while another process recovers the
+  file), the read is tried again after a short sleep on the loop, until `busy_timeout`.
+- **Writes** go to a writer thread (a one-thread executor) with its own connection.  Updates
+  that arrive while one is being written wait and then go together: one `BEGIN IMMEDIATE`, for
+  each update a read, the package's change and a write, one `COMMIT`.  So the event loop never
+  waits on the disk (a commit, a checkpoint, an fsync), and in durable mode
+  (`synchronous=FULL`) concurrent writers share one fsync: group commit.
+
+Why not aiosqlite: its public API runs one statement per trip to its thread; a group commit
+needs a read, Python, and a write per update, many updates, under one lock, in one trip.  An
+executor thread is the standard library's, and it never keeps the interpreter from exiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from .base import EMPTY, Change, Record, StoreUnavailable
+
+__all__ = ["SQLiteConnection", "SQLiteEngine"]
+
+T = TypeVar("T")
+
+# SQLite's primary result codes (the low byte of the extended code `sqlite_errorcode`).
+_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_UNAVAILABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN})
+# Seconds between tries while another connection holds a lock: SQLite's own busy handler's
+# schedule (sqliteDefaultBusyCallback), then its last step for as long as the deadline allows.
+_BACKOFF = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05, 0.1)
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+#: Updates written in one transaction at most.
+MAX_GROUP = 512
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Another connection holds a lock SQLite needed; nothing was done."""
+    return _code(exc) in _BUSY_CODES
+
+
+def unavailable(exc: sqlite3.Error) -> StoreUnavailable | None:
+    """The 503 an error means, or `None` for an error that is a bug (SQL, schema)."""
+    code = _code(exc)
+    if code in _BUSY_CODES:
+        return StoreUnavailable(f"SQLite: {exc} (a lock was held past busy_timeout)")
+    if code in _UNAVAILABLE_CODES:
+        return StoreUnavailable(f"SQLite: {exc}")
+    return None
+
+
+def translate(sql: str, _cache: dict[str, str] = {}) -> str:  # noqa: B006 - a memo on purpose
+    """PostgreSQL's `$1` placeholders as SQLite's numbered `?1`: SQL is written once."""
+    translated = _cache.get(sql)
+    if translated is None:
+        if len(_cache) >= 512:  # a handful of statements exist; never grow without bound
+            _cache.clear()
+        translated = _cache[sql] = _PLACEHOLDER.sub(r"?\1", sql)
+    return translated
+
+
+def _run_mapped(function: Callable[[], T]) -> T:
+    """`function()`, with SQLite's "busy", "full" and I/O errors as `StoreUnavailable`."""
+    try:
+        return function()
+    except sqlite3.OperationalError as exc:
+        mapped = unavailable(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+class SQLiteConnection:
+    """Kept connections to one SQLite database, for the store and for a host's own tables.
+
+    Args:
+        path: the database file, or `":memory:"` (then one connection serves both roles and
+            nothing runs on a thread).
+        busy_timeout: seconds any operation may wait for another connection's lock before
+            `StoreUnavailable`.
+        synchronous: `PRAGMA synchronous` (`NORMAL`: durable across process crashes in WAL
+            mode; `FULL`: across power loss too, an fsync per commit, shared by the group).
+        pragmas: further `PRAGMA` statements run on every connection when it opens.
+
+    SQL uses PostgreSQL's `$1` placeholders on both databases.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: str = "NORMAL",
+        pragmas: Sequence[str] = (),
+    ) -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"Unknown PRAGMA synchronous value: {synchronous!r}")
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self._setup = [f"PRAGMA synchronous = {synchronous.upper()}", *pragmas]
+        self._memory = path in ("", ":memory:")
+        self._reader: sqlite3.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        # One user of the writer connection at a time: a transaction spans several trips to
+        # the thread, and nothing else may run inside it.
+        self._writer_lock = asyncio.Lock()
+        self._busy_ms: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._reader is not None
+
+    # --- opening and closing -------------------------------------------------------------
+
+    def _connect(self, *, wal: bool) -> sqlite3.Connection:
+        """A connection in autocommit mode, set up; waits up to `busy_timeout` for locks."""
+        connection = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            if wal:
+                self._enter_wal(connection)
+            for statement in self._setup:
+                connection.execute(statement).fetchall()
+            # Reads the header and the WAL index: may wait for another connection's recovery.
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _enter_wal(self, connection: sqlite3.Connection) -> None:
+        """Put the file in WAL mode, which lets readers and one writer work at once.
+
+        While another connection is in the middle of the same switch (two workers starting on
+        a new file) SQLite refuses it at once, without waiting through `busy_timeout`.  WAL is
+        persistent, so retry until it is on, for at most `busy_timeout`.
+        """
+        attempts = int(self.busy_timeout / 0.005) + 1
+        for _ in range(attempts):
+            try:
+                connection.execute("PRAGMA journal_mode = WAL").fetchall()
+                return  # "wal", or, on a file system without shared memory, the mode kept
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                error = exc
+            time.sleep(0.005)
+        raise unavailable(error) or StoreUnavailable(str(error)) from error
+
+    async def open(self) -> None:
+        """Open both connections; `StoreUnavailable` when locks stay held past the timeout."""
+        if self._memory:
+            connection = _run_mapped(lambda: self._connect(wal=False))
+            self._reader = self._writer = connection
+            return
+        executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spm-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            self._writer = await loop.run_in_executor(
+                executor, _run_mapped, lambda: self._connect(wal=True)
+            )
+            # The reader also opens on a thread: its first read may wait for a recovery.
+            reader = await asyncio.to_thread(_run_mapped, lambda: self._connect(wal=False))
+            reader.execute("PRAGMA busy_timeout = 0")  # the loop must never wait in SQLite
+            self._reader = reader
+        except BaseException:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                with contextlib.suppress(Exception):
+                    await loop.run_in_executor(executor, writer.close)
+            executor.shutdown(wait=False)
+            raise
+        self._executor = executor
+
+    async def close(self) -> None:
+        reader, writer = self._reader, self._writer
+        executor = self._executor
+        self._reader = self._writer = None
+        self._executor = None
+        if reader is not None and reader is not writer:
+            reader.close()
+        if writer is not None:
+            async with self._writer_lock:
+                if executor is None:
+                    writer.close()
+                else:
+                    await asyncio.get_running_loop().run_in_executor(executor, writer.close)
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    # --- statements ----------------------------------------------------------------------
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Run one statement on the event loop thread; its rows.
+
+        For reads and small writes.  Answers within `busy_timeout`: rows, or
+        `StoreUnavailable` when another connection held a lock all that time, the disk is
+        full, or the file cannot be written.
+        """
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("SQLiteConnection is not open")
+        sql = translate(sql)
+        deadline: float | None = None
+        attempt = 0
+        while True:
+            try:
+                return reader.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise unavailable(exc) or exc from None
+                error = exc
+            # Busy: nothing was done.  Sleep on the loop, never in SQLite, so that the wait
+            # has one deadline from the first try and queues behind no other statement.
+            now = asyncio.get_running_loop().time()
+            if deadline is None:
+                deadline = now + self.busy_timeout
+            if now >= deadline:
+                raise unavailable(error) or StoreUnavailable(str(error)) from error
+            await asyncio.sleep(min(_BACKOFF[min(attempt, len(_BACKOFF) - 1)], deadline - now))
+            attempt += 1
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+    async def on_writer(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `function(connection)` on the writer thread, alone on that connection.
+
+        `function` runs in autocommit mode and is responsible for its own transaction; SQLite
+        errors that mean "unavailable" come back as `StoreUnavailable`.
+        """
+        async with self._writer_lock:
+            return await self._on_writer(function)
+
+    async def _on_writer(self, function: Callable[[sqlite3.Connection], T]) -> T:
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError("SQLiteConnection is not open")
+        if self._executor is None:
+            return _run_mapped(lambda: function(writer))
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, _run_mapped, lambda: function(writer)
+        )
+
+    def wait_for_locks(self, connection: sqlite3.Connection, seconds: float) -> None:
+        """Set how long `connection`'s next statements wait for another's lock (writer thread)."""
+        ms = max(0, int(seconds * 1000))
+        if ms != self._busy_ms:
+            connection.execute(f"PRAGMA busy_timeout = {ms}").fetchall()
+            self._busy_ms = ms
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Transaction]:
+        """`BEGIN IMMEDIATE` … `COMMIT` on the writer connection; rolled back on any error."""
+        async with self._writer_lock:
+
+            def begin(connection: sqlite3.Connection) -> None:
+                self.wait_for_locks(connection, self.busy_timeout)
+                connection.execute("BEGIN IMMEDIATE")
+
+            await self._on_writer(begin)
+            try:
+                yield _Transaction(self)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._on_writer(_rollback))
+                raise
+            await self._on_writer(lambda connection: connection.execute("COMMIT"))
+
+
+def _rollback(connection: sqlite3.Connection) -> None:
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")
+
+
+class _Transaction:
+    """Statements inside `SQLiteConnection.transaction()`, each a trip to the writer thread."""
+
+    def __init__(self, connection: SQLiteConnection) -> None:
+        self._connection = connection
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        sql = translate(sql)
+        return await self._connection._on_writer(lambda c: c.execute(sql, args).fetchall())
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+
+# --- the store's engine ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pending:
+    key: tuple[str, str]
+    change: Change
+    future: asyncio.Future[Record]
+    deadline: float
+    taken: bool = False  # in a group being written: its outcome is no longer ours to drop
+
+
+#: What `_write_group` answers when another connection holds the write lock: nothing done.
+_BUSY: list[Record | BaseException] = []
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def _parse_timestamp(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+class SQLiteEngine:
+    """The metadata table on a `SQLiteConnection`: reads on the loop, group-committed writes."""
+
+    def __init__(self, connection: SQLiteConnection, table: str) -> None:
+        self.connection = connection
+        t = table
+        self._get_sql = (
+            f"SELECT metadata, version, created_at, updated_at FROM {t} "
+            "WHERE platform_key = ?1 AND username = ?2"
+        )
+        self._put_sql = (
+            f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, "
+            "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+            "ON CONFLICT (platform_key, username) DO UPDATE SET metadata = excluded.metadata, "
+            "version = excluded.version, created_at = excluded.created_at, "
+            "updated_at = excluded.updated_at"
+        )
+        self._queue: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _record(row: Sequence[Any] | None) -> Record:
+        if row is None:
+            return EMPTY
+        metadata, version, created, updated = row
+        if metadata is None:
+            return Record("{}", version, None, None)
+        return Record(metadata, version, _parse_timestamp(created), _parse_timestamp(updated))
+
+    async def get(self, platform_key: str, username: str) -> Record:
+        rows = await self.connection.fetch(self._get_sql, platform_key, username)
+        return self._record(rows[0] if rows else None)
+
+    async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Record] = loop.create_future()
+        deadline = loop.time() + self.connection.busy_timeout
+        pending = _Pending((platform_key, username), change, future, deadline)
+        self._queue.append(pending)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if pending.taken:
+                # Its group is being written, whole or not at all: wait for that, so that the
+                # store is settled when this call ends, as after any other answer.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({future})
+                if future.done() and not future.cancelled():
+                    future.exception()  # retrieved: nobody else will read it
+            future.cancel()  # still queued: never written
+            raise
+
+    async def _flush(self) -> None:
+        """Write what is queued, a group per transaction, until nothing is left.
+
+        While another connection holds the write lock, the group is tried again after a short
+        sleep (SQLite's own busy schedule), joined by what arrived meanwhile; each update
+        gives up at its own deadline, and one cancelled while waiting is dropped.
+        """
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        try:
+            while self._queue:
+                now = loop.time()
+                group: list[_Pending] = []
+                for pending in self._queue[:MAX_GROUP]:
+                    if pending.future.done():
+                        continue  # cancelled before it was written
+                    if pending.deadline <= now:
+                        _fail(pending, StoreUnavailable("SQLite: the write lock stayed held"))
+                        continue
+                    pending.taken = True
+                    group.append(pending)
+                del self._queue[:MAX_GROUP]
+                if not group:
+                    continue
+                try:
+                    outcomes = await self.connection.on_writer(
+                        functools.partial(self._write_group, group=group)
+                    )
+                except BaseException as exc:  # nothing of the group was written
+                    for pending in group:
+                        _fail(pending, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                if outcomes is _BUSY:
+                    for pending in group:
+                        pending.taken = False
+                    self._queue[:0] = group
+                    earliest = min(p.deadline for p in group) - loop.time()
+                    step = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
+                    await asyncio.sleep(max(0.0, min(step, earliest)))
+                    attempt += 1
+                    continue
+                attempt = 0
+                for pending, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, BaseException):
+                        pending.future.set_exception(outcome)
+                    else:
+                        pending.future.set_result(outcome)
+        finally:
+            self._flusher = None
+
+    def _write_group(
+        self, connection: sqlite3.Connection, group: list[_Pending]
+    ) -> list[Record | BaseException]:
+        """On the writer thread: one transaction for the whole group, or `_BUSY`."""
+        self.connection.wait_for_locks(connection, 0)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_busy(exc):
+                return _BUSY
+            raise
+        try:
+            written: dict[tuple[str, str], Record] = {}
+            outcomes: list[Record | BaseException] = []
+            for pending in group:
+                current = written.get(pending.key)
+                if current is None:
+                    row = connection.execute(self._get_sql, pending.key).fetchone()
+                    current = self._record(row)
+                try:
+                    write = pending.change(current)
+                except Exception as exc:  # a refusal (or a bug) of this update alone
+                    outcomes.append(exc)
+                    continue
+                if write is None:
+                    outcomes.append(current)
+                    continue
+                record = write.record
+                connection.execute(
+                    self._put_sql,
+                    (
+                        *pending.key,
+                        record.metadata_json if record.exists else None,
+                        record.version,
+                        _timestamp(record.created_at),
+                        _timestamp(record.updated_at),
+                    ),
+                )
+                written[pending.key] = record
+                outcomes.append(record)
+            connection.execute("COMMIT")
+        except BaseException:
+            _rollback(connection)
+            raise
+        return outcomes
+
+
+def _fail(pending: _Pending, exc: BaseException) -> None:
+    if not pending.future.done():
+        if isinstance(exc, asyncio.CancelledError):
+            pending.future.cancel()
+        else:
+            pending.future.set_exception(exc)
