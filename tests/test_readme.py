@@ -9,6 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
+from starlette_platform_metadata.testing import StoreContract
+
 pytestmark = pytest.mark.anyio
 
 README = Path(__file__).parent.parent / "README.md"
@@ -48,3 +50,52 @@ async def test_readme_custom_auth_example_serves_the_contract(
             response = await client.get(url.replace("acme-corp", "nope"), headers=john)
             assert response.status_code == 404
     assert (tmp_path / "metadata.db").exists()
+
+
+def readme_store() -> str:
+    text = README.read_text()
+    marker = text.index("<!-- tested: tests/test_readme.py runs this store")
+    match = re.search(r"```python\n(.*?)```", text[marker:], re.S)
+    assert match is not None
+    return match.group(1)
+
+
+def _readme_dict_store() -> Any:
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_store(), "README.md", "exec"), namespace)
+    return namespace["DictStore"]()
+
+
+class TestReadmeStore(StoreContract):
+    """The README's complete small store passes the contract kit, as the README says."""
+
+    @pytest.fixture
+    def store(self) -> Any:
+        return _readme_dict_store()
+
+
+async def test_the_readme_store_serves_the_endpoint() -> None:
+    """Plugged into the app, the README's store answers the contract over HTTP."""
+    from starlette_platform_metadata import PlatformMetadataApp, Store
+
+    from .conftest import FakeAuth
+
+    store = _readme_dict_store()
+    assert isinstance(store, Store)
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    app = PlatformMetadataApp(auth=auth, store=store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        path = "/?platform_key=acme-corp"
+        put = await client.put(path, json={"metadata": {"a": 1}}, headers=john)
+        assert (put.status_code, put.headers["etag"]) == (200, '"1"')
+        stale = await client.patch(
+            path, json={"metadata": {"b": 2}}, headers={**john, "If-Match": '"0"'}
+        )
+        assert (stale.status_code, stale.headers["etag"]) == (412, '"1"')
+        deleted = await client.delete(path, headers=john)
+        assert deleted.status_code == 204
+        after = await client.get(path, headers=john)
+        assert (after.json()["metadata"], after.headers["etag"]) == ({}, '"2"')
