@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -156,6 +157,34 @@ async def test_stopped_server_answers_503_then_recovers_without_restarting_the_a
         assert got.json()["metadata"] == {"a": 1}, "nothing refused while down was written"
         patched = await client.patch(URL, params=params, headers=headers, json={"metadata": {"b": 2}})
         assert patched.status_code == 200 and patched.json()["metadata"] == {"a": 1, "b": 2}
+    await store.disconnect()
+
+
+async def test_an_outage_is_one_warning_line_and_one_when_it_ends(
+    running: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 2 s outage with requests every 0.1 s: the log says "unavailable" once and "available
+    again" once, with no traceback (asyncpg's pool logged one per reconnect try before)."""
+    app, store, headers = make_app(running.url)
+    params = {"platform_key": "acme-corp"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for n in range(12):  # more than asyncpg's default floor of 10 connections
+            await client.patch(URL, params=params, headers=headers, json={"metadata": {"n": n}})
+        with caplog.at_level(logging.DEBUG):
+            await running.stop()
+            until = time.monotonic() + 2
+            while time.monotonic() < until:
+                response = await client.get(URL, params=params, headers=headers)
+                assert response.status_code == 503
+                await asyncio.sleep(0.1)
+            await running.start()
+            assert (await client.get(URL, params=params, headers=headers)).status_code == 200
+        warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert [r.name for r in warnings] == ["starlette_platform_metadata"] * 2, caplog.text
+        assert "unavailable" in warnings[0].getMessage()
+        assert "available again" in warnings[1].getMessage()
+        assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.INFO)
     await store.disconnect()
 
 

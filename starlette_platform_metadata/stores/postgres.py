@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 from .base import EMPTY, Change, Record, StoreUnavailable
 
 if TYPE_CHECKING:
-    from databases import Database, DatabaseURL
+    from databases import Database
+    from databases import DatabaseURL as _URL
 
 __all__ = ["PostgresConnection", "PostgresEngine", "postgres_database"]
 
 
-def postgres_database(url: str | DatabaseURL, timeout: float) -> Database:
+def postgres_database(url: str | _URL, timeout: float) -> Database:
     """A `databases.Database` for PostgreSQL as the request path wants it.
 
     asyncpg's own bounds (connect, and every statement) back up `PostgresConnection`'s
@@ -29,11 +30,16 @@ def postgres_database(url: str | DatabaseURL, timeout: float) -> Database:
     (`RESET ALL; UNLISTEN *; ...`), a round trip per use that would double the cost of a GET:
     this package leaves no session state behind (no SET, LISTEN, session advisory lock or
     cursor), and asyncpg still rolls back a transaction left open before `_keep_session` runs.
-    A host that shares its own `Database` keeps its own pool settings.
+    The pool keeps no floor of connections (`min_size` 0 unless the URL says otherwise): with
+    asyncpg's default of 10, an outage makes the pool reconnect in the background and log a
+    full traceback for every failed try, where the endpoint already logs one line per outage;
+    used connections still stay pooled, up to `max_size`.  A host that shares its own
+    `Database` keeps its own pool settings.
     """
-    from databases import Database
+    from databases import Database, DatabaseURL
 
-    return Database(url, timeout=timeout, command_timeout=timeout, reset=_keep_session)
+    floor: dict[str, Any] = {} if "min_size" in DatabaseURL(url).options else {"min_size": 0}
+    return Database(url, timeout=timeout, command_timeout=timeout, reset=_keep_session, **floor)
 
 
 async def _keep_session(connection: Any) -> None:
