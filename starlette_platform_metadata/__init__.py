@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import PlatformMetadataApp
-from .auth import AuthBackend, Identity, PlatformAccess, token_from_header
+from .auth import AuthBackend, AuthScheme, Identity, PlatformAccess, token_from_header
 from .changes import DocumentTooLarge, PreconditionFailed, Refusal
 from .conditional import Conditions
 from .errors import ApiError, AuthenticationFailed
@@ -29,6 +29,7 @@ __all__ = [
     "EMPTY",
     "ApiError",
     "AuthBackend",
+    "AuthScheme",
     "AuthenticationFailed",
     "Change",
     "Conditions",

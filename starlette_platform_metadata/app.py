@@ -61,7 +61,9 @@ class PlatformMetadataApp:
         self.store = store
         self.limits = limits or Limits()
         self.endpoint = MetadataEndpoint(auth, store, self.limits)
-        self.openapi = _openapi.build(self.limits) if openapi else None
+        self.openapi = (
+            _openapi.build(self.limits, self.endpoint.auth_scheme) if openapi else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

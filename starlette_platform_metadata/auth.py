@@ -4,19 +4,26 @@ A host implements `AuthBackend` with its own user and tenant model; it does not 
 anything here.  `authenticate` follows Starlette's rule: return `None` when the request carries
 no credentials, raise `AuthenticationFailed` when it carries bad ones.  `access` answers every
 tenant question the endpoint asks in one call, so a backend can answer it in one query.
+A backend names its scheme (the 401 challenge, the OpenAPI security scheme) in optional
+attributes, read once by `AuthScheme.of`; one that names none is DRF's `Token`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.requests import HTTPConnection
 
-from .errors import AuthenticationFailed
+from . import errors
+from .errors import TOKEN_CHALLENGE, AuthenticationFailed
 
 __all__ = [
+    "TOKEN_SECURITY_SCHEMES",
     "AuthBackend",
+    "AuthScheme",
     "AuthenticationFailed",
     "Identity",
     "PlatformAccess",
@@ -57,10 +64,80 @@ class PlatformAccess:
 
 NO_PLATFORM = PlatformAccess(platform_exists=False)
 
+#: The OpenAPI security scheme of DRF's token authentication, the default.
+TOKEN_SECURITY_SCHEMES: Mapping[str, Mapping[str, Any]] = {
+    "TokenAuth": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`Authorization: Token <key>`; the keyword is case-insensitive.",
+    }
+}
+# RFC 9110 11.6.1: a challenge starts with the scheme, a token; visible ASCII throughout.
+_CHALLENGE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: [\x20-\x7e]*)?")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthScheme:
+    """How a backend's callers authenticate, as the 401s and the OpenAPI document say it.
+
+    Attributes:
+        challenge: the `WWW-Authenticate` value of every 401.
+        security_schemes: the OpenAPI `components.securitySchemes`, by name; any one of them
+            authenticates a request.
+    """
+
+    challenge: str = TOKEN_CHALLENGE
+    security_schemes: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: TOKEN_SECURITY_SCHEMES
+    )
+
+    @classmethod
+    def of(cls, backend: object) -> AuthScheme:
+        """The scheme `backend` names in its optional attributes (see `AuthBackend`).
+
+        Raises:
+            ValueError: the challenge is not a valid `WWW-Authenticate` value, or the
+                security schemes are not a mapping.
+        """
+        challenge = getattr(backend, "www_authenticate", TOKEN_CHALLENGE)
+        if not isinstance(challenge, str) or not _CHALLENGE.fullmatch(challenge):
+            raise ValueError(
+                f"www_authenticate must be an auth scheme, optionally with parameters "
+                f"(e.g. 'Bearer' or 'Bearer realm=\"api\"'), not {challenge!r}"
+            )
+        schemes = getattr(backend, "openapi_security_schemes", None)
+        if schemes is None:
+            scheme = challenge.split()[0]
+            if scheme.lower() == TOKEN_CHALLENGE.lower():
+                schemes = TOKEN_SECURITY_SCHEMES
+            else:
+                name = scheme[:1].upper() + scheme[1:].lower() + "Auth"
+                schemes = {name: {"type": "http", "scheme": scheme.lower()}}
+        elif not isinstance(schemes, Mapping):
+            raise ValueError(
+                f"openapi_security_schemes must map names to OpenAPI security schemes, "
+                f"not {schemes!r}"
+            )
+        return cls(challenge, schemes)
+
 
 @runtime_checkable
 class AuthBackend(Protocol):
-    """Resolves callers and answers tenant questions for the endpoint."""
+    """Resolves callers and answers tenant questions for the endpoint.
+
+    Two optional attributes, read once when the app is built, say how callers authenticate;
+    a backend without them is DRF's `Authorization: Token <key>`:
+
+    - `www_authenticate: str`: the `WWW-Authenticate` challenge of every 401, e.g. `"Bearer"`
+      (default `"Token"`, as the contract requires).
+    - `openapi_security_schemes: Mapping[str, Mapping[str, Any]]`: the OpenAPI document's
+      `components.securitySchemes`, by name, e.g.
+      `{"SessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"}}`.  By default
+      it follows the challenge: `TokenAuth` (an `Authorization` header apiKey) for `Token`,
+      else an `http` scheme of the challenge's first word (`"Bearer"` gives `BearerAuth`,
+      `{"type": "http", "scheme": "bearer"}`).
+    """
 
     async def authenticate(self, conn: HTTPConnection) -> Identity | None:
         """Return the caller, `None` without credentials, or raise `AuthenticationFailed`."""
@@ -94,12 +171,10 @@ def token_from_header(conn: HTTPConnection, keyword: bytes = b"token") -> str | 
     if not parts or parts[0].lower() != keyword:
         return None
     if len(parts) == 1:
-        raise AuthenticationFailed("Invalid token header. No credentials provided.")
+        raise AuthenticationFailed(errors.NO_CREDENTIALS)
     if len(parts) > 2:
-        raise AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
+        raise AuthenticationFailed(errors.TOKEN_HAS_SPACES)
     try:
         return parts[1].decode()
     except UnicodeError:
-        raise AuthenticationFailed(
-            "Invalid token header. Token string should not contain invalid characters."
-        ) from None
+        raise AuthenticationFailed(errors.TOKEN_HAS_INVALID_CHARACTERS) from None

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from . import changes, conditional, errors
-from .auth import AuthBackend, Identity
+from .auth import AuthBackend, AuthScheme, Identity
 from .errors import ApiError, AuthenticationFailed
 from .jsontext import dump
 from .limits import Limits
@@ -107,6 +107,7 @@ class MetadataEndpoint:
         self.auth = auth
         self.store = store
         self.limits = limits
+        self.auth_scheme = AuthScheme.of(auth)
         # Requests answered 503 since the store last failed; `None` while it works.  An outage
         # (a full disk, a database restart) is logged once when it starts and once when it
         # ends, not once per refused request.
@@ -158,9 +159,9 @@ class MetadataEndpoint:
         try:
             identity = await self.auth.authenticate(conn)
         except AuthenticationFailed as exc:
-            raise errors.authentication_failed(exc.detail) from None
+            raise errors.authentication_failed(exc.detail, self.auth_scheme.challenge) from None
         if identity is None:
-            raise errors.not_authenticated()
+            raise errors.not_authenticated(self.auth_scheme.challenge)
         return identity
 
     def _query(self, scope: Scope) -> tuple[str, str | None]:

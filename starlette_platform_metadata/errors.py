@@ -12,6 +12,36 @@ from typing import Any
 
 from .exceptions import PlatformMetadataError
 
+# The contract's messages, each typed once: the handlers answer with them and the OpenAPI
+# document (openapi.py) lists them.  A template's `{}` is the one variable part.
+NOT_AUTHENTICATED = "Authentication credentials were not provided."
+NO_CREDENTIALS = "Invalid token header. No credentials provided."
+TOKEN_HAS_SPACES = "Invalid token header. Token string should not contain spaces."
+TOKEN_HAS_INVALID_CHARACTERS = (
+    "Invalid token header. Token string should not contain invalid characters."
+)
+INVALID_TOKEN = "Invalid token."
+#: Every 401 detail the package itself words (a backend may raise others).
+AUTHENTICATION_DETAILS = (
+    NOT_AUTHENTICATED,
+    NO_CREDENTIALS,
+    TOKEN_HAS_SPACES,
+    TOKEN_HAS_INVALID_CHARACTERS,
+    INVALID_TOKEN,
+)
+METHOD_NOT_ALLOWED = 'Method "{}" not allowed.'
+PLATFORM_NOT_FOUND = "Platform not found"
+ADMIN_ONLY = "Only tenant admins can access other users' metadata"
+USER_NOT_FOUND = "User not found"
+NOT_A_MEMBER = "You are not a member of this platform"
+UNSUPPORTED_MEDIA_TYPE = 'Unsupported media type "{}" in request.'
+PARSE_ERROR = "JSON parse error - {}"
+STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
+SERVER_ERROR = "A server error occurred."
+
+#: DRF's challenge: the `WWW-Authenticate` of every 401 unless the `AuthBackend` names its own.
+TOKEN_CHALLENGE = "Token"
+
 
 class ApiError(PlatformMetadataError):
     """A refused request: a status, a JSON body and optional extra headers."""
@@ -31,27 +61,24 @@ class AuthenticationFailed(PlatformMetadataError):
     `detail` is sent to the client as `{"detail": ...}` with status 401.
     """
 
-    def __init__(self, detail: str = "Invalid token.") -> None:
+    def __init__(self, detail: str = INVALID_TOKEN) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
-WWW_AUTHENTICATE = {"WWW-Authenticate": "Token"}
 RETRY_AFTER_SECONDS = 1
 
 
-def not_authenticated() -> ApiError:
-    return ApiError(
-        401, {"detail": "Authentication credentials were not provided."}, WWW_AUTHENTICATE
-    )
+def not_authenticated(challenge: str = TOKEN_CHALLENGE) -> ApiError:
+    return ApiError(401, {"detail": NOT_AUTHENTICATED}, {"WWW-Authenticate": challenge})
 
 
-def authentication_failed(detail: str) -> ApiError:
-    return ApiError(401, {"detail": detail}, WWW_AUTHENTICATE)
+def authentication_failed(detail: str, challenge: str = TOKEN_CHALLENGE) -> ApiError:
+    return ApiError(401, {"detail": detail}, {"WWW-Authenticate": challenge})
 
 
 def method_not_allowed(method: str, allow: str) -> ApiError:
-    return ApiError(405, {"detail": f'Method "{method}" not allowed.'}, {"Allow": allow})
+    return ApiError(405, {"detail": METHOD_NOT_ALLOWED.format(method)}, {"Allow": allow})
 
 
 def not_found() -> ApiError:
@@ -67,27 +94,27 @@ def bad_query(message: str) -> ApiError:
 
 
 def platform_not_found() -> ApiError:
-    return ApiError(404, {"error": "Platform not found"})
+    return ApiError(404, {"error": PLATFORM_NOT_FOUND})
 
 
 def admin_only() -> ApiError:
-    return ApiError(403, {"error": "Only tenant admins can access other users' metadata"})
+    return ApiError(403, {"error": ADMIN_ONLY})
 
 
 def user_not_found() -> ApiError:
-    return ApiError(404, {"error": "User not found"})
+    return ApiError(404, {"error": USER_NOT_FOUND})
 
 
 def not_a_member() -> ApiError:
-    return ApiError(403, {"error": "You are not a member of this platform"})
+    return ApiError(403, {"error": NOT_A_MEMBER})
 
 
 def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(415, {"detail": f'Unsupported media type "{content_type}" in request.'})
+    return ApiError(415, {"detail": UNSUPPORTED_MEDIA_TYPE.format(content_type)})
 
 
 def parse_error(reason: str) -> ApiError:
-    return ApiError(400, {"detail": f"JSON parse error - {reason}"})
+    return ApiError(400, {"detail": PARSE_ERROR.format(reason)})
 
 
 def validation_error(errors: Mapping[str, Any]) -> ApiError:
@@ -101,37 +128,33 @@ def nothing_to_do() -> ApiError:
     )
 
 
+# A limit refusal's body names the `Limits` field it hit as `limit`.
+MAX_BODY_BYTES = "max_body_bytes"
+MAX_DOCUMENT_BYTES = "max_document_bytes"
+MAX_ETAGS = "max_etags"
+#: The detail of each limit refusal, by the limit it names.
+LIMIT_DETAILS = {
+    MAX_BODY_BYTES: "Request body is larger than the limit of {limit} bytes.",
+    MAX_DOCUMENT_BYTES: "Stored metadata would be larger than the limit of {limit} bytes.",
+    MAX_ETAGS: "{header} lists more than the limit of {limit} entity tags.",
+}
+
+
+def _limit_exceeded(status_code: int, name: str, limit: int, header: str = "") -> ApiError:
+    detail = LIMIT_DETAILS[name].format(limit=limit, header=header)
+    return ApiError(status_code, {"detail": detail, "limit": name, "value": limit})
+
+
 def body_too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        {
-            "detail": f"Request body is larger than the limit of {limit} bytes.",
-            "limit": "max_body_bytes",
-            "value": limit,
-        },
-    )
+    return _limit_exceeded(413, MAX_BODY_BYTES, limit)
 
 
 def document_too_large(limit: int) -> ApiError:
-    return ApiError(
-        413,
-        {
-            "detail": f"Stored metadata would be larger than the limit of {limit} bytes.",
-            "limit": "max_document_bytes",
-            "value": limit,
-        },
-    )
+    return _limit_exceeded(413, MAX_DOCUMENT_BYTES, limit)
 
 
 def too_many_etags(header: str, limit: int) -> ApiError:
-    return ApiError(
-        400,
-        {
-            "detail": f"{header} lists more than the limit of {limit} entity tags.",
-            "limit": "max_etags",
-            "value": limit,
-        },
-    )
+    return _limit_exceeded(400, MAX_ETAGS, limit, header)
 
 
 #: The 412 details, by which condition the record fails: `If-Match` (it changed), or
@@ -153,10 +176,10 @@ def precondition_failed(reason: str, etag: str) -> ApiError:
 def service_unavailable() -> ApiError:
     return ApiError(
         503,
-        {"detail": "The metadata store is busy or unavailable. Try again shortly."},
+        {"detail": STORE_UNAVAILABLE},
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
 def server_error(request_id: str) -> ApiError:
-    return ApiError(500, {"detail": "A server error occurred.", "request_id": request_id})
+    return ApiError(500, {"detail": SERVER_ERROR, "request_id": request_id})

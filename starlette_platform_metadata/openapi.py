@@ -1,17 +1,20 @@
 """The endpoint's OpenAPI 3.1 document, served by the app at `<mount>/openapi.json`.
 
-`build` makes the document once per app, with the app's `Limits` written into the schemas;
+`build` makes the document once per app, with the app's `Limits` written into the schemas, its
+auth backend's scheme, and every error message taken from `errors`, as the endpoint answers it;
 `render` adds the server URL, which is where the app is mounted (the request's `root_path`),
 so the document is right wherever the host puts the endpoint.
 """
 
 from __future__ import annotations
 
+import re
 from importlib.metadata import PackageNotFoundError, version
 from collections.abc import Sequence
 from typing import Any
 
 from . import errors
+from .auth import AuthScheme
 from .limits import Limits
 from .jsontext import dump
 
@@ -19,6 +22,8 @@ __all__ = ["build", "render"]
 
 _JSON = "application/json"
 _NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]*$"
+# Escaped one by one, as both Python's `re` and ECMA-262 (JSON Schema's dialect) read them.
+_REGEX_SYNTAX = re.compile(r"([\\^$.|?*+()\[\]{}])")
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:
@@ -41,6 +46,15 @@ def _detail(*messages: str, pattern: str | None = None) -> dict[str, Any]:
         "properties": {"detail": detail},
         "additionalProperties": False,
     }
+
+
+def _pattern(template: str) -> str:
+    """A JSON Schema pattern for the messages an `errors` template makes (`{}`: any text)."""
+    parts = [_REGEX_SYNTAX.sub(r"\\\1", part) for part in template.split("{}")]
+    if not parts[-1]:
+        # A template ending in `{}` (a parser's reason) may go on over several lines.
+        return "^" + ".*".join(parts[:-1])
+    return "^" + ".*".join(parts) + "$"
 
 
 def _error(*messages: str) -> dict[str, Any]:
@@ -140,7 +154,7 @@ def _schemas(limits: Limits) -> dict[str, Any]:
             },
         },
         "QueryError": _error(),
-        "ParseError": _detail(pattern="^JSON parse error - "),
+        "ParseError": _detail(pattern=_pattern(errors.PARSE_ERROR)),
         "ValidationError": {
             "type": "object",
             "description": "Django REST Framework's shape: field name to list of messages.",
@@ -169,7 +183,7 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                 "detail": {"type": "string"},
                 "limit": {
                     "type": "string",
-                    "enum": ["max_body_bytes", "max_document_bytes", "max_etags"],
+                    "enum": list(errors.LIMIT_DETAILS),
                 },
                 "value": {"type": "integer"},
             },
@@ -179,7 +193,7 @@ def _schemas(limits: Limits) -> dict[str, Any]:
             "type": "object",
             "required": ["detail", "request_id"],
             "properties": {
-                "detail": {"type": "string", "enum": ["A server error occurred."]},
+                "detail": {"type": "string", "enum": [errors.SERVER_ERROR]},
                 "request_id": {"type": "string"},
             },
             "additionalProperties": False,
@@ -187,8 +201,9 @@ def _schemas(limits: Limits) -> dict[str, Any]:
     }
 
 
-def _responses(limits: Limits) -> dict[str, Any]:
+def _responses(limits: Limits, challenge: str) -> dict[str, Any]:
     etag = _header("The record's version as a strong entity tag.")
+    parse_error = errors.PARSE_ERROR.format("")
     return {
         "Record": {
             "description": "The metadata of the (platform, user) pair.",
@@ -201,7 +216,7 @@ def _responses(limits: Limits) -> dict[str, Any]:
         },
         "BadRequest": {
             "description": (
-                "Query (`error`), JSON parse (`detail` starting `JSON parse error - `) or "
+                f"Query (`error`), JSON parse (`detail` starting `{parse_error}`) or "
                 f"validation (field to messages) error. Limits: max_depth {limits.max_depth}, "
                 f"max_keys {limits.max_keys}, max_key_length {limits.max_key_length}, "
                 f"max_delete_keys {limits.max_delete_keys}, "
@@ -223,36 +238,23 @@ def _responses(limits: Limits) -> dict[str, Any]:
             "description": "No credentials, malformed credentials, or an unknown token.",
             "headers": {
                 "WWW-Authenticate": _header(
-                    "Always `Token`.", {"type": "string", "enum": ["Token"]}
+                    f"Always `{challenge}`.", {"type": "string", "enum": [challenge]}
                 )
             },
-            "content": _json(
-                _detail(
-                    "Authentication credentials were not provided.",
-                    "Invalid token header. No credentials provided.",
-                    "Invalid token header. Token string should not contain spaces.",
-                    "Invalid token header. Token string should not contain invalid characters.",
-                    "Invalid token.",
-                )
-            ),
+            "content": _json(_detail(*errors.AUTHENTICATION_DETAILS)),
         },
         "Forbidden": {
             "description": "Another user's metadata without being a tenant admin, or not a member.",
-            "content": _json(
-                _error(
-                    "Only tenant admins can access other users' metadata",
-                    "You are not a member of this platform",
-                )
-            ),
+            "content": _json(_error(errors.ADMIN_ONLY, errors.NOT_A_MEMBER)),
         },
         "NotFound": {
             "description": "Unknown platform, or (admins) a user not on the platform.",
-            "content": _json(_error("Platform not found", "User not found")),
+            "content": _json(_error(errors.PLATFORM_NOT_FOUND, errors.USER_NOT_FOUND)),
         },
         "MethodNotAllowed": {
             "description": "Any method not documented here (after authentication).",
             "headers": {"Allow": _header("The methods this endpoint answers.")},
-            "content": _json(_detail(pattern='^Method ".*" not allowed\\.$')),
+            "content": _json(_detail(pattern=_pattern(errors.METHOD_NOT_ALLOWED))),
         },
         "PreconditionFailed": {
             "description": (
@@ -272,7 +274,7 @@ def _responses(limits: Limits) -> dict[str, Any]:
         },
         "UnsupportedMediaType": {
             "description": "A body that is not `application/json`.",
-            "content": _json(_detail(pattern='^Unsupported media type ".*" in request\\.$')),
+            "content": _json(_detail(pattern=_pattern(errors.UNSUPPORTED_MEDIA_TYPE))),
         },
         "ServerError": {
             "description": "An unexpected failure, logged server-side under the request id.",
@@ -282,9 +284,7 @@ def _responses(limits: Limits) -> dict[str, Any]:
         "ServiceUnavailable": {
             "description": "The store is busy or unreachable; nothing was changed. Retry.",
             "headers": {"Retry-After": _header("Seconds to wait.", {"type": "string"})},
-            "content": _json(
-                _detail("The metadata store is busy or unavailable. Try again shortly.")
-            ),
+            "content": _json(_detail(errors.STORE_UNAVAILABLE)),
         },
     }
 
@@ -384,8 +384,10 @@ def _operation(
     return operation
 
 
-def build(limits: Limits) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the endpoint, for these limits; `servers` is filled per request."""
+def build(limits: Limits, auth: AuthScheme | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the endpoint, for these limits and this auth scheme (default
+    DRF's `Token`); `servers` is filled per request."""
+    auth = auth or AuthScheme()
     record = {"200": _ref("responses", "Record")}
     writes = ["IfMatch", "IfNoneMatchWrite"]
     path_item = {
@@ -430,18 +432,13 @@ def build(limits: Limits) -> dict[str, Any]:
         "paths": {"/": path_item},
         "components": {
             "schemas": _schemas(limits),
-            "responses": _responses(limits),
+            "responses": _responses(limits, auth.challenge),
             "parameters": _parameters(limits),
             "securitySchemes": {
-                "TokenAuth": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "Authorization",
-                    "description": "`Authorization: Token <key>`; the keyword is case-insensitive.",
-                }
+                name: dict(scheme) for name, scheme in auth.security_schemes.items()
             },
         },
-        "security": [{"TokenAuth": []}],
+        "security": [{name: []} for name in auth.security_schemes],
     }
 
 

@@ -13,11 +13,14 @@ tenancy question, `access`:
 
 `AuthenticationMiddleware` answers bad credentials itself, before the endpoint runs, with a
 plain-text 400 unless given `on_error`; `on_auth_error` makes that the contract's 401 JSON.
+With a scheme of its own (`StarletteUserBackend(access, www_authenticate="Bearer")`), pass the
+backend's `on_auth_error` instead, so that 401 carries the same challenge as the endpoint's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from starlette.authentication import AuthenticationError, BaseUser
 from starlette.requests import HTTPConnection
@@ -43,6 +46,9 @@ class StarletteUserBackend:
         access: answers `AuthBackend.access`; the identity it gets carries the `BaseUser` as
             `identity.id`.
         username: the contract's username of a user (default: `user.display_name`).
+        www_authenticate: the challenge of every 401 (default DRF's `Token`).
+        openapi_security_schemes: the OpenAPI security schemes, by name (default: from the
+            challenge); see `AuthBackend`.
 
     A user that is not authenticated gets the contract's 401 "credentials were not provided".
     Without `AuthenticationMiddleware` in front of the endpoint there is no `request.user`:
@@ -54,9 +60,13 @@ class StarletteUserBackend:
         access: AccessFunction,
         *,
         username: Callable[[BaseUser], str] = _display_name,
+        www_authenticate: str = errors.TOKEN_CHALLENGE,
+        openapi_security_schemes: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._access = access
         self._username = username
+        self.www_authenticate = www_authenticate
+        self.openapi_security_schemes = openapi_security_schemes
 
     async def authenticate(self, conn: HTTPConnection) -> Identity | None:
         user = conn.scope.get("user")
@@ -74,10 +84,20 @@ class StarletteUserBackend:
     ) -> PlatformAccess:
         return await self._access(identity, platform_key, target)
 
+    def on_auth_error(self, conn: HTTPConnection, exc: AuthenticationError) -> Response:
+        """`AuthenticationMiddleware(on_error=...)`: as `on_auth_error`, with this challenge."""
+        return _auth_error(exc, self.www_authenticate)
+
 
 def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
     """`AuthenticationMiddleware(on_error=...)`: bad credentials as the contract's 401.
 
     The exception's message becomes the `detail` (DRF's "Invalid token." when it has none).
     """
-    return error_response(errors.authentication_failed(str(exc) or "Invalid token."))
+    return _auth_error(exc, errors.TOKEN_CHALLENGE)
+
+
+def _auth_error(exc: AuthenticationError, challenge: str) -> Response:
+    return error_response(
+        errors.authentication_failed(str(exc) or errors.INVALID_TOKEN, challenge)
+    )
