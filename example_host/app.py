@@ -22,13 +22,14 @@ __all__ = ["MOUNT_PATH", "create_app", "create_app_from_env"]
 MOUNT_PATH = "/api/core/users/platform-metadata"
 
 
-def create_app(database_url: str) -> Starlette:
+def create_app(database_url: str, *, sqlite_synchronous: str = "NORMAL") -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
     Its lifespan connects both (creating missing tables) at startup and closes them at shutdown.
+    `sqlite_synchronous` is the store's SQLite `PRAGMA synchronous`; PostgreSQL ignores it.
     """
     db = HostDB(database_url)
-    store = DatabaseStore(database_url)
+    store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -68,5 +69,13 @@ async def _json_http_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app_from_env() -> Starlette:
-    """`create_app($DATABASE_URL)`, for `uvicorn --factory` and its worker processes."""
-    return create_app(os.environ.get("DATABASE_URL") or DEFAULT_URL)
+    """`create_app($DATABASE_URL)`, for `uvicorn --factory` and its worker processes.
+
+    `$EXAMPLE_HOST_SQLITE_SYNCHRONOUS` (default `NORMAL`) sets the store's SQLite
+    `PRAGMA synchronous`, e.g. `FULL` (benchmarks/run.py --synchronous); ignored for PostgreSQL.
+    """
+    url = os.environ.get("DATABASE_URL") or DEFAULT_URL
+    if url.startswith(("postgresql:", "postgres:")):
+        return create_app(url)
+    synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
+    return create_app(url, sqlite_synchronous=synchronous)

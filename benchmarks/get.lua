@@ -1,0 +1,15 @@
+-- GET of one user's metadata, with that user's token.
+--
+--   wrk ... -s benchmarks/get.lua URL -- TOKEN
+--
+-- No request() function: wrk formats the request once per thread, after init(), and sends
+-- the same bytes every time, its fastest path.
+
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "report.lua")
+
+function init(args)
+  assert(args[1], "usage: wrk ... -s get.lua URL -- TOKEN")
+  wrk.method = "GET"
+  wrk.headers["Authorization"] = "Token " .. args[1]
+end
