@@ -417,7 +417,8 @@ class _Pending:
     change: Change
     future: asyncio.Future[Record]
     deadline: float
-    taken: bool = False  # in a group being written: its outcome is no longer ours to drop
+    # Set while its group is being written: done once the group is committed or failed.
+    group: asyncio.Future[None] | None = None
 
 
 def _timestamp(value: datetime | None) -> str | None:
@@ -470,16 +471,15 @@ class SQLiteEngine:
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
         try:
-            return await asyncio.shield(future)
+            return await future
         except asyncio.CancelledError:
-            if pending.taken:
-                # Its group is being written, whole or not at all: wait for that, so that the
-                # store is settled when this call ends, as after any other answer.
+            # `future` is cancelled with us.  Still queued, it is dropped.  If its group has
+            # reached the database, the write happens or not with the group: wait for that,
+            # so that the store is settled when this call ends, as after any other answer.
+            group = pending.group
+            if group is not None and not group.done():
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({future})
-                if future.done() and not future.cancelled():
-                    future.exception()  # retrieved: nobody else will read it
-            future.cancel()  # still queued: never written
+                    await asyncio.wait({group})
             raise
 
     async def _flush(self) -> None:
@@ -495,13 +495,14 @@ class SQLiteEngine:
             while self._queue:
                 now = loop.time()
                 group: list[_Pending] = []
+                done: asyncio.Future[None] = loop.create_future()
                 for pending in self._queue[:MAX_GROUP]:
                     if pending.future.done():
                         continue  # cancelled before it was written
                     if pending.deadline <= now:
                         _fail(pending, StoreUnavailable("SQLite: the write lock stayed held"))
                         continue
-                    pending.taken = True
+                    pending.group = done
                     group.append(pending)
                 del self._queue[:MAX_GROUP]
                 if not group:
@@ -511,8 +512,9 @@ class SQLiteEngine:
                         functools.partial(self._write_group, group=group)
                     )
                 except LockBusy:
+                    done.set_result(None)
                     for pending in group:
-                        pending.taken = False
+                        pending.group = None
                     self._queue[:0] = group
                     earliest = min(p.deadline for p in group) - loop.time()
                     step = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
@@ -520,13 +522,17 @@ class SQLiteEngine:
                     attempt += 1
                     continue
                 except BaseException as exc:  # nothing of the group was written
+                    done.set_result(None)
                     for pending in group:
                         _fail(pending, exc)
                     if not isinstance(exc, Exception):
                         raise
                     continue
+                done.set_result(None)
                 attempt = 0
                 for pending, outcome in zip(group, outcomes, strict=True):
+                    if pending.future.done():
+                        continue  # its call was cancelled; the write stands (or never was)
                     if isinstance(outcome, BaseException):
                         pending.future.set_exception(outcome)
                     else:
@@ -541,6 +547,9 @@ class SQLiteEngine:
         written: dict[tuple[str, str], Record] = {}
         outcomes: list[Record | BaseException] = []
         for pending in group:
+            if pending.future.done():  # cancelled while the group waited: never written
+                outcomes.append(asyncio.CancelledError())
+                continue
             current = written.get(pending.key)
             if current is None:
                 row = connection.execute(self._get_sql, pending.key).fetchone()
