@@ -42,6 +42,12 @@ def postgres_database(url: str | _URL, timeout: float) -> Database:
     return Database(url, timeout=timeout, command_timeout=timeout, reset=_keep_session, **floor)
 
 
+def _pool_size(database: Database) -> int:
+    """The pool's `max_size`: the URL's or the `Database`'s option, else asyncpg's 10."""
+    size = database.options.get("max_size") or database.url.options.get("max_size") or 10
+    return max(1, int(size))
+
+
 async def _keep_session(connection: Any) -> None:
     """asyncpg's pool `reset` hook: nothing to undo (see `postgres_database`)."""
 
@@ -68,6 +74,12 @@ class PostgresConnection:
         self.timeout = timeout
         self.busy_timeout = timeout
         self.owns_database = owns_database
+        # A fair queue in front of the pool.  asyncpg's pool hands a released connection to
+        # whoever asks first, and a waiter it had woken that finds it taken waits again at the
+        # back: under load some requests waited ten times the median (GET p99/p50 of 7 with 64
+        # connections over a pool of 10).  asyncio.Semaphore is first come, first served, and
+        # as wide as the pool, so the pool itself never makes anyone wait.
+        self._gate = asyncio.Semaphore(_pool_size(database))
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[Any]:
@@ -78,7 +90,7 @@ class PostgresConnection:
         raw: Any = None
         abandon: asyncio.TimerHandle | None = None
         try:
-            async with deadline:
+            async with deadline, self._gate:
                 if not self.database.is_connected:
                     await self.database.connect()
                 try:
