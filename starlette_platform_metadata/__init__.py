@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from .app import PlatformMetadataApp
 from .auth import AuthBackend, AuthScheme, Identity, PlatformAccess, token_from_header
-from .changes import DocumentTooLarge, PreconditionFailed, Refusal
+from .changes import DocumentTooLarge, KeysForbidden, PreconditionFailed, Refusal, SchemaViolation
 from .conditional import Conditions
 from .errors import ApiError, AuthenticationFailed
 from .exceptions import PlatformMetadataError
 from .limits import Limits
 from .middleware import PlatformMetadataMiddleware
+from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, PolicyLimits, parse_policy
 from .starlette_auth import StarletteUserBackend, on_auth_error
 from .stores import (
     EMPTY,
+    POLICY_USERNAME,
     Change,
     DatabaseStore,
     MemoryStore,
     Record,
+    RecordLister,
     Store,
     StoreUnavailable,
     Write,
@@ -26,7 +29,9 @@ from .stores import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_POLICY",
     "EMPTY",
+    "POLICY_USERNAME",
     "ApiError",
     "AuthBackend",
     "AuthScheme",
@@ -36,21 +41,28 @@ __all__ = [
     "DatabaseStore",
     "DocumentTooLarge",
     "Identity",
+    "KeysForbidden",
     "Limits",
     "MemoryStore",
     "PlatformAccess",
     "PlatformMetadataApp",
     "PlatformMetadataError",
     "PlatformMetadataMiddleware",
+    "Policy",
+    "PolicyInvalid",
+    "PolicyLimits",
     "PreconditionFailed",
     "Record",
+    "RecordLister",
     "Refusal",
+    "SchemaViolation",
     "StarletteUserBackend",
     "Store",
     "StoreUnavailable",
     "Write",
     "__version__",
     "on_auth_error",
+    "parse_policy",
     "sql_connection",
     "token_from_header",
 ]

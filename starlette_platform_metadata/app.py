@@ -10,8 +10,10 @@ from starlette.types import Receive, Scope, Send
 from . import errors
 from . import openapi as _openapi
 from .auth import AuthBackend
-from .endpoint import MetadataEndpoint, error_response
+from .endpoint import MetadataEndpoint, PolicyEndpoint, error_response
 from .limits import Limits
+from .policies import Policies, PolicySource
+from .policy import PolicyLimits
 from .stores.base import Store
 
 __all__ = ["PlatformMetadataApp"]
@@ -43,10 +45,16 @@ class PlatformMetadataApp:
 
         Mount("/api/core/users/platform-metadata", app=PlatformMetadataApp(auth=..., store=...))
 
-    It answers at the mount point itself, with or without the trailing slash, and serves
+    It answers at the mount point itself, with or without the trailing slash; the platform
+    policy at `<mount>/policy/` (also without the slash); and serves
     its OpenAPI 3.1 document, without authentication, at `<mount>/openapi.json` unless
     `openapi=False` (then that path is a 404 like any other).  A mounted app's lifespan never
     runs, so `DatabaseStore` connects on first use.
+
+    `policy_limits` bounds what a policy PUT may hold.  `policies` lets the host fix some
+    platforms' policies: a mapping `{platform_key: Policy | dict}`, or a callable
+    `(platform_key) -> Policy | dict | None` (sync or async; `None`: the stored policy).  A
+    fixed policy is answered on GET and refused on PUT and DELETE (403).
     """
 
     def __init__(
@@ -56,13 +64,19 @@ class PlatformMetadataApp:
         store: Store,
         limits: Limits | None = None,
         openapi: bool = True,
+        policy_limits: PolicyLimits | None = None,
+        policies: PolicySource | None = None,
     ) -> None:
         self.auth = auth
         self.store = store
         self.limits = limits or Limits()
-        self.endpoint = MetadataEndpoint(auth, store, self.limits)
+        self.policies = Policies(store, policy_limits, policies)
+        self.endpoint = MetadataEndpoint(auth, store, self.limits, self.policies)
+        self.policy_endpoint = PolicyEndpoint(auth, store, self.limits, self.policies)
         self.openapi = (
-            _openapi.build(self.limits, self.endpoint.auth_scheme) if openapi else None
+            _openapi.build(self.limits, self.endpoint.auth_scheme, self.policies.limits)
+            if openapi
+            else None
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -74,6 +88,8 @@ class PlatformMetadataApp:
         path = route_path(scope)
         if path in ("", "/"):
             await self.endpoint(scope, receive, send)
+        elif path in ("/policy", "/policy/"):
+            await self.policy_endpoint(scope, receive, send)
         elif path == "/openapi.json" and self.openapi is not None:
             await self._openapi(scope, receive, send, self.openapi)
         else:

@@ -14,12 +14,15 @@ from typing import Any
 from .conditional import Conditions
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
+from .policy import Policy, forbidden_patch_keys, member_delete, member_put
 from .stores.base import Change, Record, Write, utcnow
 
 __all__ = [
     "DocumentTooLarge",
+    "KeysForbidden",
     "PreconditionFailed",
     "Refusal",
+    "SchemaViolation",
     "delete",
     "patch",
     "replace",
@@ -58,9 +61,38 @@ class DocumentTooLarge(Refusal):
         self.limit = limit
 
 
+class KeysForbidden(Refusal):
+    """A member's write names keys the platform policy keeps for tenant admins.
+
+    Attributes:
+        keys: every such key, sorted.
+    """
+
+    def __init__(self, record: Record, keys: list[str]) -> None:
+        super().__init__(record)
+        self.keys = keys
+
+
+class SchemaViolation(Refusal):
+    """The document the write would store does not satisfy the platform's schema.
+
+    Attributes:
+        errors: `"<JSON Pointer>: <message>"` for each failure (`Policy.schema_errors`).
+    """
+
+    def __init__(self, record: Record, errors: list[str]) -> None:
+        super().__init__(record)
+        self.errors = errors
+
+
 def _check(conditions: Conditions | None, current: Record) -> None:
     if conditions is not None and not conditions.admits(current):
         raise PreconditionFailed(current, conditions.refusal(current))
+
+
+def _check_schema(policy: Policy | None, current: Record, document: dict[str, Any]) -> None:
+    if policy is not None and not policy.valid(document):
+        raise SchemaViolation(current, policy.schema_errors(document))
 
 
 def _store(
@@ -81,15 +113,30 @@ def patch(
     conditions: Conditions | None = None,
     max_bytes: int | None = None,
     actor: str | None = None,
+    policy: Policy | None = None,
+    member: bool = False,
 ) -> Change:
-    """Remove the `delete` keys, then set the `set` keys; creates the record if needed."""
+    """Remove the `delete` keys, then set the `set` keys; creates the record if needed.
+
+    With a `policy`, the result must satisfy its schema; with `member`, the member-view rules
+    of its protected and private keys hold too (checked first), against the stored document.
+    """
+    if policy is not None and policy.is_default:
+        policy = None
 
     def change(current: Record) -> Write:
         _check(conditions, current)
         document = current.metadata
+        values = set
+        if member and policy is not None:
+            if forbidden := forbidden_patch_keys(policy, document, set, delete):
+                raise KeysForbidden(current, forbidden)
+            # What is left of them equals the stored value: keep its stored form (7.0 stays 7.0).
+            values = {key: value for key, value in set.items() if not policy.is_protected(key)}
         for key in delete:
             document.pop(key, None)
-        document.update(set)
+        document.update(values)
+        _check_schema(policy, current, document)
         return _store(current, dump(document), "patch", actor, max_bytes)
 
     return change
@@ -101,24 +148,64 @@ def replace(
     conditions: Conditions | None = None,
     max_bytes: int | None = None,
     actor: str | None = None,
+    policy: Policy | None = None,
+    member: bool = False,
 ) -> Change:
-    """Replace the whole document; creates the record if needed."""
-    document = dump(metadata)  # the same text whatever the record: rendered once
+    """Replace the whole document; creates the record if needed.
 
-    def change(current: Record) -> Write:
+    With a `policy`, the result must satisfy its schema; with `member`, the body replaces only
+    the keys a member may change (`policy.member_put`), against the stored document.
+    """
+    if policy is not None and policy.is_default:
+        policy = None
+    if policy is None:
+        document = dump(metadata)  # the same text whatever the record: rendered once
+
+        def change(current: Record) -> Write:
+            _check(conditions, current)
+            return _store(current, document, "replace", actor, max_bytes)
+
+        return change
+    rules = policy
+
+    def guarded(current: Record) -> Write:
         _check(conditions, current)
-        return _store(current, document, "replace", actor, max_bytes)
+        document = dict(metadata)
+        if member:
+            result = member_put(rules, current.metadata, metadata)
+            if isinstance(result, list):
+                raise KeysForbidden(current, result)
+            document = result
+        _check_schema(rules, current, document)
+        return _store(current, dump(document), "replace", actor, max_bytes)
 
-    return change
+    return guarded
 
 
-def delete(*, conditions: Conditions | None = None, actor: str | None = None) -> Change:
-    """Remove the document, keeping its version; deleting nothing stores nothing."""
+def delete(
+    *,
+    conditions: Conditions | None = None,
+    actor: str | None = None,
+    policy: Policy | None = None,
+    member: bool = False,
+) -> Change:
+    """Remove the document, keeping its version; deleting nothing stores nothing.
+
+    With `member` and a `policy` protecting or hiding keys, the stored protected and private
+    keys stay: if any do, the record remains with just them (and must satisfy the schema).
+    """
 
     def change(current: Record) -> Write | None:
         _check(conditions, current)
         if not current.exists:
             return None
+        if member and policy is not None and (policy.protected_keys or policy.private_keys):
+            kept = member_delete(policy, current.metadata)
+            if kept:
+                _check_schema(policy, current, kept)
+                now = utcnow()
+                record = Record(dump(kept), current.version + 1, current.created_at, now)
+                return Write(record, "delete", actor)
         return Write(Record("{}", current.version + 1, None, None), "delete", actor)
 
     return change

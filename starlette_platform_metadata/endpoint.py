@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import logging
 import re
 import traceback
 import uuid
 from datetime import datetime, timezone
+from typing import Literal
 from urllib.parse import unquote_to_bytes
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -21,7 +24,9 @@ from .errors import ApiError, AuthenticationFailed
 from .jsontext import dump
 from .limits import Limits
 from .payload import ClientDisconnected, parse_json, read_body, validate_patch, validate_put
-from .stores.base import Change, Record, Store, StoreUnavailable
+from .policies import Policies
+from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, member_view, parse_policy
+from .stores.base import POLICY_USERNAME, Change, Record, Store, StoreUnavailable
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -103,10 +108,17 @@ class _RecordResponse:
 class MetadataEndpoint:
     """The ASGI handler of `/api/core/users/platform-metadata/`."""
 
-    def __init__(self, auth: AuthBackend, store: Store, limits: Limits) -> None:
+    def __init__(
+        self,
+        auth: AuthBackend,
+        store: Store,
+        limits: Limits,
+        policies: Policies | None = None,
+    ) -> None:
         self.auth = auth
         self.store = store
         self.limits = limits
+        self.policies = policies or Policies(store)
         self.auth_scheme = AuthScheme.of(auth)
         # Requests answered 503 since the store last failed; `None` while it works.  An outage
         # (a full disk, a database restart) is logged once when it starts and once when it
@@ -164,14 +176,17 @@ class MetadataEndpoint:
             raise errors.not_authenticated(self.auth_scheme.challenge)
         return identity
 
-    def _query(self, scope: Scope) -> tuple[str, str | None]:
-        values = _query_values(scope["query_string"])
+    def _platform_key(self, values: dict[str, list[bytes]]) -> str:
         platform_keys = values.get("platform_key", [])
         if len(platform_keys) > 1:
             raise errors.bad_query("platform_key query parameter must be given only once")
         if not platform_keys or not platform_keys[0]:
             raise errors.platform_key_required()
-        platform_key = self._text("platform_key", platform_keys[0])
+        return self._text("platform_key", platform_keys[0])
+
+    def _query(self, scope: Scope) -> tuple[str, str | None]:
+        values = _query_values(scope["query_string"])
+        platform_key = self._platform_key(values)
         usernames = values.get("username")
         if usernames is None:
             return platform_key, None
@@ -213,12 +228,11 @@ class MetadataEndpoint:
                 media_type="application/json",
             )
         platform_key, target = self._query(scope)
-        username = await self._authorize(identity, platform_key, target)
-        try:
-            conditions = conditional.Conditions.from_headers(conn.headers, self.limits.max_etags)
-        except conditional.TooManyTags as exc:
-            raise errors.too_many_etags(exc.header, exc.limit) from None
+        username, is_admin = await self._authorize(identity, platform_key, target)
+        conditions = self._conditions(conn)
+        member = not is_admin
         if method in ("GET", "HEAD"):
+            policy = await self._policy(platform_key)
             record = await self.store.get(platform_key, username)
             if conditions.not_modified(record):
                 # RFC 9110 15.4.5: a 304 repeats the ETag and Vary the 200 would carry.
@@ -226,57 +240,94 @@ class MetadataEndpoint:
                     status_code=304,
                     headers={"ETag": conditional.etag(record), "Vary": "Authorization"},
                 )
-            return self._ok(username, platform_key, record)
+            return self._ok(username, platform_key, record, _hidden(policy, member))
         actor = identity.username
         change: Change
         if method == "DELETE":
-            change = changes.delete(conditions=conditions, actor=actor)
+            policy = await self._policy(platform_key)
+            change = changes.delete(
+                conditions=conditions, actor=actor, policy=policy, member=member
+            )
         else:
-            data = await self._body(conn, receive)
+            data = await self._body(conn, receive, self.limits.max_depth)
             max_bytes = self.limits.max_document_bytes
             if method == "PATCH":
                 patch = validate_patch(data, self.limits)
+                policy = await self._policy(platform_key)
                 change = changes.patch(
                     patch.set,
                     patch.delete,
                     conditions=conditions,
                     max_bytes=max_bytes,
                     actor=actor,
+                    policy=policy,
+                    member=member,
                 )
             else:
                 metadata = validate_put(data, self.limits)
+                policy = await self._policy(platform_key)
                 change = changes.replace(
-                    metadata, conditions=conditions, max_bytes=max_bytes, actor=actor
+                    metadata,
+                    conditions=conditions,
+                    max_bytes=max_bytes,
+                    actor=actor,
+                    policy=policy,
+                    member=member,
                 )
+        record = await self._update(platform_key, username, change)
+        if method == "DELETE":
+            return Response(status_code=204)
+        return self._ok(username, platform_key, record, _hidden(policy, member))
+
+    async def _policy(self, platform_key: str) -> Policy | None:
+        """The platform's policy, or `None` when it has none: then every request takes the
+        path it took before policies existed.  Read on every request, as late as possible (a
+        write reads it once its body is valid); compiled only when it changed."""
+        policy = (await self.policies.current(platform_key)).policy
+        return None if policy.is_default else policy
+
+    def _conditions(self, conn: HTTPConnection) -> conditional.Conditions:
         try:
-            record = await self.store.update(platform_key, username, change)
+            return conditional.Conditions.from_headers(conn.headers, self.limits.max_etags)
+        except conditional.TooManyTags as exc:
+            raise errors.too_many_etags(exc.header, exc.limit) from None
+
+    async def _update(self, platform_key: str, username: str, change: Change) -> Record:
+        """Run `change` in the store; its refusals become the contract's answers."""
+        try:
+            return await self.store.update(platform_key, username, change)
         except changes.PreconditionFailed as exc:
             # Worded from, and carrying the ETag of, the record the change saw.
             raise errors.precondition_failed(exc.reason, conditional.etag(exc.record)) from None
         except changes.DocumentTooLarge as exc:
             raise errors.document_too_large(exc.limit) from None
-        if method == "DELETE":
-            return Response(status_code=204)
-        return self._ok(username, platform_key, record)
+        except changes.KeysForbidden as exc:
+            raise errors.keys_forbidden(exc.keys) from None
+        except changes.SchemaViolation as exc:
+            raise errors.schema_violation(exc.errors) from None
 
-    async def _authorize(self, identity: Identity, platform_key: str, target: str | None) -> str:
-        """Whose metadata the request reaches, or the contract's refusal, in its order."""
+    async def _authorize(
+        self, identity: Identity, platform_key: str, target: str | None
+    ) -> tuple[str, bool]:
+        """Whose metadata the request reaches and whether the caller is a tenant admin, or
+        the contract's refusal, in its order."""
         if target == identity.username:
             target = None
         access = await self.auth.access(identity, platform_key, target)
         if not access.platform_exists:
             raise errors.platform_not_found()
         if target is None:
-            if not access.is_member:
+            # The reserved policy record is never anyone's metadata, whatever a backend says.
+            if not access.is_member or identity.username == POLICY_USERNAME:
                 raise errors.not_a_member()
-            return identity.username
+            return identity.username, access.is_admin
         if not access.is_admin:
             raise errors.admin_only()
         if not access.target_is_member:
             raise errors.user_not_found()
-        return target
+        return target, True
 
-    async def _body(self, conn: HTTPConnection, receive: Receive) -> object:
+    async def _body(self, conn: HTTPConnection, receive: Receive, max_depth: int) -> object:
         headers = conn.headers
         limit = self.limits.max_body_bytes
         # A host's own Starlette body limit (`max_body_size=`) in front of us may be stricter.
@@ -290,13 +341,146 @@ class MetadataEndpoint:
             return {}
         if not _is_json(content_type):
             raise errors.unsupported_media_type(content_type)
-        return parse_json(body, self.limits.max_depth)
+        return parse_json(body, max_depth)
 
     @staticmethod
-    def _ok(username: str, platform_key: str, record: Record) -> _RecordResponse:
-        return _RecordResponse(
-            render_record(username, platform_key, record), conditional.etag(record)
-        )
+    def _ok(
+        username: str, platform_key: str, record: Record, hide: Policy | None = None
+    ) -> _RecordResponse:
+        etag = conditional.etag(record)
+        if hide is not None:
+            shown = dump(member_view(hide, record.metadata))
+            record = dataclasses.replace(record, metadata_json=shown)
+        return _RecordResponse(render_record(username, platform_key, record), etag)
+
+
+POLICY_ALLOW = "GET, PUT, DELETE, HEAD, OPTIONS"
+_POLICY_METHODS = frozenset(POLICY_ALLOW.split(", "))
+_POLICY_OPTIONS_BODY = {
+    "name": "Platform Policy",
+    "description": "Protected keys, private keys and a JSON Schema for a platform's metadata.",
+    "renders": ["application/json"],
+    "parses": ["application/json"],
+}
+# DRF's BooleanField spellings.
+_TRUE = frozenset((b"t", b"T", b"y", b"Y", b"yes", b"Yes", b"YES", b"true", b"True", b"TRUE",
+                   b"on", b"On", b"ON", b"1"))  # fmt: skip
+_FALSE = frozenset((b"f", b"F", b"n", b"N", b"no", b"No", b"NO", b"false", b"False", b"FALSE",
+                    b"off", b"Off", b"OFF", b"0"))  # fmt: skip
+
+
+class PolicyEndpoint(MetadataEndpoint):
+    """The ASGI handler of `<mount>/policy/`: a platform's policy (EXTENSIONS.md section 1).
+
+    Same authentication, query parsing, error bodies and check order as the metadata
+    endpoint.  `username` is not a parameter here and is ignored, as DRF ignores unknown
+    query parameters.
+    """
+
+    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
+        conn = HTTPConnection(scope, receive)
+        identity = await self._authenticate(conn)
+        method = scope["method"]
+        if method not in _POLICY_METHODS:
+            raise errors.method_not_allowed(method, POLICY_ALLOW)
+        if method == "OPTIONS":
+            return Response(
+                dump(_POLICY_OPTIONS_BODY).encode(),
+                headers={"Allow": POLICY_ALLOW},
+                media_type="application/json",
+            )
+        values = _query_values(scope["query_string"])
+        platform_key = self._platform_key(values)
+        access = await self.auth.access(identity, platform_key, None)
+        if not access.platform_exists:
+            raise errors.platform_not_found()
+        if not access.is_member and not access.is_admin:
+            raise errors.not_a_member()
+        if method not in ("GET", "HEAD") and not access.is_admin:
+            raise errors.policy_admin_only()
+        conditions = self._conditions(conn)
+        current = await self.policies.current(platform_key)
+        if method in ("GET", "HEAD"):
+            view: Literal["admin", "member"] = "admin" if access.is_admin else "member"
+            if current.fixed:
+                # The host may change a fixed policy at any time: no version to validate.
+                return self._policy_response(platform_key, current.policy, None, view)
+            if conditions.not_modified(current.record):
+                return Response(
+                    status_code=304,
+                    headers={"ETag": conditional.etag(current.record), "Vary": "Authorization"},
+                )
+            return self._policy_response(platform_key, current.policy, current.record, view)
+        if current.fixed:
+            raise errors.policy_managed()
+        actor = identity.username
+        if method == "DELETE":
+            change = changes.replace(_DEFAULT_DOCUMENT, conditions=conditions, actor=actor)
+            await self._update(platform_key, POLICY_USERNAME, change)
+            return Response(status_code=204)
+        dry_run = _boolean(values, "dry_run")
+        data = await self._body(conn, receive, self.policies.limits.max_schema_depth)
+        try:
+            policy = parse_policy(data, self.policies.limits)
+        except PolicyInvalid as exc:
+            raise errors.validation_error(exc.errors) from None
+        if dry_run:
+            record = current.record
+            if not conditions.admits(record):
+                reason = conditions.refusal(record)
+                raise errors.precondition_failed(reason, conditional.etag(record))
+        else:
+            change = changes.replace(
+                policy.to_json("admin"), conditions=conditions, actor=actor
+            )
+            record = await self._update(platform_key, POLICY_USERNAME, change)
+        found = await self.policies.violations(platform_key, policy)
+        extra: dict[str, object] = {
+            "violating_documents": found.count,
+            "examples": found.examples,
+        }
+        return self._policy_response(platform_key, policy, record, "admin", extra)
+
+    @staticmethod
+    def _policy_response(
+        platform_key: str,
+        policy: Policy,
+        record: Record | None,
+        view: Literal["admin", "member"],
+        extra: dict[str, object] | None = None,
+    ) -> Response:
+        body: dict[str, object] = {"platform_key": platform_key, **policy.to_json(view)}
+        body["version"] = 0 if record is None else record.version
+        updated = None if record is None else record.updated_at
+        body["updated_at"] = None if updated is None else json.loads(_iso(updated))
+        body.update(extra or {})
+        headers = {"Vary": "Authorization", "Allow": POLICY_ALLOW}
+        if record is not None:
+            headers["ETag"] = conditional.etag(record)
+        return Response(dump(body).encode(), headers=headers, media_type="application/json")
+
+
+_DEFAULT_DOCUMENT = DEFAULT_POLICY.to_json("admin")
+
+
+def _boolean(values: dict[str, list[bytes]], name: str) -> bool:
+    """A boolean query parameter as DRF's BooleanField reads it (the last value counts)."""
+    given = values.get(name)
+    if not given:
+        return False
+    if given[-1] in _TRUE:
+        return True
+    if given[-1] in _FALSE:
+        return False
+    raise errors.not_a_boolean(name)
+
+
+def _hidden(policy: Policy | None, member: bool) -> Policy | None:
+    """The policy whose private keys a response must leave out, if any."""
+    return policy if member and policy is not None and policy.private_keys else None
+
+
+_QUERY_NAMES = frozenset((b"platform_key", b"username", b"dry_run"))
 
 
 def _query_values(query_string: bytes) -> dict[str, list[bytes]]:
@@ -309,7 +493,7 @@ def _query_values(query_string: bytes) -> dict[str, list[bytes]]:
     for field in query_string.split(b"&"):
         raw_name, _, raw_value = field.partition(b"=")
         name = unquote_to_bytes(raw_name.replace(b"+", b" "))
-        if name in (b"platform_key", b"username"):
+        if name in _QUERY_NAMES:
             values.setdefault(name.decode(), []).append(
                 unquote_to_bytes(raw_value.replace(b"+", b" "))
             )

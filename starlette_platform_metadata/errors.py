@@ -36,6 +36,10 @@ USER_NOT_FOUND = "User not found"
 NOT_A_MEMBER = "You are not a member of this platform"
 UNSUPPORTED_MEDIA_TYPE = 'Unsupported media type "{}" in request.'
 PARSE_ERROR = "JSON parse error - {}"
+KEYS_FORBIDDEN = "Only tenant admins can change these keys"
+POLICY_ADMIN_ONLY = "Only tenant admins can change the platform policy"
+POLICY_MANAGED = "The platform policy is managed by the host application"
+NOT_A_BOOLEAN = "Must be a valid boolean."
 STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
 SERVER_ERROR = "A server error occurred."
 
@@ -107,6 +111,26 @@ def user_not_found() -> ApiError:
 
 def not_a_member() -> ApiError:
     return ApiError(403, {"error": NOT_A_MEMBER})
+
+
+def keys_forbidden(keys: list[str]) -> ApiError:
+    return ApiError(403, {"error": KEYS_FORBIDDEN, "keys": keys})
+
+
+def schema_violation(messages: list[str]) -> ApiError:
+    return ApiError(400, {"metadata": messages})
+
+
+def policy_admin_only() -> ApiError:
+    return ApiError(403, {"error": POLICY_ADMIN_ONLY})
+
+
+def policy_managed() -> ApiError:
+    return ApiError(403, {"error": POLICY_MANAGED})
+
+
+def not_a_boolean(name: str) -> ApiError:
+    return ApiError(400, {name: [NOT_A_BOOLEAN]})
 
 
 def unsupported_media_type(content_type: str) -> ApiError:

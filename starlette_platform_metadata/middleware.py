@@ -7,6 +7,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .app import PlatformMetadataApp, route_path
 from .auth import AuthBackend
 from .limits import Limits
+from .policies import PolicySource
+from .policy import PolicyLimits
 from .stores.base import Store
 
 __all__ = ["PlatformMetadataMiddleware"]
@@ -15,7 +17,8 @@ __all__ = ["PlatformMetadataMiddleware"]
 class PlatformMetadataMiddleware:
     """Pure ASGI middleware: requests to `path` go to the metadata endpoint, the rest to `app`.
 
-    The endpoint answers at `path` with and without the trailing slash, and its OpenAPI
+    The endpoint answers at `path` with and without the trailing slash (the platform policy
+    at `path + "policy/"`, also without the slash), and its OpenAPI
     document at `path + "openapi.json"` unless `openapi=False` (then that path goes to `app`
     like any other).  Non-http scopes (lifespan, websocket) pass through untouched.
     """
@@ -29,13 +32,22 @@ class PlatformMetadataMiddleware:
         path: str = "/api/core/users/platform-metadata/",
         limits: Limits | None = None,
         openapi: bool = True,
+        policy_limits: PolicyLimits | None = None,
+        policies: PolicySource | None = None,
     ) -> None:
         self.app = app
         self.path = "/" + path.strip("/")
-        paths = [self.path, self.path + "/"] + ([self.path + "/openapi.json"] if openapi else [])
+        paths = [self.path, self.path + "/", self.path + "/policy", self.path + "/policy/"]
+        if openapi:
+            paths.append(self.path + "/openapi.json")
         self._paths = frozenset(paths)
         self.metadata_app = PlatformMetadataApp(
-            auth=auth, store=store, limits=limits, openapi=openapi
+            auth=auth,
+            store=store,
+            limits=limits,
+            openapi=openapi,
+            policy_limits=policy_limits,
+            policies=policies,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,6 +17,7 @@ from . import errors
 from .auth import AuthScheme
 from .limits import Limits
 from .jsontext import dump
+from .policy import PolicyLimits
 
 __all__ = ["build", "render"]
 
@@ -78,6 +79,110 @@ def _package_version() -> str:
         return version("starlette-platform-metadata")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0"
+
+
+def _policy_schemas(limits: Limits, policy_limits: PolicyLimits) -> dict[str, Any]:
+    strings = {"type": "array", "items": {"type": "string"}}
+    entries = {
+        "type": "array",
+        "maxItems": policy_limits.max_entries,
+        "items": {"type": "string", "minLength": 1, "maxLength": policy_limits.max_key_length},
+        "description": "Exact top-level keys, or prefixes ending in `*` (`\"billing_*\"`).",
+    }
+    schema = {
+        "type": ["object", "boolean", "null"],
+        "description": (
+            "A JSON Schema (draft 2020-12) every document must satisfy after a write, or null. "
+            "`$ref`s must resolve inside it; nothing is fetched. Bounds: "
+            f"{policy_limits.max_schema_bytes} bytes, {policy_limits.max_schema_depth} levels, "
+            f"{policy_limits.max_patterns} regular expressions, weight "
+            f"{policy_limits.max_schema_weight} (see docs/policy.md)."
+        ),
+    }
+    view = {
+        "platform_key": {"type": "string"},
+        "protected_keys": strings,
+        "private_keys": strings,
+        "schema": {"type": ["object", "boolean", "null"]},
+        "version": {"type": "integer", "minimum": 0},
+        "updated_at": {"type": ["string", "null"], "format": "date-time"},
+    }
+    by_index = {
+        "oneOf": [
+            strings,
+            {
+                "type": "object",
+                "description": "Index of each bad element to its messages.",
+                "propertyNames": {"pattern": "^[0-9]+$"},
+                "additionalProperties": strings,
+            },
+        ]
+    }
+    return {
+        "Policy": {
+            "type": "object",
+            "description": "A platform's policy; members do not get `private_keys`.",
+            "required": ["platform_key", "protected_keys", "schema", "version", "updated_at"],
+            "properties": view,
+            "additionalProperties": False,
+        },
+        "PolicyPutRequest": {
+            "type": "object",
+            "description": "Every field optional; a missing one takes its default.",
+            "properties": {
+                "protected_keys": entries,
+                "private_keys": entries,
+                "schema": schema,
+            },
+        },
+        "PolicyPutResult": {
+            "type": "object",
+            "description": (
+                "The admin view of the policy (with `?dry_run=true`: as it would be, with the "
+                "stored version), and the stored documents its schema refuses: "
+                "`violating_documents` is null when the store cannot list its documents."
+            ),
+            "required": [*view, "violating_documents", "examples"],
+            "properties": {
+                **view,
+                "violating_documents": {"type": ["integer", "null"], "minimum": 0},
+                "examples": {
+                    "type": "array",
+                    "maxItems": 20,
+                    "items": {
+                        "type": "object",
+                        "required": ["username", "errors"],
+                        "properties": {"username": {"type": "string"}, "errors": strings},
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "additionalProperties": False,
+        },
+        "PolicyValidationError": {
+            "type": "object",
+            "description": "Django REST Framework's shape: field name to its messages.",
+            "minProperties": 1,
+            "properties": {
+                "non_field_errors": strings,
+                "protected_keys": by_index,
+                "private_keys": by_index,
+                "schema": strings,
+                "dry_run": {"type": "array", "items": {"enum": [errors.NOT_A_BOOLEAN]}},
+            },
+            "additionalProperties": False,
+        },
+        "KeysForbidden": {
+            "type": "object",
+            "description": "A member's write naming keys the platform policy keeps for admins.",
+            "required": ["error", "keys"],
+            "properties": {
+                "error": {"type": "string", "enum": [errors.KEYS_FORBIDDEN]},
+                "keys": strings,
+            },
+            "additionalProperties": False,
+        },
+    }
 
 
 def _schemas(limits: Limits) -> dict[str, Any]:
@@ -161,7 +266,13 @@ def _schemas(limits: Limits) -> dict[str, Any]:
             "minProperties": 1,
             "properties": {
                 "non_field_errors": strings,
-                "metadata": strings,
+                "metadata": {
+                    **strings,
+                    "description": (
+                        "Validation messages, or the platform schema's refusals, each "
+                        '`"<JSON Pointer, / for the root>: <message>"`.'
+                    ),
+                },
                 "delete_keys": {
                     "oneOf": [
                         strings,
@@ -244,8 +355,43 @@ def _responses(limits: Limits, challenge: str) -> dict[str, Any]:
             "content": _json(_detail(*errors.AUTHENTICATION_DETAILS)),
         },
         "Forbidden": {
-            "description": "Another user's metadata without being a tenant admin, or not a member.",
-            "content": _json(_error(errors.ADMIN_ONLY, errors.NOT_A_MEMBER)),
+            "description": (
+                "Another user's metadata without being a tenant admin, not a member, or (a "
+                "member's write) keys the platform policy protects or keeps private."
+            ),
+            "content": _json(
+                {
+                    "anyOf": [
+                        _error(errors.ADMIN_ONLY, errors.NOT_A_MEMBER),
+                        _ref("schemas", "KeysForbidden"),
+                    ]
+                }
+            ),
+        },
+        "PolicyForbidden": {
+            "description": (
+                "Not a member or admin of the platform; or a change by a member, or of a "
+                "policy the host application fixes."
+            ),
+            "content": _json(
+                _error(errors.NOT_A_MEMBER, errors.POLICY_ADMIN_ONLY, errors.POLICY_MANAGED)
+            ),
+        },
+        "PolicyBadRequest": {
+            "description": (
+                "Query (`error`), JSON parse (`detail`), or validation (field to messages) "
+                "error; or `If-Match` listing more than max_etags tags."
+            ),
+            "content": _json(
+                {
+                    "anyOf": [
+                        _ref("schemas", "QueryError"),
+                        _ref("schemas", "ParseError"),
+                        _ref("schemas", "PolicyValidationError"),
+                        _ref("schemas", "LimitExceeded"),
+                    ]
+                }
+            ),
         },
         "NotFound": {
             "description": "Unknown platform, or (admins) a user not on the platform.",
@@ -348,6 +494,16 @@ def _parameters(limits: Limits) -> dict[str, Any]:
     }
 
 
+def _dry_run() -> dict[str, Any]:
+    return {
+        "name": "dry_run",
+        "in": "query",
+        "required": False,
+        "description": "Report what the policy would refuse, and save nothing.",
+        "schema": {"type": "boolean", "default": False},
+    }
+
+
 def _operation(
     summary: str,
     ok: dict[str, Any],
@@ -384,10 +540,95 @@ def _operation(
     return operation
 
 
-def build(limits: Limits, auth: AuthScheme | None = None) -> dict[str, Any]:
+def _policy_operation(
+    summary: str, ok: dict[str, Any], *, conditional: Sequence[str], body: bool = False
+) -> dict[str, Any]:
+    responses: dict[str, Any] = dict(ok)
+    responses["400"] = _ref("responses", "PolicyBadRequest")
+    responses["401"] = _ref("responses", "Unauthorized")
+    responses["403"] = _ref("responses", "PolicyForbidden")
+    responses["404"] = _ref("responses", "NotFound")
+    if "IfMatch" in conditional:
+        responses["412"] = _ref("responses", "PreconditionFailed")
+    if body:
+        responses["413"] = _ref("responses", "ContentTooLarge")
+        responses["415"] = _ref("responses", "UnsupportedMediaType")
+    responses["500"] = _ref("responses", "ServerError")
+    responses["503"] = _ref("responses", "ServiceUnavailable")
+    parameters = [_ref("parameters", "platform_key")]
+    if body:
+        parameters.append(_ref("parameters", "dry_run"))
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "parameters": [*parameters, *(_ref("parameters", name) for name in conditional)],
+        "responses": responses,
+    }
+    if body:
+        operation["requestBody"] = {
+            "required": False,
+            "content": _json(_ref("schemas", "PolicyPutRequest")),
+        }
+    return operation
+
+
+def _policy_path() -> dict[str, Any]:
+    # No ETag while the host fixes the policy: it may change it at any time.
+    etag = {**_header("The policy's version as a strong entity tag."), "required": False}
+    return {
+        "description": (
+            "The platform's policy: protected keys, private keys and a JSON Schema. Any other "
+            "method is answered 405 with an `Allow` header, after authentication."
+        ),
+        "get": _policy_operation(
+            "Get the platform policy (members and admins)",
+            {
+                "200": {
+                    "description": "The policy; members do not get `private_keys`.",
+                    "headers": {"ETag": etag},
+                    "content": _json(_ref("schemas", "Policy")),
+                },
+                "304": _ref("responses", "NotModified"),
+            },
+            conditional=["IfNoneMatch"],
+        ),
+        "put": _policy_operation(
+            "Replace the platform policy (tenant admins)",
+            {
+                "200": {
+                    "description": "The new policy, and the stored documents it refuses.",
+                    "headers": {"ETag": etag},
+                    "content": _json(_ref("schemas", "PolicyPutResult")),
+                }
+            },
+            conditional=["IfMatch"],
+            body=True,
+        ),
+        "delete": _policy_operation(
+            "Back to the default policy (tenant admins)",
+            {"204": {"description": "Nothing protected, nothing private, no schema."}},
+            conditional=["IfMatch"],
+        ),
+        "options": {
+            "summary": "Describe the resource",
+            "responses": {
+                "200": {
+                    "description": "What the resource renders and parses.",
+                    "headers": {"Allow": _header("The methods this resource answers.")},
+                    "content": _json(_ref("schemas", "OptionsBody")),
+                },
+                "401": _ref("responses", "Unauthorized"),
+            },
+        },
+    }
+
+
+def build(
+    limits: Limits, auth: AuthScheme | None = None, policy_limits: PolicyLimits | None = None
+) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the endpoint, for these limits and this auth scheme (default
     DRF's `Token`); `servers` is filled per request."""
     auth = auth or AuthScheme()
+    policy_limits = policy_limits or PolicyLimits()
     record = {"200": _ref("responses", "Record")}
     writes = ["IfMatch", "IfNoneMatchWrite"]
     path_item = {
@@ -429,11 +670,11 @@ def build(limits: Limits, auth: AuthScheme | None = None) -> dict[str, Any]:
             "description": "Per-user, per-platform metadata, as Django REST Framework served it.",
         },
         "servers": [{"url": "/"}],
-        "paths": {"/": path_item},
+        "paths": {"/": path_item, "/policy/": _policy_path()},
         "components": {
-            "schemas": _schemas(limits),
+            "schemas": {**_schemas(limits), **_policy_schemas(limits, policy_limits)},
             "responses": _responses(limits, auth.challenge),
-            "parameters": _parameters(limits),
+            "parameters": {**_parameters(limits), "dry_run": _dry_run()},
             "securitySchemes": {
                 name: dict(scheme) for name, scheme in auth.security_schemes.items()
             },

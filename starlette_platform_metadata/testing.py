@@ -15,7 +15,9 @@ Subclass `StoreContract` in a pytest module and give it a `store` fixture::
 Every test of the class then runs against your store (needs pytest and the anyio plugin, which
 comes with Starlette).  The tests use only the seam, `get` and `update`, with the changes the
 package itself makes (`changes.patch`, `changes.replace`, `changes.delete`), so a store that
-passes them serves the whole HTTP contract.
+passes them serves the whole HTTP contract.  A store with the optional `records` method
+(listing a platform's documents, for the policy's `violating_documents`) also subclasses
+`RecordsContract`.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ import pytest
 from . import changes
 from .conditional import Conditions, parse
 from .jsontext import dump
-from .stores.base import EMPTY, Change, Record, Store, Write
+from .stores.base import EMPTY, POLICY_USERNAME, Change, Record, RecordLister, Store, Write
 
-__all__ = ["AWKWARD", "StoreContract", "same"]
+__all__ = ["AWKWARD", "RecordsContract", "StoreContract", "same"]
 
 P, U = "acme-corp", "john_doe"
 
@@ -256,3 +258,45 @@ class StoreContract:
         for user in users:
             record = await store.get(P, user)
             assert (record.version, set(record.metadata)) == (3, {"k"})
+
+
+@pytest.mark.anyio
+class RecordsContract:
+    """The rules of the optional `records` method; subclass it beside `StoreContract`."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    async def test_records_lists_stored_documents_by_username(self, store: Store) -> None:
+        """Ordered by username; other platforms, tombstones and the policy record left out."""
+        assert isinstance(store, RecordLister)
+        assert await store.records(P) == []
+        for user in ("carol", "alice", "bob", "dave"):
+            await store.update(P, user, changes.replace({"name": user}))
+        await store.update("other", "zed", changes.replace({"a": 1}))
+        await store.update(P, "dave", changes.delete())
+        await store.update(P, POLICY_USERNAME, changes.replace({"schema": None}))
+        listed = await store.records(P)
+        assert [username for username, _ in listed] == ["alice", "bob", "carol"]
+        assert listed[0][1] == await store.get(P, "alice")
+        assert listed[0][1].metadata == {"name": "alice"}
+
+    async def test_records_pages_by_keyset(self, store: Store) -> None:
+        """`after` starts strictly past a username; `limit` bounds a page; the walk ends."""
+        assert isinstance(store, RecordLister)
+        users = [f"user{i:02d}" for i in range(7)]
+        for user in users:
+            await store.update(P, user, changes.patch({"u": user}))
+        seen: list[str] = []
+        after: str | None = None
+        while True:
+            page = await store.records(P, after=after, limit=3)
+            assert len(page) <= 3
+            seen.extend(username for username, _ in page)
+            if len(page) < 3:
+                break
+            after = page[-1][0]
+        assert seen == users
+        assert [u for u, _ in await store.records(P, after="user04", limit=100)] == users[5:]
+        assert await store.records(P, after="user06") == []

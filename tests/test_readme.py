@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from starlette_platform_metadata.testing import StoreContract
+from starlette_platform_metadata.testing import RecordsContract, StoreContract
 
 pytestmark = pytest.mark.anyio
 
@@ -66,7 +66,7 @@ def _readme_dict_store() -> Any:
     return namespace["DictStore"]()
 
 
-class TestReadmeStore(StoreContract):
+class TestReadmeStore(StoreContract, RecordsContract):
     """The README's complete small store passes the contract kit, as the README says."""
 
     @pytest.fixture

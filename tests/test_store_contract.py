@@ -31,7 +31,7 @@ from starlette_platform_metadata import (
     changes,
 )
 from starlette_platform_metadata.__main__ import main as cli_main
-from starlette_platform_metadata.testing import AWKWARD, StoreContract, same
+from starlette_platform_metadata.testing import AWKWARD, RecordsContract, StoreContract, same
 
 from .conftest import DATABASE_KINDS, POSTGRES_URL, URL, FakeAuth
 
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.anyio
 P, U = "acme-corp", "john_doe"
 
 
-class TestEveryStore(StoreContract):
+class TestEveryStore(StoreContract, RecordsContract):
     """The kit over conftest's `store` fixture: memory, SQLite, PostgreSQL."""
 
 

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
-from .base import EMPTY, Change, Record, Store, StoreError, StoreUnavailable, Write
+from .base import (
+    EMPTY,
+    POLICY_USERNAME,
+    Change,
+    Record,
+    RecordLister,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    Write,
+)
 from .connections import OpensOnFirstUse, SQLConnection, sql_connection
 from .memory import MemoryStore
 from .sql import DatabaseStore
 
 __all__ = [
     "EMPTY",
+    "POLICY_USERNAME",
     "Change",
     "DatabaseStore",
     "MemoryStore",
     "OpensOnFirstUse",
     "Record",
+    "RecordLister",
     "SQLConnection",
     "Store",
     "StoreError",

@@ -19,8 +19,10 @@ from ..exceptions import PlatformMetadataError
 
 __all__ = [
     "EMPTY",
+    "POLICY_USERNAME",
     "Change",
     "Record",
+    "RecordLister",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -60,6 +62,12 @@ class Record:
 #: The record of a user with nothing ever stored.
 EMPTY = Record("{}", 0, None, None)
 
+#: The username under which a platform's policy is stored, as an ordinary record of that
+#: platform.  No request can name it (the endpoint refuses control characters in usernames),
+#: and it is U+0001, not U+0000, because PostgreSQL text cannot hold U+0000.  `records`
+#: leaves it out.
+POLICY_USERNAME = "\x01policy"
+
 
 @dataclass(frozen=True, slots=True)
 class Write:
@@ -67,7 +75,8 @@ class Write:
 
     Attributes:
         record: the new state, to store exactly as given (its version is the current one + 1;
-            `record.exists` is `False` for a delete).
+            `record.exists` is `False` for a delete, except a member's delete that keeps the
+            platform's protected or private keys: what the store keeps is `record.exists`).
         operation: `"patch"`, `"replace"` or `"delete"`.
         actor: the username of the authenticated caller who made the change, if known.
     """
@@ -114,5 +123,24 @@ class Store(Protocol):
         same (platform, user) may come between the read and the write, in this process or any
         other sharing the database.  Raise `StoreUnavailable` when the database stays busy or
         unreachable past the store's bound.
+        """
+        ...
+
+
+@runtime_checkable
+class RecordLister(Protocol):
+    """The optional store method that lists a platform's stored documents.
+
+    A store with it lets a policy PUT count the documents its schema refuses; without it the
+    PUT answers `violating_documents` as `null`.
+    """
+
+    async def records(
+        self, platform_key: str, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, Record]]:
+        """Up to `limit` `(username, record)` pairs of `platform_key` with a stored document.
+
+        Ordered by username, starting after `after` (keyset pagination: `username > after`);
+        tombstones and the reserved `POLICY_USERNAME` record are left out.
         """
         ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import EMPTY, Change, Record
+from .base import EMPTY, POLICY_USERNAME, Change, Record
 
 __all__ = ["MemoryStore"]
 
@@ -28,3 +28,16 @@ class MemoryStore:
             return current
         self._records[key] = write.record
         return write.record
+
+    async def records(
+        self, platform_key: str, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, Record]]:
+        found = sorted(
+            (username, record)
+            for (platform, username), record in self._records.items()
+            if platform == platform_key
+            and record.exists
+            and username != POLICY_USERNAME
+            and (after is None or username > after)
+        )
+        return found[:limit]

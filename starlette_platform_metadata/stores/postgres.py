@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import EMPTY, Change, Record, StoreUnavailable
+from .base import EMPTY, POLICY_USERNAME, Change, Record, StoreUnavailable
 
 if TYPE_CHECKING:
     from databases import Database
@@ -185,6 +185,12 @@ class PostgresEngine:
             f"UPDATE {t} SET metadata = $3::json, version = $4, created_at = $5, "
             "updated_at = $6 WHERE platform_key = $1 AND username = $2"
         )
+        # Keyset pagination on the primary key's order; the policy record is not a document.
+        self._records_sql = (
+            f"SELECT username, metadata::text, version, created_at, updated_at FROM {t} "
+            "WHERE platform_key = $1 AND username > $2 AND username <> $3 "
+            "AND metadata IS NOT NULL ORDER BY username LIMIT $4"
+        )
 
     @staticmethod
     def _record(row: Sequence[Any] | None) -> Record:
@@ -198,6 +204,14 @@ class PostgresEngine:
     async def get(self, platform_key: str, username: str) -> Record:
         rows = await self.connection.fetch(self._get_sql, platform_key, username)
         return self._record(rows[0] if rows else None)
+
+    async def records(
+        self, platform_key: str, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        rows = await self.connection.fetch(
+            self._records_sql, platform_key, after or "", POLICY_USERNAME, limit
+        )
+        return [(row[0], self._record(row[1:])) for row in rows]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
         async with self.connection.session() as raw:

@@ -158,3 +158,10 @@ class DatabaseStore(OpensOnFirstUse):
         await self.ensure_open()
         return await self._engine.update(platform_key, username, change)
 
+
+    async def records(
+        self, platform_key: str, *, after: str | None = None, limit: int = 100
+    ) -> list[tuple[str, Record]]:
+        """A platform's stored documents by username: one primary-key range scan per page."""
+        await self.ensure_open()
+        return await self._engine.records(platform_key, after, limit)

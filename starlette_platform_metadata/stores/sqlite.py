@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from .base import EMPTY, Change, Record, StoreUnavailable
+from .base import EMPTY, POLICY_USERNAME, Change, Record, StoreUnavailable
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -448,6 +448,12 @@ class SQLiteEngine:
         )
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Keyset pagination on the primary key's order; the policy record is not a document.
+        self._records_sql = (
+            f"SELECT username, metadata, version, created_at, updated_at FROM {t} "
+            "WHERE platform_key = ?1 AND username > ?2 AND username <> ?3 "
+            "AND metadata IS NOT NULL ORDER BY username LIMIT ?4"
+        )
 
     @staticmethod
     def _record(row: Sequence[Any] | None) -> Record:
@@ -461,6 +467,14 @@ class SQLiteEngine:
     async def get(self, platform_key: str, username: str) -> Record:
         rows = await self.connection.fetch(self._get_sql, platform_key, username)
         return self._record(rows[0] if rows else None)
+
+    async def records(
+        self, platform_key: str, after: str | None, limit: int
+    ) -> list[tuple[str, Record]]:
+        rows = await self.connection.fetch(
+            self._records_sql, platform_key, after or "", POLICY_USERNAME, limit
+        )
+        return [(row[0], self._record(row[1:])) for row in rows]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
         loop = asyncio.get_running_loop()
