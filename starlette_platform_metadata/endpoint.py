@@ -348,7 +348,7 @@ class MetadataEndpoint:
         username: str, platform_key: str, record: Record, hide: Policy | None = None
     ) -> _RecordResponse:
         etag = conditional.etag(record)
-        if hide is not None:
+        if hide is not None and hide.may_hold_private(record.metadata_json):
             shown = dump(member_view(hide, record.metadata))
             record = dataclasses.replace(record, metadata_json=shown)
         return _RecordResponse(render_record(username, platform_key, record), etag)

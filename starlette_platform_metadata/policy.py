@@ -229,12 +229,27 @@ class Policy:
     _compiled: _Compiled | None = field(default=None, compare=False, repr=False)
     _protected: _Patterns = field(init=False, compare=False, repr=False)
     _private: _Patterns = field(init=False, compare=False, repr=False)
+    _private_marks: tuple[str, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.schema is None) != (self._compiled is None):
             raise ValueError("A Policy with a schema is built by parse_policy")
         object.__setattr__(self, "_protected", _Patterns.of(self.protected_keys))
         object.__setattr__(self, "_private", _Patterns.of(self.private_keys))
+        # How each private pattern starts in the package's JSON text (`dump` escapes only
+        # quotes, backslashes and control characters): `"billing_` for `billing_*`.
+        marks = tuple(
+            dump(entry[:-1] if entry.endswith("*") else entry)[:-1] for entry in self.private_keys
+        )
+        object.__setattr__(self, "_private_marks", marks)
+
+    def may_hold_private(self, document_json: str) -> bool:
+        """Whether a document, as the package's compact JSON text, may hold a private key.
+
+        `False` is certain (no private key's text appears in it), so a response can be sent
+        as stored without parsing it; `True` may be a value that merely looks like one.
+        """
+        return any(mark in document_json for mark in self._private_marks)
 
     def is_protected(self, key: str) -> bool:
         """Whether `protected_keys` matches `key`."""

@@ -14,7 +14,11 @@ from typing import Any
 
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from starlette_platform_metadata import policy as policy_module
+from starlette_platform_metadata.jsontext import dump as _dump
 from starlette_platform_metadata.policy import (
     DEFAULT_POLICY,
     DRAFT_2020_12,
@@ -1019,3 +1023,28 @@ def test_delete_keeps_protected_and_private_keys() -> None:
 def test_delete_of_a_document_without_restricted_keys_leaves_nothing() -> None:
     assert member_delete(POLICY, {"theme": "dark"}) == {}
     assert member_delete(DEFAULT_POLICY, STORED) == {}
+
+
+_KEY = st.text(alphabet=st.sampled_from(list('ab"\\\n\u2028é*_')), max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    private=st.lists(_KEY.filter(bool), max_size=3),
+    document=st.dictionaries(_KEY, st.one_of(st.integers(), _KEY), max_size=5),
+)
+def test_may_hold_private_never_misses_a_private_key(
+    private: list[str], document: dict[str, object]
+) -> None:
+    """The fast check a response takes before hiding private keys: when it says no, the
+    member view is the document itself, whatever quotes, escapes or prefixes are involved."""
+    policy = parse_policy({"private_keys": private}, PolicyLimits())
+    if not policy.may_hold_private(_dump(document)):
+        assert member_view(policy, document) == document
+
+
+def test_may_hold_private_is_no_for_an_unrelated_document() -> None:
+    policy = parse_policy({"private_keys": ["billing_*", "secret"]}, PolicyLimits())
+    assert not policy.may_hold_private(_dump({"theme": "dark", "k1": 3}))
+    assert policy.may_hold_private(_dump({"billing_id": 1}))
+    assert policy.may_hold_private(_dump({"note": "secret"}))  # a value: merely looks like one
