@@ -151,11 +151,13 @@ class DatabaseStore(OpensOnFirstUse):
         await self.connection.close()
 
     async def get(self, platform_key: str, username: str) -> Record:
-        await self.ensure_open()
+        if not self._ready:  # not `await ensure_open()`: a coroutine per read costs here
+            await self.connect()
         return await self._engine.get(platform_key, username)
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
-        await self.ensure_open()
+        if not self._ready:
+            await self.connect()
         return await self._engine.update(platform_key, username, change)
 
 

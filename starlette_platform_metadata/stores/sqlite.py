@@ -425,8 +425,13 @@ def _timestamp(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
+# A record is read far more often than written, so the same timestamps come back read after
+# read: parse each once (a bounded cache; what it holds is in the table anyway).
+_fromisoformat = functools.lru_cache(maxsize=4096)(datetime.fromisoformat)
+
+
 def _parse_timestamp(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+    return None if value is None else _fromisoformat(value)
 
 
 class SQLiteEngine:
