@@ -4,6 +4,7 @@
         [--database postgresql://...] [--synchronous FULL] [--records N]
     .venv/bin/python benchmarks/run.py --durable-compare   # SQLite synchronous NORMAL vs FULL
     .venv/bin/python benchmarks/run.py --scale-compare     # 1,000 vs --records (1,000,000) rows
+    .venv/bin/python benchmarks/run.py --policy-compare    # a platform policy in force vs none
 
 Every app is served by uvicorn (one worker, httptools, uvloop, access log off) on 127.0.0.1 and
 loaded by wrk (`--latency`; the Lua scripts are benchmarks/*.lua).  Each round runs every
@@ -60,6 +61,32 @@ METADATA_TABLE = "platform_metadata"
 METADATA_COLUMNS = ("platform_key", "username", "metadata", "version", "created_at", "updated_at")
 FILLER_PREFIX = "filler_"
 FILLER_TIMESTAMP = "2026-01-01T00:00:00+00:00"
+# --policy-compare: issue 10's policy: 5 protected keys, 5 private prefixes, a 20-property
+# schema.  The members' PATCHes (k0..k7, small integers) satisfy it, and the seed document
+# holds no protected or private key, so both apps answer the same bytes.
+POLICY: dict[str, Any] = {
+    "protected_keys": ["plan", "role", "quota", "beta", "tier"],
+    "private_keys": ["internal_*", "billing_*", "audit_*", "risk_*", "ops_*"],
+    "schema": {
+        "type": "object",
+        "properties": {
+            **{f"k{i}": {"type": "integer", "minimum": 0} for i in range(PATCH_KEYS)},
+            "theme": {"enum": ["dark", "light"]},
+            "language": {"type": "string", "maxLength": 16},
+            "onboarding": {"type": "object"},
+            "plan": {"type": "string"},
+            "role": {"type": "string"},
+            "quota": {"type": "integer"},
+            "beta": {"type": "boolean"},
+            "tier": {"type": "integer"},
+            "timezone": {"type": "string"},
+            "notifications": {"type": "object"},
+            "dashboard": {"type": "array"},
+            "avatar": {"type": "string", "maxLength": 512},
+        },
+    },
+}
+ADMIN = "bench_admin"
 SCALE_SMALL = 1_000
 SCALE_LARGE = 1_000_000
 FSYNC_SECONDS = 2.0
@@ -109,6 +136,7 @@ class AppSpec:
     database: str = ""
     synchronous: str = "NORMAL"
     records: int = 0  # filler records written into its metadata table before the load
+    policy: bool = False  # POLICY put in force by the tenant admin before the load
 
 
 @dataclass(frozen=True)
@@ -314,7 +342,49 @@ def scale_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("scale-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
 
 
+def policy_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """The host with issue 10's policy in force against the same host with none."""
+    apps = [
+        AppSpec(
+            name,
+            "example host, SQLite NORMAL" + (", policy in force" if name == "policy" else ""),
+            host=True,
+            database=sqlite_url(tmp / f"{name}.db"),
+            policy=name == "policy",
+        )
+        for name in ("policy", "none")
+    ]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    pair = ("policy", "none")
+    targets = [
+        same("GET req/s", "get", "get", "rps", pair, ">=", 0.90),
+        same(f"{many} req/s", "patch_many_users", "patch", "rps", pair, ">=", 0.90),
+        same("GET p99", "get", "get", "p99", pair, "<="),
+        same(f"{many} p99", "patch_many_users", "patch", "p99", pair, "<="),
+    ]
+    return Plan("policy-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
+
+
+def put_policy(port: int, admin: str) -> None:
+    """The tenant admin puts POLICY in force, over HTTP as any client would."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Authorization": f"Token {admin}", "Content-Type": "application/json"}
+        conn.request(
+            "PUT", f"{PATH}policy/?platform_key={PLATFORM}", json.dumps(POLICY), headers
+        )
+        response = conn.getresponse()
+        raw = response.read()
+        if response.status != 200:
+            raise Abort(f"PUT policy answered {response.status}: {raw[:300]!r}")
+    finally:
+        conn.close()
+
+
 def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    if args.policy_compare:
+        return policy_plan(args, tmp)
     if args.durable_compare:
         return durable_plan(args, tmp)
     if args.scale_compare:
@@ -609,6 +679,7 @@ def settled_version_sum(port: int, tokens: Sequence[str]) -> int:
 class Users:
     member: str
     many: list[str]
+    admin: str = ""
 
     def tokens(self, which: str) -> list[str]:
         return [self.member] if which == "member" else self.many
@@ -857,8 +928,12 @@ def create_users(args: argparse.Namespace, database: str, tmp: Path) -> Users:
     many = [
         add_user(args.python, f"{MANY_PREFIX}{i:02d}", database, tmp) for i in range(args.users)
     ]
+    admin = ""
+    if args.policy_compare:
+        command = ["add-user", ADMIN, "--platform", PLATFORM, "--admin"]
+        admin = run_cli(args.python, command, database, tmp).strip().splitlines()[-1].strip()
     print(f"  {args.users + 1} users created in {time.monotonic() - started:.1f} s", flush=True)
-    return Users(member, many)
+    return Users(member, many, admin)
 
 
 def prepare_databases(args: argparse.Namespace, plan: Plan, tmp: Path) -> Users:
@@ -981,6 +1056,9 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     with servers_stopped(started):
         servers = start_apps(args, plan, users, tmp, started)
         fills = {spec.name: fill_records(spec) for spec in plan.apps if spec.records}
+        for spec in plan.apps:
+            if spec.policy:
+                put_policy(servers[spec.name].port, users.admin)
         body_bytes = seed(servers, plan, users)
         announce(args, plan)
         load_before = os.getloadavg()
@@ -1221,6 +1299,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "and the disk's fsync/s",
     )
     mode.add_argument(
+        "--policy-compare",
+        action="store_true",
+        help="the host with a platform policy in force (5 protected keys, 5 private prefixes, "
+        "a 20-property schema) vs none",
+    )
+    mode.add_argument(
         "--scale-compare",
         action="store_true",
         help=f"{SCALE_SMALL:,} vs --records (default {SCALE_LARGE:,}) stored records",
@@ -1286,8 +1370,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     if args.scale_compare and args.records <= SCALE_SMALL:
         parser.error(f"--scale-compare needs --records above {SCALE_SMALL:,}")
     if args.database:
-        if args.durable_compare or args.scale_compare:
-            parser.error("--durable-compare and --scale-compare use their own SQLite files")
+        if args.durable_compare or args.scale_compare or args.policy_compare:
+            parser.error("the compare modes use their own SQLite files")
         if args.database.startswith("sqlite:///"):
             # The CLI and the servers run in the temp dir: make a relative path absolute.
             args.database = sqlite_url(Path(args.database.removeprefix("sqlite:///")).resolve())
