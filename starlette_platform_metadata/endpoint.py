@@ -105,6 +105,14 @@ class _RecordResponse:
         await send({"type": "http.response.body", "body": self.body})
 
 
+class _Answer(Exception):
+    """A response decided before the resource's own work (OPTIONS)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
 class MetadataEndpoint:
     """The ASGI handler of `/api/core/users/platform-metadata/`."""
 
@@ -215,18 +223,35 @@ class MetadataEndpoint:
             raise errors.bad_query(f"{name} query parameter may not contain control characters")
         return value
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
+    #: The methods this resource answers (DRF's order) and its OPTIONS description.
+    allow = ALLOW
+    methods = _METHODS
+    options_body = _OPTIONS_BODY
+
+    async def _start(self, scope: Scope, receive: Receive) -> tuple[HTTPConnection, Identity]:
+        """Authentication, then the method: the first checks of every resource, in DRF's
+        order (a 401 before a 405).  OPTIONS is answered by raising its response."""
         conn = HTTPConnection(scope, receive)
         identity = await self._authenticate(conn)
         method = scope["method"]
-        if method not in _METHODS:
-            raise errors.method_not_allowed(method, ALLOW)
+        if method not in self.methods:
+            raise errors.method_not_allowed(method, self.allow)
         if method == "OPTIONS":
-            return Response(
-                dump(_OPTIONS_BODY).encode(),
-                headers={"Allow": ALLOW},
-                media_type="application/json",
+            raise _Answer(
+                Response(
+                    dump(self.options_body).encode(),
+                    headers={"Allow": self.allow},
+                    media_type="application/json",
+                )
             )
+        return conn, identity
+
+    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
+        try:
+            conn, identity = await self._start(scope, receive)
+        except _Answer as answer:
+            return answer.response
+        method = scope["method"]
         platform_key, target = self._query(scope)
         username, is_admin = await self._authorize(identity, platform_key, target)
         conditions = self._conditions(conn)
@@ -377,18 +402,16 @@ class PolicyEndpoint(MetadataEndpoint):
     query parameters.
     """
 
+    allow = POLICY_ALLOW
+    methods = _POLICY_METHODS
+    options_body = _POLICY_OPTIONS_BODY
+
     async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
-        conn = HTTPConnection(scope, receive)
-        identity = await self._authenticate(conn)
+        try:
+            conn, identity = await self._start(scope, receive)
+        except _Answer as answer:
+            return answer.response
         method = scope["method"]
-        if method not in _POLICY_METHODS:
-            raise errors.method_not_allowed(method, POLICY_ALLOW)
-        if method == "OPTIONS":
-            return Response(
-                dump(_POLICY_OPTIONS_BODY).encode(),
-                headers={"Allow": POLICY_ALLOW},
-                media_type="application/json",
-            )
         values = _query_values(scope["query_string"])
         platform_key = self._platform_key(values)
         access = await self.auth.access(identity, platform_key, None)
