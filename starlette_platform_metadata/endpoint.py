@@ -257,8 +257,8 @@ class MetadataEndpoint:
         conditions = self._conditions(conn)
         member = not is_admin
         if method in ("GET", "HEAD"):
-            policy = await self._policy(platform_key)
-            record = await self.store.get(platform_key, username)
+            current, record = await self.policies.current_and(platform_key, username)
+            policy = None if current.policy.is_default else current.policy
             if conditions.not_modified(record):
                 # RFC 9110 15.4.5: a 304 repeats the ETag and Vary the 200 would carry.
                 return Response(

@@ -20,11 +20,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 from .jsontext import dump
 from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, PolicyLimits, parse_policy
-from .stores.base import EMPTY, POLICY_USERNAME, Record, RecordLister, Store
+from .stores.base import EMPTY, POLICY_USERNAME, ManyReader, Record, RecordLister, Store
 
 __all__ = [
     "POLICY_USERNAME",
@@ -90,6 +90,7 @@ class Policies:
         cache_size: int = 256,
     ) -> None:
         self.store = store
+        self._many = isinstance(store, ManyReader)  # once: a Protocol check is slow per request
         self.limits = limits or PolicyLimits()
         self._cache: OrderedDict[tuple[str, int, datetime | None], Policy] = OrderedDict()
         self._cache_size = cache_size
@@ -141,6 +142,17 @@ class Policies:
                 return CurrentPolicy(fixed, EMPTY, fixed=True)
         record = await self.store.get(platform_key, POLICY_USERNAME)
         return CurrentPolicy(self.compiled(platform_key, record), record)
+
+    async def current_and(
+        self, platform_key: str, username: str
+    ) -> tuple[CurrentPolicy, Record]:
+        """The policy in force and `username`'s record: in one read when the store can
+        (`ManyReader`), as a GET needs both."""
+        if self._fixed_mapping is not None or self._fixed_function is not None or not self._many:
+            return await self.current(platform_key), await self.store.get(platform_key, username)
+        reader = cast(ManyReader, self.store)  # checked once, in __init__
+        policy_record, record = await reader.get_many(platform_key, (POLICY_USERNAME, username))
+        return CurrentPolicy(self.compiled(platform_key, policy_record), policy_record), record
 
     def compiled(self, platform_key: str, record: Record) -> Policy:
         """The `Policy` a stored policy record holds, from the cache when unchanged."""

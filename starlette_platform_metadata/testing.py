@@ -32,9 +32,18 @@ import pytest
 from . import changes
 from .conditional import Conditions, parse
 from .jsontext import dump
-from .stores.base import EMPTY, POLICY_USERNAME, Change, Record, RecordLister, Store, Write
+from .stores.base import (
+    EMPTY,
+    POLICY_USERNAME,
+    Change,
+    ManyReader,
+    Record,
+    RecordLister,
+    Store,
+    Write,
+)
 
-__all__ = ["AWKWARD", "RecordsContract", "StoreContract", "same"]
+__all__ = ["AWKWARD", "ManyReaderContract", "RecordsContract", "StoreContract", "same"]
 
 P, U = "acme-corp", "john_doe"
 
@@ -300,3 +309,30 @@ class RecordsContract:
         assert seen == users
         assert [u for u, _ in await store.records(P, after="user04", limit=100)] == users[5:]
         assert await store.records(P, after="user06") == []
+
+
+@pytest.mark.anyio
+class ManyReaderContract:
+    """The rules of the optional `get_many` method; subclass it beside `StoreContract`."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    async def test_get_many_reads_each_as_get_would_in_the_order_asked(
+        self, store: Store
+    ) -> None:
+        """Stored, never written, deleted and the policy record, in any order; other
+        platforms' records of the same names never come back."""
+        assert isinstance(store, ManyReader)
+        await store.update(P, "alice", changes.replace({"a": 1}))
+        await store.update(P, "bob", changes.replace({"b": 1}))
+        await store.update(P, "bob", changes.delete())
+        await store.update("other", "carol", changes.replace({"c": 1}))
+        await store.update(P, POLICY_USERNAME, changes.replace({"schema": None}))
+        names = ["carol", POLICY_USERNAME, "bob", "alice", "alice"]
+        many = await store.get_many(P, names)
+        assert many == [await store.get(P, name) for name in names]
+        assert many[0] == EMPTY and many[2] == Record("{}", 2, None, None)
+        assert many[3].metadata == {"a": 1}
+        assert await store.get_many(P, []) == []

@@ -31,7 +31,13 @@ from starlette_platform_metadata import (
     changes,
 )
 from starlette_platform_metadata.__main__ import main as cli_main
-from starlette_platform_metadata.testing import AWKWARD, RecordsContract, StoreContract, same
+from starlette_platform_metadata.testing import (
+    AWKWARD,
+    ManyReaderContract,
+    RecordsContract,
+    StoreContract,
+    same,
+)
 
 from .conftest import DATABASE_KINDS, POSTGRES_URL, URL, FakeAuth
 
@@ -40,7 +46,7 @@ pytestmark = pytest.mark.anyio
 P, U = "acme-corp", "john_doe"
 
 
-class TestEveryStore(StoreContract, RecordsContract):
+class TestEveryStore(StoreContract, RecordsContract, ManyReaderContract):
     """The kit over conftest's `store` fixture: memory, SQLite, PostgreSQL."""
 
 

@@ -10,7 +10,7 @@ testing` checks them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +22,7 @@ __all__ = [
     "POLICY_USERNAME",
     "Change",
     "Record",
+    "ManyReader",
     "RecordLister",
     "Store",
     "StoreError",
@@ -124,6 +125,19 @@ class Store(Protocol):
         other sharing the database.  Raise `StoreUnavailable` when the database stays busy or
         unreachable past the store's bound.
         """
+        ...
+
+
+@runtime_checkable
+class ManyReader(Protocol):
+    """The optional store method that reads several records of one platform at once.
+
+    The endpoint reads a platform's policy and a user's record on every GET: a store with it
+    answers both in one statement (on PostgreSQL, one round trip instead of two).
+    """
+
+    async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
+        """The records of `usernames`, in that order, each as `get` would return it."""
         ...
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .base import EMPTY, POLICY_USERNAME, Change, Record
 
 __all__ = ["MemoryStore"]
@@ -28,6 +30,9 @@ class MemoryStore:
             return current
         self._records[key] = write.record
         return write.record
+
+    async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
+        return [self._records.get((platform_key, name), EMPTY) for name in usernames]
 
     async def records(
         self, platform_key: str, *, after: str | None = None, limit: int = 100

@@ -176,6 +176,10 @@ class PostgresEngine:
             "WHERE platform_key = $1 AND username = $2"
         )
         self._lock_sql = self._get_sql + " FOR UPDATE"
+        self._many_sql = (
+            f"SELECT username, metadata::text, version, created_at, updated_at FROM {t} "
+            "WHERE platform_key = $1 AND username = ANY($2::text[])"
+        )
         self._insert_sql = (
             f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, "
             "updated_at) VALUES ($1, $2, $3::json, $4, $5, $6) "
@@ -204,6 +208,11 @@ class PostgresEngine:
     async def get(self, platform_key: str, username: str) -> Record:
         rows = await self.connection.fetch(self._get_sql, platform_key, username)
         return self._record(rows[0] if rows else None)
+
+    async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
+        rows = await self.connection.fetch(self._many_sql, platform_key, list(usernames))
+        found = {row[0]: self._record(row[1:]) for row in rows}
+        return [found.get(name, EMPTY) for name in usernames]
 
     async def records(
         self, platform_key: str, after: str | None, limit: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from databases import Database, DatabaseURL
@@ -160,6 +161,12 @@ class DatabaseStore(OpensOnFirstUse):
             await self.connect()
         return await self._engine.update(platform_key, username, change)
 
+
+    async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
+        """Several records of one platform in one statement (`ManyReader`)."""
+        if not self._ready:
+            await self.connect()
+        return await self._engine.get_many(platform_key, usernames)
 
     async def records(
         self, platform_key: str, *, after: str | None = None, limit: int = 100

@@ -444,6 +444,11 @@ class SQLiteEngine:
             f"SELECT metadata, version, created_at, updated_at FROM {t} "
             "WHERE platform_key = ?1 AND username = ?2"
         )
+        self._many_head = (
+            f"SELECT username, metadata, version, created_at, updated_at FROM {t} "
+            "WHERE platform_key = ?1 AND username IN "
+        )
+        self._many_sql: dict[int, str] = {}
         self._put_sql = (
             f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, "
             "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
@@ -472,6 +477,17 @@ class SQLiteEngine:
     async def get(self, platform_key: str, username: str) -> Record:
         rows = await self.connection.fetch(self._get_sql, platform_key, username)
         return self._record(rows[0] if rows else None)
+
+    async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
+        sql = self._many_sql.get(len(usernames))
+        if sql is None:
+            marks = ", ".join(f"?{i}" for i in range(2, len(usernames) + 2))
+            sql = f"{self._many_head}({marks})"
+            if len(usernames) <= 8:  # one text per count (a GET asks for two): keep a few
+                self._many_sql[len(usernames)] = sql
+        rows = await self.connection.fetch(sql, platform_key, *usernames)
+        found = {row[0]: self._record(row[1:]) for row in rows}
+        return [found.get(name, EMPTY) for name in usernames]
 
     async def records(
         self, platform_key: str, after: str | None, limit: int
