@@ -13,7 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import EMPTY, POLICY_USERNAME, Change, Record, StoreUnavailable
+from .base import EMPTY, Change, Record, StoreUnavailable
+from .reads import SQLReads
 
 if TYPE_CHECKING:
     from databases import Database
@@ -156,7 +157,7 @@ class PostgresConnection:
             await self.database.disconnect()
 
 
-class PostgresEngine:
+class PostgresEngine(SQLReads):
     """The metadata table on a `PostgresConnection`.
 
     `update` locks the row: in one transaction, `SELECT ... FOR UPDATE`, the change in Python,
@@ -169,12 +170,9 @@ class PostgresEngine:
     """
 
     def __init__(self, connection: PostgresConnection, table: str) -> None:
+        super().__init__(connection, table)
         self.connection = connection
         t = table
-        self._get_sql = (
-            f"SELECT metadata::text, version, created_at, updated_at FROM {t} "
-            "WHERE platform_key = $1 AND username = $2"
-        )
         self._lock_sql = self._get_sql + " FOR UPDATE"
         self._many_sql = (
             f"SELECT username, metadata::text, version, created_at, updated_at FROM {t} "
@@ -189,38 +187,11 @@ class PostgresEngine:
             f"UPDATE {t} SET metadata = $3::json, version = $4, created_at = $5, "
             "updated_at = $6 WHERE platform_key = $1 AND username = $2"
         )
-        # Keyset pagination on the primary key's order; the policy record is not a document.
-        self._records_sql = (
-            f"SELECT username, metadata::text, version, created_at, updated_at FROM {t} "
-            "WHERE platform_key = $1 AND username > $2 AND username <> $3 "
-            "AND metadata IS NOT NULL ORDER BY username LIMIT $4"
-        )
-
-    @staticmethod
-    def _record(row: Sequence[Any] | None) -> Record:
-        if row is None:
-            return EMPTY
-        metadata, version, created, updated = row
-        if metadata is None:
-            return Record("{}", version, None, None)
-        return Record(metadata, version, created, updated)
-
-    async def get(self, platform_key: str, username: str) -> Record:
-        rows = await self.connection.fetch(self._get_sql, platform_key, username)
-        return self._record(rows[0] if rows else None)
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         rows = await self.connection.fetch(self._many_sql, platform_key, list(usernames))
         found = {row[0]: self._record(row[1:]) for row in rows}
         return [found.get(name, EMPTY) for name in usernames]
-
-    async def records(
-        self, platform_key: str, after: str | None, limit: int
-    ) -> list[tuple[str, Record]]:
-        rows = await self.connection.fetch(
-            self._records_sql, platform_key, after or "", POLICY_USERNAME, limit
-        )
-        return [(row[0], self._record(row[1:])) for row in rows]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
         async with self.connection.session() as raw:

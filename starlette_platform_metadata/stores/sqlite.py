@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from .base import EMPTY, POLICY_USERNAME, Change, Record, StoreUnavailable
+from .base import EMPTY, Change, Record, StoreUnavailable
+from .reads import SQLReads
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -434,16 +435,14 @@ def _parse_timestamp(value: str | None) -> datetime | None:
     return None if value is None else _fromisoformat(value)
 
 
-class SQLiteEngine:
+class SQLiteEngine(SQLReads):
     """The metadata table on a `SQLiteConnection`: reads on the loop, group-committed writes."""
 
     def __init__(self, connection: SQLiteConnection, table: str) -> None:
+        super().__init__(connection, table)
         self.connection = connection
         t = table
-        self._get_sql = (
-            f"SELECT metadata, version, created_at, updated_at FROM {t} "
-            "WHERE platform_key = ?1 AND username = ?2"
-        )
+        self._get_sql_native = translate(self._get_sql)  # run on sqlite3 directly
         self._many_head = (
             f"SELECT username, metadata, version, created_at, updated_at FROM {t} "
             "WHERE platform_key = ?1 AND username IN "
@@ -458,25 +457,9 @@ class SQLiteEngine:
         )
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
-        # Keyset pagination on the primary key's order; the policy record is not a document.
-        self._records_sql = (
-            f"SELECT username, metadata, version, created_at, updated_at FROM {t} "
-            "WHERE platform_key = ?1 AND username > ?2 AND username <> ?3 "
-            "AND metadata IS NOT NULL ORDER BY username LIMIT ?4"
-        )
 
-    @staticmethod
-    def _record(row: Sequence[Any] | None) -> Record:
-        if row is None:
-            return EMPTY
-        metadata, version, created, updated = row
-        if metadata is None:
-            return Record("{}", version, None, None)
-        return Record(metadata, version, _parse_timestamp(created), _parse_timestamp(updated))
-
-    async def get(self, platform_key: str, username: str) -> Record:
-        rows = await self.connection.fetch(self._get_sql, platform_key, username)
-        return self._record(rows[0] if rows else None)
+    def timestamp(self, value: Any) -> datetime | None:
+        return _parse_timestamp(value)
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         sql = self._many_sql.get(len(usernames))
@@ -488,14 +471,6 @@ class SQLiteEngine:
         rows = await self.connection.fetch(sql, platform_key, *usernames)
         found = {row[0]: self._record(row[1:]) for row in rows}
         return [found.get(name, EMPTY) for name in usernames]
-
-    async def records(
-        self, platform_key: str, after: str | None, limit: int
-    ) -> list[tuple[str, Record]]:
-        rows = await self.connection.fetch(
-            self._records_sql, platform_key, after or "", POLICY_USERNAME, limit
-        )
-        return [(row[0], self._record(row[1:])) for row in rows]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
         loop = asyncio.get_running_loop()
@@ -587,7 +562,7 @@ class SQLiteEngine:
                 continue
             current = written.get(pending.key)
             if current is None:
-                row = connection.execute(self._get_sql, pending.key).fetchone()
+                row = connection.execute(self._get_sql_native, pending.key).fetchone()
                 current = self._record(row)
             try:
                 write = pending.change(current)
