@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
-__all__ = ["Limits"]
+__all__ = ["Limits", "check_positive"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,13 @@ class Limits:
     max_etags: int = 64
 
     def __post_init__(self) -> None:
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Limits.{field.name} must be a positive integer, not {value!r}")
+        check_positive(self)
+
+
+def check_positive(limits: Any) -> None:
+    """Every field of a limits dataclass must be a positive integer (`ValueError` otherwise)."""
+    for field in fields(limits):
+        value = getattr(limits, field.name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            name = type(limits).__name__
+            raise ValueError(f"{name}.{field.name} must be a positive integer, not {value!r}")

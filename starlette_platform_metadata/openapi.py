@@ -510,11 +510,16 @@ def _operation(
     *,
     conditional: Sequence[str],
     body: str | None = None,
+    body_required: bool = True,
+    parameters: Sequence[str] = ("platform_key", "username"),
+    bad_request: str = "BadRequest",
+    forbidden: str = "Forbidden",
 ) -> dict[str, Any]:
+    """One operation of either resource: its own answers, then the ones every request may get."""
     responses: dict[str, Any] = dict(ok)
-    responses["400"] = _ref("responses", "BadRequest")
+    responses["400"] = _ref("responses", bad_request)
     responses["401"] = _ref("responses", "Unauthorized")
-    responses["403"] = _ref("responses", "Forbidden")
+    responses["403"] = _ref("responses", forbidden)
     responses["404"] = _ref("responses", "NotFound")
     if "IfMatch" in conditional:
         responses["412"] = _ref("responses", "PreconditionFailed")
@@ -525,16 +530,12 @@ def _operation(
     responses["503"] = _ref("responses", "ServiceUnavailable")
     operation: dict[str, Any] = {
         "summary": summary,
-        "parameters": [
-            _ref("parameters", "platform_key"),
-            _ref("parameters", "username"),
-            *(_ref("parameters", name) for name in conditional),
-        ],
+        "parameters": [_ref("parameters", name) for name in (*parameters, *conditional)],
         "responses": responses,
     }
     if body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": body_required,
             "content": _json(_ref("schemas", body)),
         }
     return operation
@@ -543,32 +544,16 @@ def _operation(
 def _policy_operation(
     summary: str, ok: dict[str, Any], *, conditional: Sequence[str], body: bool = False
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = dict(ok)
-    responses["400"] = _ref("responses", "PolicyBadRequest")
-    responses["401"] = _ref("responses", "Unauthorized")
-    responses["403"] = _ref("responses", "PolicyForbidden")
-    responses["404"] = _ref("responses", "NotFound")
-    if "IfMatch" in conditional:
-        responses["412"] = _ref("responses", "PreconditionFailed")
-    if body:
-        responses["413"] = _ref("responses", "ContentTooLarge")
-        responses["415"] = _ref("responses", "UnsupportedMediaType")
-    responses["500"] = _ref("responses", "ServerError")
-    responses["503"] = _ref("responses", "ServiceUnavailable")
-    parameters = [_ref("parameters", "platform_key")]
-    if body:
-        parameters.append(_ref("parameters", "dry_run"))
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "parameters": [*parameters, *(_ref("parameters", name) for name in conditional)],
-        "responses": responses,
-    }
-    if body:
-        operation["requestBody"] = {
-            "required": False,
-            "content": _json(_ref("schemas", "PolicyPutRequest")),
-        }
-    return operation
+    return _operation(
+        summary,
+        ok,
+        conditional=conditional,
+        body="PolicyPutRequest" if body else None,
+        body_required=False,
+        parameters=("platform_key", "dry_run") if body else ("platform_key",),
+        bad_request="PolicyBadRequest",
+        forbidden="PolicyForbidden",
+    )
 
 
 def _policy_path() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal, NoReturn
 from urllib.parse import unquote, urldefrag, urljoin
 
@@ -25,6 +25,7 @@ import jsonschema_rs
 
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
+from .limits import check_positive
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -154,12 +155,7 @@ class PolicyLimits:
     max_error_work: int = 100_000
 
     def __post_init__(self) -> None:
-        for limit in fields(self):
-            value = getattr(self, limit.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"PolicyLimits.{limit.name} must be a positive integer, not {value!r}"
-                )
+        check_positive(self)
 
 
 class PolicyInvalid(PlatformMetadataError):

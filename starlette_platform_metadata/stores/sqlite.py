@@ -139,10 +139,6 @@ class SQLiteConnection:
         self._writer_lock = asyncio.Lock()
         self._busy_ms: int | None = None
 
-    @property
-    def is_open(self) -> bool:
-        return self._reader is not None
-
     # --- opening and closing -------------------------------------------------------------
 
     def _connect(self, *, wal: bool) -> sqlite3.Connection:
