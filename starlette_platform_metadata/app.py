@@ -11,12 +11,18 @@ from . import errors
 from . import openapi as _openapi
 from .auth import AuthBackend
 from .endpoint import MetadataEndpoint, PolicyEndpoint, error_response
+from .feed import Feed, OnChange
+from .history import DEFAULT_HISTORY_PER_USER, Writer, find_revision, restore_change
+from .history_api import HistoryEndpoint, RestoreEndpoint
 from .limits import Limits
 from .policies import Policies, PolicySource
 from .policy import PolicyLimits
-from .stores.base import Store
+from .stores.base import HistoryReader, Record, Revision, Store
 
-__all__ = ["PlatformMetadataApp"]
+__all__ = ["RESOURCES", "PlatformMetadataApp"]
+
+#: The resources below the mount point, each answered with and without its trailing slash.
+RESOURCES = ("policy", "history", "restore")
 
 
 def route_path(scope: Scope) -> str | None:
@@ -55,6 +61,12 @@ class PlatformMetadataApp:
     platforms' policies: a mapping `{platform_key: Policy | dict}`, or a callable
     `(platform_key) -> Policy | dict | None` (sync or async; `None`: the stored policy).  A
     fixed policy is answered on GET and refused on PUT and DELETE (403).
+
+    History (`<mount>/history/`, `<mount>/restore/`): every change keeps a revision, the
+    newest `history_per_user` per user (0 turns history off), with stores that implement
+    `HistoryReader` (all of ours do).  `on_change` is called with every committed change
+    (`feed.Committed`), sync or async, after the commit and before the response; what it
+    raises is logged, never answered.  More callbacks: `app.feed.subscribe(callback)`.
     """
 
     def __init__(
@@ -66,13 +78,27 @@ class PlatformMetadataApp:
         openapi: bool = True,
         policy_limits: PolicyLimits | None = None,
         policies: PolicySource | None = None,
+        history_per_user: int = DEFAULT_HISTORY_PER_USER,
+        on_change: OnChange | None = None,
     ) -> None:
         self.auth = auth
         self.store = store
         self.limits = limits or Limits()
         self.policies = Policies(store, policy_limits, policies)
-        self.endpoint = MetadataEndpoint(auth, store, self.limits, self.policies)
-        self.policy_endpoint = PolicyEndpoint(auth, store, self.limits, self.policies)
+        self.feed = Feed()
+        if on_change is not None:
+            self.feed.subscribe(on_change)
+        self.writer = Writer(store, history_per_user, self.feed)
+        shared = (auth, store, self.limits, self.policies, self.writer)
+        self.endpoint = MetadataEndpoint(*shared)
+        self.policy_endpoint = PolicyEndpoint(*shared)
+        self._routes: dict[str, MetadataEndpoint] = {"": self.endpoint, "/": self.endpoint}
+        for name, endpoint in zip(
+            RESOURCES,
+            (self.policy_endpoint, HistoryEndpoint(*shared), RestoreEndpoint(*shared)),
+            strict=True,
+        ):
+            self._routes[f"/{name}"] = self._routes[f"/{name}/"] = endpoint
         self.openapi = (
             _openapi.build(self.limits, self.endpoint.auth_scheme, self.policies.limits)
             if openapi
@@ -86,14 +112,44 @@ class PlatformMetadataApp:
                 await _lifespan(receive, send)
             return
         path = route_path(scope)
-        if path in ("", "/"):
-            await self.endpoint(scope, receive, send)
-        elif path in ("/policy", "/policy/"):
-            await self.policy_endpoint(scope, receive, send)
+        endpoint = self._routes.get(path) if path is not None else None
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
         elif path == "/openapi.json" and self.openapi is not None:
             await self._openapi(scope, receive, send, self.openapi)
         else:
             await error_response(errors.not_found())(scope, receive, send)
+
+    # --- from the host's own code, without HTTP ------------------------------------------
+
+    async def history(
+        self, platform_key: str, username: str, *, before: int | None = None, limit: int = 20
+    ) -> list[Revision]:
+        """Up to `limit` revisions of the user, newest first, older than version `before` if
+        given (the full view: private keys included).  `[]` with a store without history."""
+        if not isinstance(self.store, HistoryReader):
+            return []
+        return await self.store.revisions(platform_key, username, before=before, limit=limit)
+
+    async def restore(
+        self, platform_key: str, username: str, version: int, *, actor: str | None = None
+    ) -> Record:
+        """Write revision `version`'s document as a new change, as a tenant admin's restore
+        would: the platform's schema applies, the change gets its revision and reaches
+        `on_change`.  Raises `LookupError` when history no longer keeps that version, and the
+        refusals of `changes` (`SchemaViolation`, `DocumentTooLarge`)."""
+        revision = await find_revision(self.store, platform_key, username, version)
+        if revision is None:
+            raise LookupError(f"Revision {version} of {username!r} on {platform_key!r} is not kept")
+        policy = (await self.policies.current(platform_key)).policy
+        change = restore_change(
+            revision,
+            policy=None if policy.is_default else policy,
+            member=False,
+            actor=actor,
+            max_bytes=self.limits.max_document_bytes,
+        )
+        return await self.writer.write(platform_key, username, change)
 
     @staticmethod
     async def _openapi(

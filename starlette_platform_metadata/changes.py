@@ -15,7 +15,7 @@ from .conditional import Conditions
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
 from .policy import Policy, forbidden_patch_keys, member_delete, member_put
-from .stores.base import Change, Record, Write, utcnow
+from .stores.base import Change, Record, Revision, Write, utcnow
 
 __all__ = [
     "DocumentTooLarge",
@@ -23,9 +23,11 @@ __all__ = [
     "PreconditionFailed",
     "Refusal",
     "SchemaViolation",
+    "changed_keys",
     "delete",
     "patch",
     "replace",
+    "with_history",
 ]
 
 
@@ -150,11 +152,13 @@ def replace(
     actor: str | None = None,
     policy: Policy | None = None,
     member: bool = False,
+    operation: str = "put",
 ) -> Change:
     """Replace the whole document; creates the record if needed.
 
     With a `policy`, the result must satisfy its schema; with `member`, the body replaces only
     the keys a member may change (`policy.member_put`), against the stored document.
+    `operation` names it in history: `"put"`, or `"restore"` for a restore.
     """
     if policy is not None and policy.is_default:
         policy = None
@@ -163,7 +167,7 @@ def replace(
 
         def change(current: Record) -> Write:
             _check(conditions, current)
-            return _store(current, document, "replace", actor, max_bytes)
+            return _store(current, document, operation, actor, max_bytes)
 
         return change
     rules = policy
@@ -177,7 +181,7 @@ def replace(
                 raise KeysForbidden(current, result)
             document = result
         _check_schema(rules, current, document)
-        return _store(current, dump(document), "replace", actor, max_bytes)
+        return _store(current, dump(document), operation, actor, max_bytes)
 
     return guarded
 
@@ -209,3 +213,56 @@ def delete(
         return Write(Record("{}", current.version + 1, None, None), "delete", actor)
 
     return change
+
+
+def changed_keys(before: Record, after: Record) -> tuple[str, ...]:
+    """The top-level keys added, changed or removed between two records, sorted.
+
+    A value counts as changed when its JSON text changed (`7` to `7.0` is a change: the
+    stored document is not the same)."""
+    if before.metadata_json == after.metadata_json:
+        return ()
+    old = before.metadata if before.exists else {}
+    new = after.metadata if after.exists else {}
+    return tuple(
+        sorted(
+            key
+            for key in old.keys() | new.keys()
+            if key not in old or key not in new or not _same(old[key], new[key])
+        )
+    )
+
+
+def _same(a: Any, b: Any) -> bool:
+    # Python's == says 1 == 1.0 == True; the JSON texts tell them apart.
+    return a == b and dump(a) == dump(b)
+
+
+def with_history(change: Change, keep: int, *, purge: bool = False) -> Change:
+    """`change`, keeping a `Revision` of what it writes (when `keep` > 0) in the same write.
+
+    The store keeps the newest `keep` revisions of the user.  With `purge`, every earlier
+    revision goes (erasure); the change itself is still kept as the one revision left, its
+    document `{}` after a delete.  A purge that changes nothing (nothing stored) still purges.
+    """
+
+    def recorded(current: Record) -> Write | None:
+        write = change(current)
+        if write is None:
+            if not purge:
+                return None
+            return Write(current, "delete", purge=True)
+        if keep <= 0:
+            return Write(write.record, write.operation, write.actor, purge=purge)
+        record = write.record
+        revision = Revision(
+            version=record.version,
+            operation=write.operation,
+            actor=write.actor,
+            at=record.updated_at or utcnow(),
+            metadata_json=record.metadata_json if record.exists else "{}",
+            changed_keys=changed_keys(current, record),
+        )
+        return Write(record, write.operation, write.actor, revision, keep, purge)
+
+    return recorded

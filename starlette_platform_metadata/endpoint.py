@@ -23,6 +23,8 @@ from .auth import AuthBackend, AuthScheme, Identity
 from .errors import ApiError, AuthenticationFailed
 from .jsontext import dump
 from .limits import Limits
+from .feed import Feed
+from .history import DEFAULT_HISTORY_PER_USER, Writer
 from .payload import ClientDisconnected, parse_json, read_body, validate_patch, validate_put
 from .policies import Policies
 from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, member_view, parse_policy
@@ -122,11 +124,13 @@ class MetadataEndpoint:
         store: Store,
         limits: Limits,
         policies: Policies | None = None,
+        writer: Writer | None = None,
     ) -> None:
         self.auth = auth
         self.store = store
         self.limits = limits
         self.policies = policies or Policies(store)
+        self.writer = writer or Writer(store, DEFAULT_HISTORY_PER_USER, Feed())
         self.auth_scheme = AuthScheme.of(auth)
         # Requests answered 503 since the store last failed; `None` while it works.  An outage
         # (a full disk, a database restart) is logged once when it starts and once when it
@@ -268,7 +272,9 @@ class MetadataEndpoint:
             return self._ok(username, platform_key, record, _hidden(policy, member))
         actor = identity.username
         change: Change
+        purge = False
         if method == "DELETE":
+            purge = _history_purge(scope["query_string"])
             policy = await self._policy(platform_key)
             change = changes.delete(
                 conditions=conditions, actor=actor, policy=policy, member=member
@@ -299,7 +305,7 @@ class MetadataEndpoint:
                     policy=policy,
                     member=member,
                 )
-        record = await self._update(platform_key, username, change)
+        record = await self._update(platform_key, username, change, purge=purge)
         if method == "DELETE":
             return Response(status_code=204)
         return self._ok(username, platform_key, record, _hidden(policy, member))
@@ -317,10 +323,15 @@ class MetadataEndpoint:
         except conditional.TooManyTags as exc:
             raise errors.too_many_etags(exc.header, exc.limit) from None
 
-    async def _update(self, platform_key: str, username: str, change: Change) -> Record:
-        """Run `change` in the store; its refusals become the contract's answers."""
+    async def _update(
+        self, platform_key: str, username: str, change: Change, *, purge: bool = False
+    ) -> Record:
+        """Run `change` in the store (a user's with history); refusals become the contract's
+        answers."""
         try:
-            return await self.store.update(platform_key, username, change)
+            if username == POLICY_USERNAME:
+                return await self.store.update(platform_key, username, change)
+            return await self.writer.write(platform_key, username, change, purge=purge)
         except changes.PreconditionFailed as exc:
             # Worded from, and carrying the ETag of, the record the change saw.
             raise errors.precondition_failed(exc.reason, conditional.etag(exc.record)) from None
@@ -503,7 +514,25 @@ def _hidden(policy: Policy | None, member: bool) -> Policy | None:
     return policy if member and policy is not None and policy.private_keys else None
 
 
-_QUERY_NAMES = frozenset((b"platform_key", b"username", b"dry_run"))
+_QUERY_NAMES = frozenset(
+    (b"platform_key", b"username", b"dry_run", b"history", b"cursor", b"limit", b"all_users")
+)
+
+
+def _history_purge(query_string: bytes) -> bool:
+    """`history=purge` on a DELETE (erasure); any other value is refused, so that a typo
+    never leaves history a client meant to erase."""
+    given = _query_values(query_string).get("history")
+    if not given:
+        return False
+    if given[-1] == b"purge":
+        return True
+    return _refuse_choice("history", given[-1])
+
+
+def _refuse_choice(name: str, value: bytes) -> bool:
+    shown = value.decode("utf-8", "replace")
+    raise errors.validation_error({name: [errors.NOT_A_CHOICE.format(shown)]})
 
 
 def _query_values(query_string: bytes) -> dict[str, list[bytes]]:

@@ -40,6 +40,13 @@ KEYS_FORBIDDEN = "Only tenant admins can change these keys"
 POLICY_ADMIN_ONLY = "Only tenant admins can change the platform policy"
 POLICY_MANAGED = "The platform policy is managed by the host application"
 NOT_A_BOOLEAN = "Must be a valid boolean."
+NOT_A_CHOICE = '"{}" is not a valid choice.'
+INVALID_CURSOR = "Invalid cursor"
+REVISION_NOT_FOUND = "Revision not found"
+NOT_AN_INTEGER = "A valid integer is required."
+INTEGER_TOO_SMALL = "Ensure this value is greater than or equal to {}."
+INTEGER_TOO_LARGE = "Ensure this value is less than or equal to {}."
+REQUIRED = "This field is required."
 STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
 SERVER_ERROR = "A server error occurred."
 
@@ -127,6 +134,14 @@ def policy_admin_only() -> ApiError:
 
 def policy_managed() -> ApiError:
     return ApiError(403, {"error": POLICY_MANAGED})
+
+
+def invalid_cursor() -> ApiError:
+    return ApiError(404, {"detail": INVALID_CURSOR})
+
+
+def revision_not_found() -> ApiError:
+    return ApiError(404, {"error": REVISION_NOT_FOUND})
 
 
 def not_a_boolean(name: str) -> ApiError:

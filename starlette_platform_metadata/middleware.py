@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .app import PlatformMetadataApp, route_path
+from .app import RESOURCES, PlatformMetadataApp, route_path
 from .auth import AuthBackend
+from .feed import OnChange
+from .history import DEFAULT_HISTORY_PER_USER
 from .limits import Limits
 from .policies import PolicySource
 from .policy import PolicyLimits
@@ -18,7 +20,8 @@ class PlatformMetadataMiddleware:
     """Pure ASGI middleware: requests to `path` go to the metadata endpoint, the rest to `app`.
 
     The endpoint answers at `path` with and without the trailing slash (the platform policy
-    at `path + "policy/"`, also without the slash), and its OpenAPI
+    at `path + "policy/"`, history at `path + "history/"` and `path + "restore/"`, also
+    without the slash), and its OpenAPI
     document at `path + "openapi.json"` unless `openapi=False` (then that path goes to `app`
     like any other).  Non-http scopes (lifespan, websocket) pass through untouched.
     """
@@ -34,10 +37,14 @@ class PlatformMetadataMiddleware:
         openapi: bool = True,
         policy_limits: PolicyLimits | None = None,
         policies: PolicySource | None = None,
+        history_per_user: int = DEFAULT_HISTORY_PER_USER,
+        on_change: OnChange | None = None,
     ) -> None:
         self.app = app
         self.path = "/" + path.strip("/")
-        paths = [self.path, self.path + "/", self.path + "/policy", self.path + "/policy/"]
+        paths = [self.path, self.path + "/"]
+        for name in RESOURCES:
+            paths += [f"{self.path}/{name}", f"{self.path}/{name}/"]
         if openapi:
             paths.append(self.path + "/openapi.json")
         self._paths = frozenset(paths)
@@ -48,6 +55,8 @@ class PlatformMetadataMiddleware:
             openapi=openapi,
             policy_limits=policy_limits,
             policies=policies,
+            history_per_user=history_per_user,
+            on_change=on_change,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

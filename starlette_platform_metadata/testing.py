@@ -17,7 +17,7 @@ comes with Starlette).  The tests use only the seam, `get` and `update`, with th
 package itself makes (`changes.patch`, `changes.replace`, `changes.delete`), so a store that
 passes them serves the whole HTTP contract.  A store with the optional `records` method
 (listing a platform's documents, for the policy's `violating_documents`) also subclasses
-`RecordsContract`.
+`RecordsContract`; one that keeps history (`HistoryReader`), `HistoryContract`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .stores.base import (
     EMPTY,
     POLICY_USERNAME,
     Change,
+    HistoryReader,
     ManyReader,
     Record,
     RecordLister,
@@ -43,7 +44,7 @@ from .stores.base import (
     Write,
 )
 
-__all__ = ["AWKWARD", "ManyReaderContract", "RecordsContract", "StoreContract", "same"]
+__all__ = ["AWKWARD", "HistoryContract", "ManyReaderContract", "RecordsContract", "StoreContract", "same"]
 
 P, U = "acme-corp", "john_doe"
 
@@ -336,3 +337,80 @@ class ManyReaderContract:
         assert many[0] == EMPTY and many[2] == Record("{}", 2, None, None)
         assert many[3].metadata == {"a": 1}
         assert await store.get_many(P, []) == []
+
+
+@pytest.mark.anyio
+class HistoryContract:
+    """The rules of history (`HistoryReader.revisions` and the `Write` fields it keeps);
+    subclass it beside `StoreContract`."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    async def test_each_revision_is_kept_with_its_record_newest_first(self, store: Store) -> None:
+        assert isinstance(store, HistoryReader)
+        await store.update(P, U, changes.with_history(changes.replace(AWKWARD, actor="ann"), 10))
+        await store.update(P, U, changes.with_history(changes.patch({"x": 1}, actor="bob"), 10))
+        await store.update(P, U, changes.with_history(changes.delete(actor="cid"), 10))
+        await store.update(P, "other", changes.with_history(changes.replace({"o": 1}), 10))
+        revisions = await store.revisions(P, U)
+        assert [(r.version, r.operation, r.actor) for r in revisions] == [
+            (3, "delete", "cid"),
+            (2, "patch", "bob"),
+            (1, "put", "ann"),
+        ]
+        assert revisions[0].metadata == {} and revisions[1].changed_keys == ("x",)
+        assert same(revisions[2].metadata, AWKWARD)
+        assert revisions[2].changed_keys == tuple(sorted(AWKWARD))
+        assert all(r.at.tzinfo is not None for r in revisions)
+        assert [r.version for r in await store.revisions(P, U, before=3, limit=1)] == [2]
+        assert await store.revisions(P, U, before=1) == []
+        assert await store.revisions("other", U) == []
+
+    async def test_a_refused_change_keeps_no_revision(self, store: Store) -> None:
+        assert isinstance(store, HistoryReader)
+        await store.update(P, U, changes.with_history(changes.replace({"a": 1}), 10))
+        stale = Conditions(if_match=parse("If-Match", '"9"', 64))
+        with pytest.raises(changes.PreconditionFailed):
+            await store.update(
+                P, U, changes.with_history(changes.replace({"a": 2}, conditions=stale), 10)
+            )
+        assert [r.version for r in await store.revisions(P, U)] == [1]
+
+    async def test_only_the_newest_keep_revisions_stay(self, store: Store) -> None:
+        assert isinstance(store, HistoryReader)
+        for n in range(7):
+            await store.update(P, U, changes.with_history(changes.replace({"n": n}), 3))
+        assert [r.version for r in await store.revisions(P, U, limit=100)] == [7, 6, 5]
+        # Keeping fewer from now on drops the older ones at the next write.
+        await store.update(P, U, changes.with_history(changes.replace({"n": 8}), 1))
+        assert [r.version for r in await store.revisions(P, U, limit=100)] == [8]
+
+    async def test_purge_drops_earlier_revisions_in_the_same_write(self, store: Store) -> None:
+        assert isinstance(store, HistoryReader)
+        for n in range(3):
+            await store.update(P, U, changes.with_history(changes.replace({"n": n}), 10))
+        await store.update(P, "bob", changes.with_history(changes.replace({"b": 1}), 10))
+        record = await store.update(
+            P, U, changes.with_history(changes.delete(), 10, purge=True)
+        )
+        assert (record.version, record.exists) == (4, False)
+        assert [r.version for r in await store.revisions(P, U)] == [4]
+        # Nothing stored: the record stays as it is, its history still goes.
+        again = await store.update(P, U, changes.with_history(changes.delete(), 10, purge=True))
+        assert again == record == await store.get(P, U)
+        assert await store.revisions(P, U) == []
+        assert [r.version for r in await store.revisions(P, "bob")] == [1]
+
+    async def test_concurrent_updates_leave_gapless_revisions(self, store: Store) -> None:
+        assert isinstance(store, HistoryReader)
+        await asyncio.gather(
+            *(
+                store.update(P, U, changes.with_history(changes.patch({f"k{n}": n}), 100))
+                for n in range(40)
+            )
+        )
+        revisions = await store.revisions(P, U, limit=100)
+        assert [r.version for r in revisions] == list(range(40, 0, -1))
+        assert [len(r.metadata) for r in revisions] == list(range(40, 0, -1))

@@ -21,8 +21,10 @@ __all__ = [
     "EMPTY",
     "POLICY_USERNAME",
     "Change",
+    "HistoryReader",
     "Record",
     "ManyReader",
+    "Revision",
     "RecordLister",
     "Store",
     "StoreError",
@@ -71,6 +73,33 @@ POLICY_USERNAME = "\x01policy"
 
 
 @dataclass(frozen=True, slots=True)
+class Revision:
+    """One change of a record as history keeps it.
+
+    Attributes:
+        version: the record's version after the change (its ETag number).
+        operation: `"patch"`, `"put"`, `"delete"` or `"restore"`.
+        actor: the username of the caller who made the change (`None` when not known).
+        at: when the change was made (aware UTC).
+        metadata_json: the whole document after the change, compact JSON (`"{}"` after a
+            delete).
+        changed_keys: the top-level keys the change added, changed or removed, sorted.
+    """
+
+    version: int
+    operation: str
+    actor: str | None
+    at: datetime
+    metadata_json: str
+    changed_keys: tuple[str, ...]
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.metadata_json)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class Write:
     """What a change decided: the record to store, and what happened, for history and events.
 
@@ -78,13 +107,24 @@ class Write:
         record: the new state, to store exactly as given (its version is the current one + 1;
             `record.exists` is `False` for a delete, except a member's delete that keeps the
             platform's protected or private keys: what the store keeps is `record.exists`).
-        operation: `"patch"`, `"replace"` or `"delete"`.
+            A record with the current version is the current one: store nothing for it (a
+            purge of a user with nothing stored).
+        operation: `"patch"`, `"put"`, `"delete"` or `"restore"`.
         actor: the username of the authenticated caller who made the change, if known.
+        revision: the revision to keep in history with the record, in the same atomic step,
+            or `None` (history off, or the policy record).
+        keep_revisions: with a revision: afterwards keep only the newest `keep_revisions`
+            revisions of this (platform, user).
+        purge: delete every revision of this (platform, user) kept so far, before storing
+            `revision` (erasure: `DELETE ...&history=purge`).
     """
 
     record: Record
     operation: str
     actor: str | None = None
+    revision: Revision | None = None
+    keep_revisions: int = 0
+    purge: bool = False
 
 
 #: A change: the current record in, the `Write` to store out, or `None` to store nothing.  It
@@ -157,4 +197,20 @@ class RecordLister(Protocol):
         Ordered by username, starting after `after` (keyset pagination: `username > after`);
         tombstones and the reserved `POLICY_USERNAME` record are left out.
         """
+        ...
+
+
+@runtime_checkable
+class HistoryReader(Protocol):
+    """The optional store method that reads a user's history (`<mount>/history/`).
+
+    A store with it keeps each `Write.revision` in the same atomic step as its record, drops
+    all but the newest `Write.keep_revisions`, and honours `Write.purge` (README.md, "Writing
+    a store", rule 8).  Without it, the history and restore resources answer 404.
+    """
+
+    async def revisions(
+        self, platform_key: str, username: str, *, before: int | None = None, limit: int = 20
+    ) -> list[Revision]:
+        """Up to `limit` revisions of the user, newest first, with `version < before` if given."""
         ...

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
-from .base import EMPTY, POLICY_USERNAME, Change, Record
+from .base import EMPTY, POLICY_USERNAME, Change, Record, Revision
 
 __all__ = ["MemoryStore"]
 
 
 class MemoryStore:
-    """Keeps every record in a dict.
+    """Keeps every record, and its history, in dicts.
 
-    `update` runs without awaiting, so on one event loop it is atomic by construction.  Data
-    is lost with the process and not shared between workers.
+    `update` runs without awaiting, so on one event loop it is atomic by construction, history
+    included.  Data is lost with the process and not shared between workers.
     """
 
     def __init__(self) -> None:
         self._records: dict[tuple[str, str], Record] = {}
+        # Oldest first; a revision's version is always above the ones before it.
+        self._history: dict[tuple[str, str], deque[Revision]] = {}
 
     async def get(self, platform_key: str, username: str) -> Record:
         return self._records.get((platform_key, username), EMPTY)
@@ -28,8 +31,16 @@ class MemoryStore:
         write = change(current)
         if write is None:
             return current
-        self._records[key] = write.record
-        return write.record
+        if write.record.version != current.version:
+            self._records[key] = write.record
+        if write.purge:
+            self._history.pop(key, None)
+        if write.revision is not None:
+            kept = self._history.setdefault(key, deque())
+            kept.append(write.revision)
+            while len(kept) > write.keep_revisions:
+                kept.popleft()
+        return self._records.get(key, EMPTY)
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         return [self._records.get((platform_key, name), EMPTY) for name in usernames]
@@ -46,3 +57,14 @@ class MemoryStore:
             and (after is None or username > after)
         )
         return found[:limit]
+
+    async def revisions(
+        self, platform_key: str, username: str, *, before: int | None = None, limit: int = 20
+    ) -> list[Revision]:
+        found: list[Revision] = []
+        for revision in reversed(self._history.get((platform_key, username), ())):
+            if len(found) >= limit:
+                break
+            if before is None or revision.version < before:
+                found.append(revision)
+        return found

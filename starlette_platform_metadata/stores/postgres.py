@@ -13,7 +13,8 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import EMPTY, Change, Record, StoreUnavailable
+from ..jsontext import dump
+from .base import EMPTY, Change, Record, StoreUnavailable, Write
 from .reads import SQLReads
 
 if TYPE_CHECKING:
@@ -187,6 +188,29 @@ class PostgresEngine(SQLReads):
             f"UPDATE {t} SET metadata = $3::json, version = $4, created_at = $5, "
             "updated_at = $6 WHERE platform_key = $1 AND username = $2"
         )
+        # With history, the revision and retention ride in the same statement (data-modifying
+        # CTEs): a write keeps the round trips it had without history.  Inside one statement
+        # the CTEs do not see each other's rows, so retention keeps the newest `$12 + 1` old
+        # revisions besides the new one: `$12` is `keep - 1`.
+        revision = (
+            f"r AS (INSERT INTO {self._history_columns} "
+            "{source} ON CONFLICT (platform_key, username, version) DO UPDATE SET "
+            "operation = excluded.operation, actor = excluded.actor, at = excluded.at, "
+            "metadata = excluded.metadata, changed_keys = excluded.changed_keys)"
+        )
+        values = "$1, $2, $4, $7, $8, $9, $10::json, $11"
+        self._update_revision_sql = (
+            f"WITH w AS ({self._update_sql}), "
+            + revision.format(source=f"VALUES ({values})")
+            + f", d AS ({self._trim_sql.replace('$3', '$12')}) SELECT 1"
+        )
+        # A first write: no row, so no revision to trim; the revision only if the row was
+        # inserted (another writer may have won the race: then we lock its row and retry).
+        self._insert_revision_sql = (
+            f"WITH i AS ({self._insert_sql}), "
+            + revision.format(source=f"SELECT {values} FROM i")
+            + " SELECT version FROM i"
+        )
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         rows = await self.connection.fetch(self._many_sql, platform_key, list(usernames))
@@ -209,6 +233,21 @@ class PostgresEngine(SQLReads):
                 await transaction.rollback()
             return record
 
+    @staticmethod
+    def _revision_values(write: Write) -> tuple[Any, ...]:
+        """Parameters `$7`..`$12` of the statements with history."""
+        revision = write.revision
+        if revision is None:
+            return ()
+        return (
+            revision.operation,
+            revision.actor,
+            revision.at,
+            revision.metadata_json,
+            dump(revision.changed_keys),
+            write.keep_revisions - 1,
+        )
+
     async def _locked_update(
         self, raw: Any, platform_key: str, username: str, change: Change
     ) -> tuple[Record, bool]:
@@ -220,6 +259,10 @@ class PostgresEngine(SQLReads):
             if write is None:
                 return current, False
             record = write.record
+            if write.purge:
+                await raw.execute(self._purge_sql, platform_key, username)
+            if record.version == current.version:  # a purge with nothing stored
+                return current, True
             values = (
                 platform_key,
                 username,
@@ -227,10 +270,16 @@ class PostgresEngine(SQLReads):
                 record.version,
                 record.created_at,
                 record.updated_at,
+                *self._revision_values(write),
             )
+            history = write.revision is not None
             if row is not None:
-                await raw.execute(self._update_sql, *values)
+                if history:
+                    await raw.execute(self._update_revision_sql, *values)
+                else:
+                    await raw.execute(self._update_sql, *values)
                 return record, True
-            if await raw.fetchval(self._insert_sql, *values) is not None:
+            insert = self._insert_revision_sql if history else self._insert_sql
+            if await raw.fetchval(insert, *values[: 11 if history else 6]) is not None:
                 return record, True
             # Another writer created the row since our read: lock it and decide again.

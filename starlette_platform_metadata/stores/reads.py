@@ -1,18 +1,24 @@
-"""Reading the metadata table: the same SQL and the same row-to-record rule on both databases."""
+"""The SQL both databases share: reading records and history, keeping history.
+
+Written once with `$1` placeholders (SQLite's engine translates them to `?1`)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from .base import EMPTY, POLICY_USERNAME, Record
+from .base import EMPTY, POLICY_USERNAME, Record, Revision
 from .connections import SQLConnection
 
 __all__ = ["SQLReads"]
 
 # `CAST(... AS TEXT)`: PostgreSQL's `json` column as the exact text stored; a no-op on SQLite.
 _COLUMNS = "CAST(metadata AS TEXT), version, created_at, updated_at"
+_REVISION_COLUMNS = "version, operation, actor, at, CAST(metadata AS TEXT), changed_keys"
+#: Above every version: "before nothing" when paging history from its newest revision.
+_NO_VERSION = 2**62
 
 
 class SQLReads:
@@ -32,6 +38,23 @@ class SQLReads:
             "WHERE platform_key = $1 AND username > $2 AND username <> $3 "
             "AND metadata IS NOT NULL ORDER BY username LIMIT $4"
         )
+        h = f"{table}_history"
+        # The newest page: a backward range scan of the primary key, `limit` rows.
+        self._revisions_sql = (
+            f"SELECT {_REVISION_COLUMNS} FROM {h} WHERE platform_key = $1 AND username = $2 "
+            "AND version < $3 ORDER BY version DESC LIMIT $4"
+        )
+        # Keeping history, in the write's own transaction.
+        self._purge_sql = f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2"
+        # Retention: every revision older than the newest `$3 + 1` kept ones.
+        self._trim_sql = (
+            f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2 AND version <= ("
+            f"SELECT version FROM {h} WHERE platform_key = $1 AND username = $2 "
+            "ORDER BY version DESC LIMIT 1 OFFSET $3)"
+        )
+        self._history_columns = (
+            f"{h} (platform_key, username, version, operation, actor, at, metadata, changed_keys)"
+        )
 
     def timestamp(self, value: Any) -> datetime | None:
         """A stored timestamp as an aware datetime (the driver's own, by default)."""
@@ -49,6 +72,24 @@ class SQLReads:
     async def get(self, platform_key: str, username: str) -> Record:
         rows = await self.reader.fetch(self._get_sql, platform_key, username)
         return self._record(rows[0] if rows else None)
+
+    def _revision(self, row: Sequence[Any]) -> Revision:
+        version, operation, actor, at, metadata, changed = row
+        at = self.timestamp(at)
+        assert at is not None
+        return Revision(version, operation, actor, at, metadata, tuple(json.loads(changed)))
+
+    async def revisions(
+        self, platform_key: str, username: str, before: int | None, limit: int
+    ) -> list[Revision]:
+        rows = await self.reader.fetch(
+            self._revisions_sql,
+            platform_key,
+            username,
+            _NO_VERSION if before is None else before,
+            limit,
+        )
+        return [self._revision(row) for row in rows]
 
     async def records(
         self, platform_key: str, after: str | None, limit: int

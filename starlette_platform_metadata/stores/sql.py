@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from databases import Database, DatabaseURL
 
-from .base import Change, Record, StoreUnavailable
+from .base import Change, Record, Revision, StoreUnavailable
 from .connections import OpensOnFirstUse, SQLConnection, sql_connection
 
 if TYPE_CHECKING:
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DatabaseStore"]
 
-SCHEMA_VERSION = 1
+#: 1: the metadata table; 2: its history table (`<table>_history`), added on first use.
+SCHEMA_VERSION = 2
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Column types of the document, the version and the timestamps.  PostgreSQL keeps the
 # document as `json`, not `jsonb`: see stores/postgres.py.
@@ -36,17 +37,34 @@ def check_identifier(name: str) -> str:
 def schema(table: str, dialect: str) -> list[str]:
     """The DDL: one row per (platform, user); a delete leaves a tombstone row (document and
     timestamps NULL, version kept), so a version never names two states.  The primary key's
-    B-tree serves every statement: O(log n) per record."""
-    types = _TYPES[dialect]
+    B-tree serves every statement: O(log n) per record.  Running it again upgrades a table of
+    schema version 1 (it adds the history table)."""
     t = check_identifier(table)
+    types = _TYPES[dialect]
     return [
         f"CREATE TABLE IF NOT EXISTS {t} ("
         f"platform_key TEXT NOT NULL, username TEXT NOT NULL, metadata {types['doc']}, "
         f"version {types['int']} NOT NULL, created_at {types['ts']}, updated_at {types['ts']}, "
         "PRIMARY KEY (platform_key, username))",
+        *history_schema(t, dialect),
         f"CREATE TABLE IF NOT EXISTS {t}_schema (version INTEGER NOT NULL)",
         f"INSERT INTO {t}_schema (version) SELECT {SCHEMA_VERSION} "
         f"WHERE NOT EXISTS (SELECT 1 FROM {t}_schema)",
+        f"UPDATE {t}_schema SET version = {SCHEMA_VERSION} WHERE version < {SCHEMA_VERSION}",
+    ]
+
+
+def history_schema(table: str, dialect: str) -> list[str]:
+    """One row per kept revision.  Its primary key (platform, user, version) serves the three
+    statements on it: the newest page (a backward range scan), the insert, and retention (a
+    range delete), each O(log n) plus the rows it touches.  `changed_keys` is a JSON array."""
+    types = _TYPES[dialect]
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table}_history ("
+        f"platform_key TEXT NOT NULL, username TEXT NOT NULL, version {types['int']} NOT NULL, "
+        f"operation TEXT NOT NULL, actor TEXT, at {types['ts']} NOT NULL, "
+        f"metadata {types['doc']} NOT NULL, changed_keys TEXT NOT NULL, "
+        "PRIMARY KEY (platform_key, username, version))",
     ]
 
 
@@ -161,7 +179,6 @@ class DatabaseStore(OpensOnFirstUse):
             await self.connect()
         return await self._engine.update(platform_key, username, change)
 
-
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         """Several records of one platform in one statement (`ManyReader`)."""
         if not self._ready:
@@ -174,3 +191,11 @@ class DatabaseStore(OpensOnFirstUse):
         """A platform's stored documents by username: one primary-key range scan per page."""
         await self.ensure_open()
         return await self._engine.records(platform_key, after, limit)
+
+    async def revisions(
+        self, platform_key: str, username: str, *, before: int | None = None, limit: int = 20
+    ) -> list[Revision]:
+        """A user's revisions, newest first (`HistoryReader`): one primary-key range scan."""
+        if not self._ready:
+            await self.connect()
+        return await self._engine.revisions(platform_key, username, before, limit)

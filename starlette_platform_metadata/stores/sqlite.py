@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from .base import EMPTY, Change, Record, StoreUnavailable
+from ..jsontext import dump
+from .base import EMPTY, Change, Record, StoreUnavailable, Write
 from .reads import SQLReads
 
 logger = logging.getLogger("starlette_platform_metadata")
@@ -451,6 +452,14 @@ class SQLiteEngine(SQLReads):
             "version = excluded.version, created_at = excluded.created_at, "
             "updated_at = excluded.updated_at"
         )
+        self._insert_revision_sql = (
+            f"INSERT INTO {self._history_columns} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
+            "ON CONFLICT (platform_key, username, version) DO UPDATE SET "
+            "operation = excluded.operation, actor = excluded.actor, at = excluded.at, "
+            "metadata = excluded.metadata, changed_keys = excluded.changed_keys"
+        )
+        self._purge_sql_native = translate(self._purge_sql)
+        self._trim_sql_native = translate(self._trim_sql)
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -569,19 +578,49 @@ class SQLiteEngine(SQLReads):
                 outcomes.append(current)
                 continue
             record = write.record
-            connection.execute(
-                self._put_sql,
-                (
-                    *pending.key,
-                    record.metadata_json if record.exists else None,
-                    record.version,
-                    _timestamp(record.created_at),
-                    _timestamp(record.updated_at),
-                ),
-            )
-            written[pending.key] = record
+            if record.version != current.version:
+                connection.execute(
+                    self._put_sql,
+                    (
+                        *pending.key,
+                        record.metadata_json if record.exists else None,
+                        record.version,
+                        _timestamp(record.created_at),
+                        _timestamp(record.updated_at),
+                    ),
+                )
+                written[pending.key] = record
+            else:
+                record = current
+            self._keep_history(connection, pending.key, write)
             outcomes.append(record)
         return outcomes
+
+    def _keep_history(
+        self, connection: sqlite3.Connection, key: tuple[str, str], write: Write
+    ) -> None:
+        """The write's revision, retention and purge, in the group's transaction."""
+        if write.purge:
+            connection.execute(self._purge_sql_native, key)
+        revision = write.revision
+        if revision is None:
+            return
+        connection.execute(
+            self._insert_revision_sql,
+            (
+                *key,
+                revision.version,
+                revision.operation,
+                revision.actor,
+                _timestamp(revision.at),
+                revision.metadata_json,
+                dump(revision.changed_keys),
+            ),
+        )
+        # Versions are distinct and at most `version`: with no more than `keep` of them
+        # possible, there is nothing to trim (and no statement to run).
+        if revision.version > write.keep_revisions:
+            connection.execute(self._trim_sql_native, (*key, write.keep_revisions))
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:

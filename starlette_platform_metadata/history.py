@@ -1,0 +1,134 @@
+"""History: every change kept as a revision, paged by cursor, restorable.
+
+`Writer` is the one place a user's record is written: it adds the revision to the change
+(`changes.with_history`, stored by the store in the same atomic step) and tells the `Feed`
+once the change is committed.  The HTTP resources are in `history_api.py`; hosts call
+`PlatformMetadataApp.history` / `.restore` from their own code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from . import changes
+from .feed import Committed, Feed
+from .policy import Policy
+from .stores.base import Change, HistoryReader, Record, Revision, Store, Write, utcnow
+
+__all__ = ["DEFAULT_HISTORY_PER_USER", "Writer", "decode_cursor", "encode_cursor", "find_revision"]
+
+#: Revisions kept per (platform, user) unless the host says otherwise.
+DEFAULT_HISTORY_PER_USER = 100
+
+# Versions are int64 in PostgreSQL; nothing ever gets near this.
+_LARGEST = 2**62
+_CURSOR = re.compile(rb"v=([1-9][0-9]{0,17})")
+
+
+def encode_cursor(before: int) -> str:
+    """An opaque cursor: "the revisions older than version `before`"."""
+    return base64.urlsafe_b64encode(f"v={before}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int | None:
+    """The version a cursor names, or `None` when it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    match = _CURSOR.fullmatch(raw)
+    return int(match.group(1)) if match else None
+
+
+async def find_revision(store: Store, platform_key: str, username: str, version: int) -> Revision | None:
+    """Revision `version` of the user, if history still keeps it."""
+    if not isinstance(store, HistoryReader) or version >= _LARGEST:
+        return None
+    found = await store.revisions(platform_key, username, before=version + 1, limit=1)
+    return found[0] if found and found[0].version == version else None
+
+
+def restore_change(
+    revision: Revision,
+    *,
+    policy: Policy | None,
+    member: bool,
+    actor: str | None,
+    conditions: Any = None,
+    max_bytes: int | None = None,
+) -> Change:
+    """Revision's document as a new change, under the rules of a PUT by the same caller.
+
+    A member's restore leaves the platform's protected and private keys as they are now:
+    they are taken out of the old document, and the PUT rules keep their stored values.
+    """
+    document: Mapping[str, Any] = revision.metadata
+    if member and policy is not None and (policy.protected_keys or policy.private_keys):
+        document = {
+            key: value
+            for key, value in document.items()
+            if not policy.is_protected(key) and not policy.is_private(key)
+        }
+    return changes.replace(
+        document,
+        conditions=conditions,
+        max_bytes=max_bytes,
+        actor=actor,
+        policy=policy,
+        member=member,
+        operation="restore",
+    )
+
+
+class Writer:
+    """Writes a user's record with its revision, then publishes the committed change.
+
+    Args:
+        store: where records live.
+        keep: revisions kept per user (0: history off).
+        feed: told of every committed change.
+    """
+
+    def __init__(self, store: Store, keep: int, feed: Feed) -> None:
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise ValueError(f"history_per_user must be an integer >= 0, not {keep!r}")
+        self.store = store
+        self.keep = keep if isinstance(store, HistoryReader) else 0
+        self.feed = feed
+
+    async def write(
+        self, platform_key: str, username: str, change: Change, *, purge: bool = False
+    ) -> Record:
+        """Run `change` in the store with history; refusals propagate (nothing stored)."""
+        recorded = changes.with_history(change, self.keep, purge=purge)
+        if not self.feed.active:
+            return await self.store.update(platform_key, username, recorded)
+        # The store keeps the result of the last call of the change (it may call it again
+        # after losing a race): that is the write to publish.
+        last: list[tuple[Record, Write | None]] = []
+
+        def kept(current: Record) -> Write | None:
+            write = recorded(current)
+            last[:] = [(current, write)]
+            return write
+
+        record = await self.store.update(platform_key, username, kept)
+        if last:
+            current, write = last[0]
+            if write is not None and write.record.version != current.version:
+                await self.feed.publish(
+                    Committed(
+                        platform_key,
+                        username,
+                        write.record.version,
+                        write.operation,
+                        write.actor,
+                        write.revision.at if write.revision else write.record.updated_at or utcnow(),
+                        write.record.metadata_json if write.record.exists else "{}",
+                    )
+                )
+        return record
