@@ -21,7 +21,9 @@ from inspect import signature
 
 from databases import DatabaseURL
 
-from .app import MOUNT_PATH
+from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
+
+from .app import HISTORY_ENV, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, UnknownPlatform
 
 DEMO_PLATFORM = "acme-corp"
@@ -41,6 +43,7 @@ class ServeOptions:
     timeout_keep_alive: int = 5  # seconds idle after a response; uvicorn's default
     limit_concurrency: int = 1000  # open connections (idle ones too) per worker, then 503
     access_log: bool = True
+    history_per_user: int | None = None  # None: $EXAMPLE_HOST_HISTORY_PER_USER, else 100
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
 
+    serve.add_argument(
+        "--history-per-user",
+        type=int,
+        metavar="N",
+        help=(
+            "revisions kept per user and platform; 0 turns history off "
+            f"(default: ${HISTORY_ENV}, else {DEFAULT_HISTORY_PER_USER})"
+        ),
+    )
+
     platform = commands.add_parser(
         "add-platform", parents=[database], help="create a platform (no-op if it exists)"
     )
@@ -185,6 +198,8 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
 
     # Worker processes build the app from the environment (uvicorn imports the factory anew).
     os.environ["DATABASE_URL"] = url
+    if options.history_per_user is not None:
+        os.environ[HISTORY_ENV] = str(options.history_per_user)
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,
@@ -246,6 +261,8 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         value = getattr(args, flag)
         if value is not None and value < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.history_per_user is not None and args.history_per_user < 0:
+        parser.error("--history-per-user must be at least 0")
     if args.http != "h11" and args.max_header_bytes is not None:
         parser.error("--max-header-bytes needs --http h11: httptools enforces no header limit")
     return ServeOptions(
@@ -254,6 +271,7 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         timeout_keep_alive=args.timeout_keep_alive,
         limit_concurrency=args.limit_concurrency,
         access_log=args.access_log,
+        history_per_user=args.history_per_user,
     )
 
 

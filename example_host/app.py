@@ -14,23 +14,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataMiddleware
+from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from .auth import TokenAuthBackend
 from .db import DEFAULT_URL, HostDB
 
-__all__ = ["MOUNT_PATH", "create_app", "create_app_from_env"]
+__all__ = ["HISTORY_ENV", "MOUNT_PATH", "create_app", "create_app_from_env"]
 
 MOUNT_PATH = "/api/core/users/platform-metadata"
+#: Revisions kept per user (`serve --history-per-user` sets it for every worker).
+HISTORY_ENV = "EXAMPLE_HOST_HISTORY_PER_USER"
 
 
 def create_app(
-    database_url: str, *, sqlite_synchronous: str = "NORMAL", freeze_gc: bool = False
+    database_url: str,
+    *,
+    sqlite_synchronous: str = "NORMAL",
+    freeze_gc: bool = False,
+    history_per_user: int = DEFAULT_HISTORY_PER_USER,
 ) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
     Its lifespan connects both (creating missing tables) at startup and closes them at shutdown.
     `sqlite_synchronous` is the store's SQLite `PRAGMA synchronous`; PostgreSQL ignores it.
     `freeze_gc` hands what exists after startup to `gc.freeze()`, as a served process should.
+    `history_per_user`: revisions kept per user and platform (0: history off).
     """
     db = HostDB(database_url)
     store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
@@ -60,7 +68,11 @@ def create_app(
             # Middleware rather than a Mount: it serves the path with and without the trailing
             # slash instead of redirecting, which `curl` without -L would not follow.
             Middleware(
-                PlatformMetadataMiddleware, auth=TokenAuthBackend(db), store=store, path=MOUNT_PATH
+                PlatformMetadataMiddleware,
+                auth=TokenAuthBackend(db),
+                store=store,
+                path=MOUNT_PATH,
+                history_per_user=history_per_user,
             )
         ],
         lifespan=lifespan,
@@ -84,7 +96,11 @@ def create_app_from_env() -> Starlette:
 
     `$EXAMPLE_HOST_SQLITE_SYNCHRONOUS` (default `NORMAL`) sets the store's SQLite
     `PRAGMA synchronous`, e.g. `FULL` (benchmarks/run.py --synchronous); ignored for PostgreSQL.
+    `$EXAMPLE_HOST_HISTORY_PER_USER` (default 100) the revisions kept per user.
     """
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
-    return create_app(url, sqlite_synchronous=synchronous, freeze_gc=True)
+    history = int(os.environ.get(HISTORY_ENV) or DEFAULT_HISTORY_PER_USER)
+    return create_app(
+        url, sqlite_synchronous=synchronous, freeze_gc=True, history_per_user=history
+    )

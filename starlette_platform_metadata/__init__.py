@@ -8,6 +8,8 @@ from .changes import DocumentTooLarge, KeysForbidden, PreconditionFailed, Refusa
 from .conditional import Conditions
 from .errors import ApiError, AuthenticationFailed
 from .exceptions import PlatformMetadataError
+from .feed import Committed, Feed, OnChange
+from .history import DEFAULT_HISTORY_PER_USER
 from .limits import Limits
 from .middleware import PlatformMetadataMiddleware
 from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, PolicyLimits, parse_policy
@@ -17,10 +19,12 @@ from .stores import (
     POLICY_USERNAME,
     Change,
     DatabaseStore,
+    HistoryReader,
     MemoryStore,
     Record,
     ManyReader,
     RecordLister,
+    Revision,
     Store,
     StoreUnavailable,
     Write,
@@ -30,6 +34,7 @@ from .stores import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_HISTORY_PER_USER",
     "DEFAULT_POLICY",
     "EMPTY",
     "POLICY_USERNAME",
@@ -38,13 +43,17 @@ __all__ = [
     "AuthScheme",
     "AuthenticationFailed",
     "Change",
+    "Committed",
     "Conditions",
     "DatabaseStore",
     "DocumentTooLarge",
+    "Feed",
+    "HistoryReader",
     "Identity",
     "KeysForbidden",
     "Limits",
     "MemoryStore",
+    "OnChange",
     "PlatformAccess",
     "PlatformMetadataApp",
     "PlatformMetadataError",
@@ -57,6 +66,7 @@ __all__ = [
     "ManyReader",
     "RecordLister",
     "Refusal",
+    "Revision",
     "SchemaViolation",
     "StarletteUserBackend",
     "Store",

@@ -273,6 +273,9 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                         '`"<JSON Pointer, / for the root>: <message>"`.'
                     ),
                 },
+                "history": {**strings, "description": "DELETE: `history` is not `purge`."},
+                "version": {**strings, "description": "Restore: not an integer of at least 1."},
+                "limit": {**strings, "description": "History: not an integer in 1..100."},
                 "delete_keys": {
                     "oneOf": [
                         strings,
@@ -514,13 +517,14 @@ def _operation(
     parameters: Sequence[str] = ("platform_key", "username"),
     bad_request: str = "BadRequest",
     forbidden: str = "Forbidden",
+    not_found: str = "NotFound",
 ) -> dict[str, Any]:
     """One operation of either resource: its own answers, then the ones every request may get."""
     responses: dict[str, Any] = dict(ok)
     responses["400"] = _ref("responses", bad_request)
     responses["401"] = _ref("responses", "Unauthorized")
     responses["403"] = _ref("responses", forbidden)
-    responses["404"] = _ref("responses", "NotFound")
+    responses["404"] = _ref("responses", not_found)
     if "IfMatch" in conditional:
         responses["412"] = _ref("responses", "PreconditionFailed")
     if body is not None:
@@ -607,6 +611,119 @@ def _policy_path() -> dict[str, Any]:
     }
 
 
+def _history_paths() -> dict[str, Any]:
+    """`/history/` and `/restore/` (EXTENSIONS.md section 2)."""
+    history = _operation(
+        "A user's revisions, newest first (whoever may GET that metadata)",
+        {
+            "200": {
+                "description": (
+                    "A page of revisions; `next` is the next page's absolute URL, or null. "
+                    "Members do not see private keys."
+                ),
+                "content": _json(_ref("schemas", "HistoryPage")),
+            }
+        },
+        conditional=(),
+        parameters=("platform_key", "username", "cursor", "limit"),
+        not_found="HistoryNotFound",
+    )
+    restore = _operation(
+        "Write a kept revision's document as a new change (whoever may PUT that metadata)",
+        {"200": _ref("responses", "Record")},
+        conditional=["IfMatch"],
+        body="RestoreRequest",
+        not_found="RestoreNotFound",
+    )
+    return {
+        "/history/": {"description": "The revisions of a user's metadata.", "get": history},
+        "/restore/": {
+            "description": "Undo: an old document written again, under a PUT's rules.",
+            "post": restore,
+        },
+    }
+
+
+def _history_schemas() -> dict[str, Any]:
+    return {
+        "Revision": {
+            "type": "object",
+            "required": ["version", "operation", "actor", "at", "metadata", "changed_keys"],
+            "properties": {
+                "version": {"type": "integer", "minimum": 1},
+                "operation": {"type": "string", "enum": ["patch", "put", "delete", "restore"]},
+                "actor": {"type": ["string", "null"]},
+                "at": {"type": "string", "format": "date-time"},
+                "metadata": {"type": "object"},
+                "changed_keys": {"type": "array", "items": {"type": "string"}},
+            },
+            "additionalProperties": False,
+        },
+        "HistoryPage": {
+            "type": "object",
+            "required": ["next", "results"],
+            "properties": {
+                "next": {"type": ["string", "null"]},
+                "results": {"type": "array", "items": _ref("schemas", "Revision")},
+            },
+            "additionalProperties": False,
+        },
+        "RestoreRequest": {
+            "type": "object",
+            "required": ["version"],
+            "properties": {"version": {"type": "integer", "minimum": 1}},
+        },
+    }
+
+
+def _history_responses() -> dict[str, Any]:
+    return {
+        "HistoryNotFound": {
+            "description": "Unknown platform, (admins) a user not on it, or a bad cursor.",
+            "content": _json(
+                {
+                    "anyOf": [
+                        _error(errors.PLATFORM_NOT_FOUND, errors.USER_NOT_FOUND),
+                        _detail(errors.INVALID_CURSOR),
+                    ]
+                }
+            ),
+        },
+        "RestoreNotFound": {
+            "description": "Unknown platform, (admins) a user not on it, or a version not kept.",
+            "content": _json(
+                _error(errors.PLATFORM_NOT_FOUND, errors.USER_NOT_FOUND, errors.REVISION_NOT_FOUND)
+            ),
+        },
+    }
+
+
+def _history_parameters() -> dict[str, Any]:
+    return {
+        "cursor": {
+            "name": "cursor",
+            "in": "query",
+            "required": False,
+            "description": "Opaque: from a page's `next`.",
+            "schema": {"type": "string"},
+        },
+        "limit": {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "Revisions per page (refused, not clamped, outside 1..100).",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        },
+        "history": {
+            "name": "history",
+            "in": "query",
+            "required": False,
+            "description": "`purge`: erase every earlier revision too (the DELETE stays as one).",
+            "schema": {"type": "string", "enum": ["purge"]},
+        },
+    }
+
+
 def build(
     limits: Limits, auth: AuthScheme | None = None, policy_limits: PolicyLimits | None = None
 ) -> dict[str, Any]:
@@ -634,6 +751,7 @@ def build(
             "Delete all metadata (idempotent)",
             {"204": {"description": "Nothing is stored any more."}},
             conditional=writes,
+            parameters=("platform_key", "username", "history"),
         ),
         "options": {
             "summary": "Describe the endpoint",
@@ -655,11 +773,19 @@ def build(
             "description": "Per-user, per-platform metadata, as Django REST Framework served it.",
         },
         "servers": [{"url": "/"}],
-        "paths": {"/": path_item, "/policy/": _policy_path()},
+        "paths": {"/": path_item, "/policy/": _policy_path(), **_history_paths()},
         "components": {
-            "schemas": {**_schemas(limits), **_policy_schemas(limits, policy_limits)},
-            "responses": _responses(limits, auth.challenge),
-            "parameters": {**_parameters(limits), "dry_run": _dry_run()},
+            "schemas": {
+                **_schemas(limits),
+                **_policy_schemas(limits, policy_limits),
+                **_history_schemas(),
+            },
+            "responses": {**_responses(limits, auth.challenge), **_history_responses()},
+            "parameters": {
+                **_parameters(limits),
+                "dry_run": _dry_run(),
+                **_history_parameters(),
+            },
             "securitySchemes": {
                 name: dict(scheme) for name, scheme in auth.security_schemes.items()
             },

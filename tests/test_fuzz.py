@@ -85,7 +85,8 @@ def test_openapi_document_names_the_mounted_path() -> None:
     raw = schema.raw_schema
     assert raw["openapi"] == "3.1.0"
     assert raw["servers"] == [{"url": URL.rstrip("/")}]
-    assert list(raw["paths"]) == ["/", "/policy/"]
+    assert list(raw["paths"]) == ["/", "/policy/", "/history/", "/restore/"]
+    assert set(raw["paths"]["/history/"]) >= {"get"} and set(raw["paths"]["/restore/"]) >= {"post"}
     assert set(raw["paths"]["/policy/"]) >= {"get", "put", "delete", "options"}
     assert set(raw["paths"]["/"]) >= {"get", "put", "patch", "delete", "options"}
 
