@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/run.py --durable-compare   # SQLite synchronous NORMAL vs FULL
     .venv/bin/python benchmarks/run.py --scale-compare     # 1,000 vs --records (1,000,000) rows
     .venv/bin/python benchmarks/run.py --policy-compare    # a platform policy in force vs none
+    .venv/bin/python benchmarks/run.py --history-compare   # history kept (100/user) vs off
 
 Every app is served by uvicorn (one worker, httptools, uvloop, access log off) on 127.0.0.1 and
 loaded by wrk (`--latency`; the Lua scripts are benchmarks/*.lua).  Each round runs every
@@ -137,6 +138,7 @@ class AppSpec:
     synchronous: str = "NORMAL"
     records: int = 0  # filler records written into its metadata table before the load
     policy: bool = False  # POLICY put in force by the tenant admin before the load
+    history: int | None = None  # revisions kept per user (None: the host's default, 100)
 
 
 @dataclass(frozen=True)
@@ -366,6 +368,36 @@ def policy_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("policy-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
 
 
+def history_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """The host keeping 100 revisions per user against the same host with history off, on
+    fresh SQLite files, or both on `--database` (PostgreSQL: one table, run one at a time)."""
+    apps = []
+    for name, keep in (("history", 100), ("off", 0)):
+        database = args.database or sqlite_url(tmp / f"{name}.db")
+        label = host_label(database, args.synchronous, 0)
+        apps.append(
+            AppSpec(
+                name,
+                f"example host, {label}, history " + ("100/user" if keep else "off"),
+                host=True,
+                database=database,
+                synchronous=args.synchronous,
+                history=keep,
+            )
+        )
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    pair = ("history", "off")
+    targets = [
+        same(f"{many} req/s", "patch_many_users", "patch", "rps", pair, ">=", 0.85),
+        same("PATCH 1 user req/s", "patch_one_user", "patch", "rps", pair, ">=", 0.85),
+        same("GET req/s", "get", "get", "rps", pair, ">="),
+        same(f"{many} p99", "patch_many_users", "patch", "p99", pair, "<="),
+    ]
+    scenario_list = [chosen["patch_many_users"], chosen["patch_one_user"], chosen["get"]]
+    return Plan("history-compare", apps, scenario_list, targets)
+
+
 def put_policy(port: int, admin: str) -> None:
     """The tenant admin puts POLICY in force, over HTTP as any client would."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -383,6 +415,8 @@ def put_policy(port: int, admin: str) -> None:
 
 
 def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    if args.history_compare:
+        return history_plan(args, tmp)
     if args.policy_compare:
         return policy_plan(args, tmp)
     if args.durable_compare:
@@ -595,9 +629,10 @@ def start_server(python: str, spec: AppSpec, cwd: Path) -> Server:
         target = ["bare_app:app", "--app-dir", str(HERE)]
         return Server(spec.name, uvicorn_command(python, target, free_port()), child_env(), cwd)
     target = ["example_host.app:create_app_from_env", "--factory"]
-    env = child_env(
-        {"DATABASE_URL": spec.database, "EXAMPLE_HOST_SQLITE_SYNCHRONOUS": spec.synchronous}
-    )
+    extra = {"DATABASE_URL": spec.database, "EXAMPLE_HOST_SQLITE_SYNCHRONOUS": spec.synchronous}
+    if spec.history is not None:
+        extra["EXAMPLE_HOST_HISTORY_PER_USER"] = str(spec.history)
+    env = child_env(extra)
     return Server(spec.name, uvicorn_command(python, target, free_port()), env, cwd)
 
 
@@ -1303,6 +1338,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="the host with a platform policy in force (5 protected keys, 5 private prefixes, "
         "a 20-property schema) vs none",
+    )
+    mode.add_argument(
+        "--history-compare",
+        action="store_true",
+        help="the host keeping history (100 revisions per user) vs history off",
     )
     mode.add_argument(
         "--scale-compare",

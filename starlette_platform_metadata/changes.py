@@ -8,6 +8,7 @@ that carries the record it saw, so the answer (a 412 and its ETag) needs no seco
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,14 +99,18 @@ def _check_schema(policy: Policy | None, current: Record, document: dict[str, An
 
 
 def _store(
-    current: Record, document: str, operation: str, actor: str | None, max_bytes: int | None
+    current: Record,
+    document: str,
+    operation: str,
+    actor: str | None,
+    max_bytes: int | None,
+    changed: tuple[str, ...] | None = None,
 ) -> Write:
     if max_bytes is not None and len(document.encode()) > max_bytes:
         raise DocumentTooLarge(current, max_bytes)
     now = utcnow()
-    return Write(
-        Record(document, current.version + 1, current.created_at or now, now), operation, actor
-    )
+    record = Record(document, current.version + 1, current.created_at or now, now)
+    return Write(record, operation, actor, changed_keys=changed)
 
 
 def patch(
@@ -135,13 +140,29 @@ def patch(
                 raise KeysForbidden(current, forbidden)
             # What is left of them equals the stored value: keep its stored form (7.0 stays 7.0).
             values = {key: value for key, value in set.items() if not policy.is_protected(key)}
+        changed = _patched_keys(document, delete, values)
         for key in delete:
             document.pop(key, None)
         document.update(values)
         _check_schema(policy, current, document)
-        return _store(current, dump(document), "patch", actor, max_bytes)
+        return _store(current, dump(document), "patch", actor, max_bytes, changed)
 
     return change
+
+
+def _patched_keys(
+    document: Mapping[str, Any], delete: Sequence[str], values: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """The keys a PATCH changes, for history: from the keys it names alone, with no second
+    parse of either document."""
+    changed = []
+    for key in {*delete, *values}:
+        if key in values:
+            if key not in document or not _same(document[key], values[key]):
+                changed.append(key)
+        elif key in document:  # deleted, not set again
+            changed.append(key)
+    return tuple(sorted(changed))
 
 
 def replace(
@@ -234,8 +255,17 @@ def changed_keys(before: Record, after: Record) -> tuple[str, ...]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    # Python's == says 1 == 1.0 == True; the JSON texts tell them apart.
-    return a == b and dump(a) == dump(b)
+    """Equal as JSON values, number spelling included: Python's `==` says `1 == 1.0 == True`
+    and `0.0 == -0.0`, their JSON texts differ."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, float):
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    return bool(a == b)
 
 
 def with_history(change: Change, keep: int, *, purge: bool = False) -> Change:
@@ -261,7 +291,11 @@ def with_history(change: Change, keep: int, *, purge: bool = False) -> Change:
             actor=write.actor,
             at=record.updated_at or utcnow(),
             metadata_json=record.metadata_json if record.exists else "{}",
-            changed_keys=changed_keys(current, record),
+            changed_keys=(
+                write.changed_keys
+                if write.changed_keys is not None
+                else changed_keys(current, record)
+            ),
         )
         return Write(record, write.operation, write.actor, revision, keep, purge)
 

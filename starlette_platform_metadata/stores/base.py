@@ -117,6 +117,8 @@ class Write:
             revisions of this (platform, user).
         purge: delete every revision of this (platform, user) kept so far, before storing
             `revision` (erasure: `DELETE ...&history=purge`).
+        changed_keys: the top-level keys the change touched, sorted, when the change knows
+            them cheaply (a PATCH); `None`: history works them out.  Stores ignore it.
     """
 
     record: Record
@@ -125,6 +127,7 @@ class Write:
     revision: Revision | None = None
     keep_revisions: int = 0
     purge: bool = False
+    changed_keys: tuple[str, ...] | None = None
 
 
 #: A change: the current record in, the `Write` to store out, or `None` to store nothing.  It

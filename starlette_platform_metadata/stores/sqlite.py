@@ -28,12 +28,12 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from ..jsontext import dump
-from .base import EMPTY, Change, Record, StoreUnavailable, Write
+from .base import EMPTY, Change, Record, StoreUnavailable
 from .reads import SQLReads
 
 logger = logging.getLogger("starlette_platform_metadata")
@@ -558,9 +558,15 @@ class SQLiteEngine(SQLReads):
     def _write_group(
         self, connection: sqlite3.Connection, group: list[_Pending]
     ) -> list[Record | BaseException]:
-        """Inside the group's transaction: for each update, read, change, write."""
+        """Inside the group's transaction: for each update, read and change; then the writes.
+
+        The group's rows go in with one `executemany` per statement at the end (the loop over
+        them runs in C, not Python): a later update of the same record in the group reads what
+        an earlier one decided from `written`, never from the table.
+        """
         written: dict[tuple[str, str], Record] = {}
         outcomes: list[Record | BaseException] = []
+        rows = _GroupRows()
         for pending in group:
             if pending.future.done():  # cancelled while the group waited: never written
                 outcomes.append(asyncio.CancelledError())
@@ -579,48 +585,63 @@ class SQLiteEngine(SQLReads):
                 continue
             record = write.record
             if record.version != current.version:
-                connection.execute(
-                    self._put_sql,
+                updated = _timestamp(record.updated_at)
+                rows.records.append(
                     (
                         *pending.key,
                         record.metadata_json if record.exists else None,
                         record.version,
                         _timestamp(record.created_at),
-                        _timestamp(record.updated_at),
-                    ),
+                        updated,
+                    )
                 )
                 written[pending.key] = record
             else:
                 record = current
-            self._keep_history(connection, pending.key, write)
+            if write.purge:  # after this record's earlier revisions, before its next ones
+                self._write_rows(connection, rows)
+                connection.execute(self._purge_sql_native, pending.key)
+            revision = write.revision
+            if revision is not None:
+                at = updated if revision.at == record.updated_at else _timestamp(revision.at)
+                rows.revisions.append(
+                    (
+                        *pending.key,
+                        revision.version,
+                        revision.operation,
+                        revision.actor,
+                        at,
+                        revision.metadata_json,
+                        dump(revision.changed_keys),
+                    )
+                )
+                # Versions are distinct and at most `version`: with no more than `keep` of
+                # them possible, there is nothing to trim.
+                if revision.version > write.keep_revisions:
+                    rows.trims.append((*pending.key, write.keep_revisions))
             outcomes.append(record)
+        self._write_rows(connection, rows)
         return outcomes
 
-    def _keep_history(
-        self, connection: sqlite3.Connection, key: tuple[str, str], write: Write
-    ) -> None:
-        """The write's revision, retention and purge, in the group's transaction."""
-        if write.purge:
-            connection.execute(self._purge_sql_native, key)
-        revision = write.revision
-        if revision is None:
-            return
-        connection.execute(
-            self._insert_revision_sql,
-            (
-                *key,
-                revision.version,
-                revision.operation,
-                revision.actor,
-                _timestamp(revision.at),
-                revision.metadata_json,
-                dump(revision.changed_keys),
-            ),
-        )
-        # Versions are distinct and at most `version`: with no more than `keep` of them
-        # possible, there is nothing to trim (and no statement to run).
-        if revision.version > write.keep_revisions:
-            connection.execute(self._trim_sql_native, (*key, write.keep_revisions))
+    def _write_rows(self, connection: sqlite3.Connection, rows: _GroupRows) -> None:
+        if rows.records:
+            connection.executemany(self._put_sql, rows.records)
+        if rows.revisions:
+            connection.executemany(self._insert_revision_sql, rows.revisions)
+        if rows.trims:
+            connection.executemany(self._trim_sql_native, rows.trims)
+        rows.records.clear()
+        rows.revisions.clear()
+        rows.trims.clear()
+
+
+@dataclass(slots=True)
+class _GroupRows:
+    """Rows a group writes, in order: records, revisions, retention."""
+
+    records: list[tuple[Any, ...]] = field(default_factory=list)
+    revisions: list[tuple[Any, ...]] = field(default_factory=list)
+    trims: list[tuple[Any, ...]] = field(default_factory=list)
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:
