@@ -1,0 +1,201 @@
+"""`MetadataClient`: the API over a blocking `httpx.Client`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from . import calls
+from .calls import DEFAULT_PATH, Call
+from .errors import PreconditionFailed, Unavailable
+from .models import MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
+
+__all__ = ["MetadataClient"]
+
+T = TypeVar("T")
+
+#: How `update` waits between tries (a module global so tests can record the waits).
+sleep = time.sleep
+
+
+class MetadataClient:
+    """The metadata API over HTTP, blocking.
+
+    Args:
+        base_url: the server's origin, `http://host:port`.
+        token: the API token, sent as `Authorization: Token <token>`; `None` sends no
+            `Authorization` (an injected client may carry its own credentials).
+        http_client: an `httpx.Client` to send with, used as is and never closed here (a
+            `starlette.testclient.TestClient` is one); by default the client makes its own
+            and closes it in `close()`.
+        path: where the endpoint is mounted on that origin.
+        timeout: seconds, for the client made here.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        http_client: httpx.Client | None = None,
+        path: str = DEFAULT_PATH,
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        self._calls = calls.Calls(base_url, token, path)
+        self._owned = http_client is None
+        self._http = httpx.Client(timeout=timeout) if http_client is None else http_client
+
+    @property
+    def http_client(self) -> httpx.Client:
+        return self._http
+
+    def close(self) -> None:
+        """Close the HTTP client if this client made it."""
+        if self._owned:
+            self._http.close()
+
+    def __enter__(self) -> MetadataClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _send(self, call: Call[T]) -> T:
+        response = self._http.request(
+            call.method, call.url, params=call.params, headers=call.headers, content=call.content
+        )
+        return call.parse(response)
+
+    def get(self, platform_key: str, *, username: str | None = None) -> MetadataRecord:
+        """The metadata of `username` (default: the caller) on `platform_key`."""
+        return self._send(self._calls.get(platform_key, username=username))
+
+    def patch(
+        self,
+        platform_key: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        delete_keys: Iterable[str] = (),
+        username: str | None = None,
+        if_match: str | int | None = None,
+    ) -> MetadataRecord:
+        """Set the top-level keys of `metadata` and remove `delete_keys` (deletes first)."""
+        call = self._calls.patch(
+            platform_key, metadata, delete_keys=delete_keys, username=username, if_match=if_match
+        )
+        return self._send(call)
+
+    def replace(
+        self,
+        platform_key: str,
+        metadata: Mapping[str, Any],
+        *,
+        username: str | None = None,
+        if_match: str | int | None = None,
+    ) -> MetadataRecord:
+        """Replace the whole document (PUT)."""
+        call = self._calls.replace(platform_key, metadata, username=username, if_match=if_match)
+        return self._send(call)
+
+    def delete(
+        self,
+        platform_key: str,
+        *,
+        username: str | None = None,
+        if_match: str | int | None = None,
+        purge_history: bool = False,
+    ) -> None:
+        """Delete the document; with `purge_history`, every revision of it too (erasure)."""
+        call = self._calls.delete(
+            platform_key, username=username, if_match=if_match, purge_history=purge_history
+        )
+        self._send(call)
+
+    def update(
+        self,
+        platform_key: str,
+        fn: Callable[[dict[str, Any]], Mapping[str, Any] | None],
+        *,
+        username: str | None = None,
+        retries: int = 10,
+    ) -> MetadataRecord:
+        """Read, change with `fn`, write back only if nothing changed meanwhile; repeat.
+
+        `fn` gets a deep copy of the metadata and returns the new document (or `None` after
+        editing its argument in place).  The write is a PUT with `If-Match`; a 412 (someone
+        wrote first) reads again and calls `fn` again after a jittered backoff, a 503 after
+        its `Retry-After`, at most `retries` times; then the last error is raised.  What
+        `fn` raises propagates at once.
+        """
+        attempt = 0
+        while True:
+            try:
+                current = self.get(platform_key, username=username)
+                given = calls.document_copy(current.metadata)
+                document = calls.new_document(fn(given), given)
+                return self.replace(
+                    platform_key, document, username=username, if_match=current.etag
+                )
+            except (PreconditionFailed, Unavailable) as error:
+                delay = calls.retry_delay(error, attempt)
+                if attempt >= retries or delay is None:
+                    raise
+                attempt += 1
+                sleep(delay)
+
+    def get_policy(self, platform_key: str) -> PlatformPolicy:
+        """The platform's policy (a member's view leaves `private_keys` out: `None`)."""
+        return self._send(self._calls.get_policy(platform_key))
+
+    def put_policy(
+        self,
+        platform_key: str,
+        policy_document: Mapping[str, Any],
+        *,
+        if_match: str | int | None = None,
+        dry_run: bool = False,
+    ) -> PolicyUpdate:
+        """Replace the policy (tenant admins); `dry_run` reports what it would refuse and
+        saves nothing."""
+        call = self._calls.put_policy(
+            platform_key, policy_document, if_match=if_match, dry_run=dry_run
+        )
+        return self._send(call)
+
+    def delete_policy(self, platform_key: str, *, if_match: str | int | None = None) -> None:
+        """Back to the default policy (tenant admins)."""
+        self._send(self._calls.delete_policy(platform_key, if_match=if_match))
+
+    def history(
+        self, platform_key: str, *, username: str | None = None, limit: int | None = None
+    ) -> Iterator[Revision]:
+        """Every kept revision, newest first, fetched page by page (`limit` per page) as
+        the iteration goes."""
+        call: Call[Page[Revision]] | None = self._calls.history(
+            platform_key, username=username, limit=limit
+        )
+        while call is not None:
+            page = self._send(call)
+            yield from page.results
+            call = self._calls.next_page(call, page)
+
+    def restore(
+        self,
+        platform_key: str,
+        version: int,
+        *,
+        username: str | None = None,
+        if_match: str | int | None = None,
+    ) -> MetadataRecord:
+        """Write revision `version`'s document as a new change."""
+        call = self._calls.restore(platform_key, version, username=username, if_match=if_match)
+        return self._send(call)
