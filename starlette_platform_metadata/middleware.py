@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import RESOURCES, PlatformMetadataApp, route_path
@@ -13,7 +19,20 @@ from .policies import PolicySource
 from .policy import PolicyLimits
 from .stores.base import Store
 
-__all__ = ["PlatformMetadataMiddleware"]
+__all__ = ["CORS_DEFAULTS", "PlatformMetadataMiddleware"]
+
+logger = logging.getLogger("starlette_platform_metadata")
+
+#: What `cors=` adds to Starlette's `CORSMiddleware` options unless given: every method (the
+#: endpoint itself answers 405), the request headers the API reads, and the response headers a
+#: browser client needs to see (`ETag` for conditional writes above all).
+CORS_DEFAULTS: Mapping[str, Any] = {
+    "allow_methods": ["*"],
+    "allow_headers": [
+        "Authorization", "Content-Type", "If-Match", "If-None-Match", "Last-Event-ID"
+    ],
+    "expose_headers": ["ETag", "Retry-After", "X-Request-ID"],
+}
 
 
 class PlatformMetadataMiddleware:
@@ -24,6 +43,11 @@ class PlatformMetadataMiddleware:
     without the slash), and its OpenAPI
     document at `path + "openapi.json"` unless `openapi=False` (then that path goes to `app`
     like any other).  Non-http scopes (lifespan, websocket) pass through untouched.
+
+    `cors`: Starlette `CORSMiddleware` options (`{"allow_origins": [...]}`, over
+    `CORS_DEFAULTS`) for the endpoint's paths, so that browser preflights, which carry no
+    credentials, are answered before authentication, wherever this middleware sits among
+    the host's.  Without it, a `CORSMiddleware` must run outside this one.
     """
 
     def __init__(
@@ -37,6 +61,7 @@ class PlatformMetadataMiddleware:
         openapi: bool = True,
         policy_limits: PolicyLimits | None = None,
         policies: PolicySource | None = None,
+        cors: Mapping[str, Any] | None = None,
         history_per_user: int = DEFAULT_HISTORY_PER_USER,
         on_change: OnChange | None = None,
     ) -> None:
@@ -58,12 +83,37 @@ class PlatformMetadataMiddleware:
             history_per_user=history_per_user,
             on_change=on_change,
         )
+        self._endpoint: ASGIApp = (
+            self.metadata_app
+            if cors is None
+            else CORSMiddleware(self.metadata_app, **{**CORS_DEFAULTS, **cors})
+        )
+        self._cors = cors is not None
+        self._warned_preflight = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = route_path(scope)
             if path in self._paths:
+                if scope["method"] == "OPTIONS" and not self._cors:
+                    self._check_preflight(scope)
                 root_path = scope.get("root_path", "") + self.path
-                await self.metadata_app({**scope, "root_path": root_path}, receive, send)
+                await self._endpoint({**scope, "root_path": root_path}, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _check_preflight(self, scope: Scope) -> None:
+        """Say once why browsers fail: a preflight reaching us met no `CORSMiddleware` on its
+        way (that one answers every preflight itself), so the endpoint answers it as any
+        request without credentials: 401, no CORS headers."""
+        if self._warned_preflight:
+            return
+        headers = Headers(scope=scope)
+        if "origin" in headers and "access-control-request-method" in headers:
+            self._warned_preflight = True
+            logger.warning(
+                "CORS preflight from %r reached the metadata endpoint: no CORSMiddleware runs "
+                "before PlatformMetadataMiddleware, so browsers get no CORS headers; pass it "
+                "cors={...} or add CORSMiddleware outside it",
+                headers["origin"],
+            )

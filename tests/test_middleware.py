@@ -221,3 +221,126 @@ async def test_an_encoded_slash_in_the_query_is_just_a_value() -> None:
     async with client_for(wrap(BareApp(), auth)) as client:
         response = await client.get(URL + "?platform_key=a%2Fb", headers=john)
     assert (response.status_code, response.json()["platform_key"]) == (200, "a/b")
+
+
+ORIGIN = "https://app.example.com"
+PREFLIGHT = {
+    "Origin": ORIGIN,
+    "Access-Control-Request-Method": "PUT",
+    "Access-Control-Request-Headers": "authorization, content-type, if-match",
+}
+
+
+async def test_cors_option_answers_preflights_before_authentication() -> None:
+    """With `cors=`, a browser preflight (no credentials) to any of the endpoint's paths is
+    200 with the CORS headers, and the real cross-origin request carries them; other paths,
+    and the app behind, are untouched by it."""
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    inner = BareApp()
+    app = wrap(inner, auth, cors={"allow_origins": [ORIGIN]})
+    async with client_for(app) as client:
+        for path in (URL, URL.rstrip("/"), URL + "policy/"):
+            response = await client.options(path + "?platform_key=acme-corp", headers=PREFLIGHT)
+            assert response.status_code == 200, path
+            assert response.headers["access-control-allow-origin"] == ORIGIN
+            assert "PUT" in response.headers["access-control-allow-methods"]
+        response = await client.put(
+            URL + "?platform_key=acme-corp",
+            json={"metadata": {"a": 1}},
+            headers={"Origin": ORIGIN, **john},
+        )
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+        assert "ETag" in response.headers["access-control-expose-headers"]
+        evil = {**PREFLIGHT, "Origin": "https://evil.example"}
+        refused = await client.options(URL, headers=evil)
+        assert refused.status_code == 400 and "access-control-allow-origin" not in refused.headers
+        response = await client.options("/elsewhere", headers=PREFLIGHT)
+        assert response.text == "inner:/elsewhere"
+    assert len(inner.scopes) == 1
+
+
+async def test_cors_option_leaves_other_options_requests_to_the_endpoint() -> None:
+    """An OPTIONS that is not a preflight (no `Origin`) is still the contract's: 401 without
+    credentials, the description with them."""
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    async with client_for(wrap(BareApp(), auth, cors={"allow_origins": ["*"]})) as client:
+        assert (await client.options(URL)).status_code == 401
+        response = await client.options(URL, headers=john)
+        assert response.status_code == 200
+        assert response.headers["allow"] == "GET, PUT, PATCH, DELETE, HEAD, OPTIONS"
+
+
+async def test_cors_middleware_added_before_the_metadata_middleware_never_sees_its_requests(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The wrong order: FastAPI runs the last added middleware first, so a `CORSMiddleware`
+    added before ours sits behind it; the preflight reaches the endpoint and is a 401 with no
+    CORS headers, which one warning in the log explains.  Added after ours, it answers."""
+    from starlette.middleware.cors import CORSMiddleware
+
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    cors = {"allow_origins": [ORIGIN], "allow_methods": ["*"], "allow_headers": ["*"]}
+
+    wrong = FastAPI()
+    wrong.add_middleware(CORSMiddleware, **cors)
+    wrong.add_middleware(PlatformMetadataMiddleware, auth=auth, store=MemoryStore())
+    async with client_for(wrong) as client:
+        for _ in range(2):
+            response = await client.options(URL + "?platform_key=acme-corp", headers=PREFLIGHT)
+            assert response.status_code == 401
+            assert "access-control-allow-origin" not in response.headers
+        response = await client.get(
+            URL + "?platform_key=acme-corp", headers={"Origin": ORIGIN, **john}
+        )
+        assert "access-control-allow-origin" not in response.headers
+    warnings = [r for r in caplog.records if r.name == "starlette_platform_metadata"]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert "cors=" in warnings[0].getMessage() and ORIGIN in warnings[0].getMessage()
+
+    right = FastAPI()
+    right.add_middleware(PlatformMetadataMiddleware, auth=auth, store=MemoryStore())
+    right.add_middleware(CORSMiddleware, **cors)
+    async with client_for(right) as client:
+        response = await client.options(URL + "?platform_key=acme-corp", headers=PREFLIGHT)
+        assert (response.status_code, response.headers["access-control-allow-origin"]) == (
+            200,
+            ORIGIN,
+        )
+        response = await client.get(
+            URL + "?platform_key=acme-corp", headers={"Origin": ORIGIN, **john}
+        )
+        assert response.headers["access-control-allow-origin"] == ORIGIN
+
+
+async def test_a_mounted_app_is_covered_by_the_hosts_cors_middleware() -> None:
+    """A mounted `PlatformMetadataApp` needs no option: the host's `CORSMiddleware` runs
+    before every route, so it answers the preflight and marks the real response."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.cors import CORSMiddleware
+    from starlette.routing import Mount
+
+    from starlette_platform_metadata import PlatformMetadataApp
+    from starlette_platform_metadata.middleware import CORS_DEFAULTS
+
+    auth = FakeAuth()
+    john = auth.add("acme-corp", "john_doe")
+    app = Starlette(
+        routes=[Mount(URL.rstrip("/"), app=PlatformMetadataApp(auth=auth, store=MemoryStore()))],
+        middleware=[Middleware(CORSMiddleware, allow_origins=[ORIGIN], **CORS_DEFAULTS)],
+    )
+    async with client_for(app) as client:
+        response = await client.options(URL + "?platform_key=acme-corp", headers=PREFLIGHT)
+        assert (response.status_code, response.headers["access-control-allow-origin"]) == (
+            200,
+            ORIGIN,
+        )
+        response = await client.get(
+            URL + "?platform_key=acme-corp", headers={"Origin": ORIGIN, **john}
+        )
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == ORIGIN
