@@ -551,3 +551,19 @@ async def test_a_schema_1_sqlite_table_is_upgraded_and_keeps_its_records(tmp_pat
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM platform_metadata_schema").fetchall() == [(2,)]
     db.close()
+
+
+async def test_the_newest_page_is_one_primary_key_range_scan(tmp_path: Path) -> None:
+    """No sort, no scan of the user's whole history: the plan SQLite chooses for a page."""
+    store = DatabaseStore(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        await store.connect()
+        engine = store._engine  # the SQL text the store runs, as data for EXPLAIN
+        plan = await store.connection.fetch(
+            "EXPLAIN QUERY PLAN " + engine._revisions_sql, "p", "u", 10, 21
+        )
+    finally:
+        await store.disconnect()
+    details = " | ".join(str(row[-1]) for row in plan)
+    assert "USING INDEX" in details and "version<?" in details, details
+    assert "TEMP B-TREE" not in details and "SCAN" not in details, details
