@@ -296,6 +296,7 @@ def with_history(change: Change, keep: int, *, purge: bool = False) -> Change:
                 if write.changed_keys is not None
                 else changed_keys(current, record)
             ),
+            created_at=record.created_at,
         )
         return Write(record, write.operation, write.actor, revision, keep, purge)
 

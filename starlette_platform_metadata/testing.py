@@ -36,6 +36,7 @@ from .stores.base import (
     EMPTY,
     POLICY_USERNAME,
     Change,
+    ChangeReader,
     HistoryReader,
     ManyReader,
     Record,
@@ -44,7 +45,7 @@ from .stores.base import (
     Write,
 )
 
-__all__ = ["AWKWARD", "HistoryContract", "ManyReaderContract", "RecordsContract", "StoreContract", "same"]
+__all__ = ["AWKWARD", "ChangeReaderContract", "HistoryContract", "ManyReaderContract", "RecordsContract", "StoreContract", "same"]
 
 P, U = "acme-corp", "john_doe"
 
@@ -414,3 +415,45 @@ class HistoryContract:
         revisions = await store.revisions(P, U, limit=100)
         assert [r.version for r in revisions] == list(range(40, 0, -1))
         assert [len(r.metadata) for r in revisions] == list(range(40, 0, -1))
+
+
+@pytest.mark.anyio
+class ChangeReaderContract:
+    """The rules of live changes' store methods (`ChangeReader`); beside `HistoryContract`."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    async def test_changes_are_numbered_per_platform_in_commit_order(self, store: Store) -> None:
+        assert isinstance(store, ChangeReader)
+        assert await store.position(P) == (0, 0)
+        await asyncio.gather(
+            *(
+                store.update(P, f"user{n % 4}", changes.with_history(changes.patch({"n": n}), 10))
+                for n in range(20)
+            )
+        )
+        await store.update("other", U, changes.with_history(changes.patch({"o": 1}), 10))
+        found = await store.changes(P, after=0, limit=100)
+        assert [revision.seq for _, revision in found] == list(range(1, 21))
+        per_user: dict[str, list[int]] = {}
+        for username, revision in found:
+            per_user.setdefault(username, []).append(revision.version)
+        assert all(versions == sorted(versions) for versions in per_user.values())
+        assert [r.seq for _, r in await store.changes(P, after=17)] == [18, 19, 20]
+        assert [r.seq for _, r in await store.changes(P, after=5, limit=2)] == [6, 7]
+        assert await store.position(P) == (20, 0)
+        assert await store.position("other") == (1, 0)
+        newest = found[-1][1]
+        assert newest.created_at is not None and newest.at >= newest.created_at
+
+    async def test_retention_moves_the_horizon_and_a_purge_does_not(self, store: Store) -> None:
+        assert isinstance(store, ChangeReader)
+        for n in range(5):
+            await store.update(P, U, changes.with_history(changes.replace({"n": n}), 3))
+        # Versions 1 and 2 (seq 1 and 2) were dropped by retention.
+        assert await store.position(P) == (5, 2)
+        await store.update(P, U, changes.with_history(changes.delete(), 3, purge=True))
+        assert await store.position(P) == (6, 2)
+        assert [r.seq for _, r in await store.changes(P, after=0)] == [6]

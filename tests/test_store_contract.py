@@ -33,6 +33,7 @@ from starlette_platform_metadata import (
 from starlette_platform_metadata.__main__ import main as cli_main
 from starlette_platform_metadata.testing import (
     AWKWARD,
+    ChangeReaderContract,
     HistoryContract,
     ManyReaderContract,
     RecordsContract,
@@ -47,7 +48,9 @@ pytestmark = pytest.mark.anyio
 P, U = "acme-corp", "john_doe"
 
 
-class TestEveryStore(StoreContract, RecordsContract, ManyReaderContract, HistoryContract):
+class TestEveryStore(
+    StoreContract, RecordsContract, ManyReaderContract, HistoryContract, ChangeReaderContract
+):
     """The kit over conftest's `store` fixture: memory, SQLite, PostgreSQL."""
 
 

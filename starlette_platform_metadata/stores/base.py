@@ -23,6 +23,7 @@ __all__ = [
     "Change",
     "HistoryReader",
     "Record",
+    "ChangeReader",
     "ManyReader",
     "Revision",
     "RecordLister",
@@ -84,6 +85,9 @@ class Revision:
         metadata_json: the whole document after the change, compact JSON (`"{}"` after a
             delete).
         changed_keys: the top-level keys the change added, changed or removed, sorted.
+        created_at: the record's `created_at` after the change (`None` after a delete).
+        seq: the change's position in its platform's sequence, in commit order, set by the
+            store (`ChangeReader`); `None` in a revision not yet stored.
     """
 
     version: int
@@ -92,6 +96,8 @@ class Revision:
     at: datetime
     metadata_json: str
     changed_keys: tuple[str, ...]
+    created_at: datetime | None = None
+    seq: int | None = None
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -216,4 +222,31 @@ class HistoryReader(Protocol):
         self, platform_key: str, username: str, *, before: int | None = None, limit: int = 20
     ) -> list[Revision]:
         """Up to `limit` revisions of the user, newest first, with `version < before` if given."""
+        ...
+
+
+@runtime_checkable
+class ChangeReader(Protocol):
+    """The optional store methods behind live changes (`<mount>/events/`).
+
+    A store with them numbers each stored revision in its platform's sequence (`Revision.seq`:
+    1, 2, 3, ... in commit order, across every process and host sharing the database), and
+    remembers the highest `seq` retention has dropped (`horizon`), so a stream resuming from
+    before it knows that it missed changes.  A purge is not counted: erased changes must not
+    be replayed.
+    """
+
+    async def changes(
+        self, platform_key: str, *, after: int, limit: int = 500
+    ) -> list[tuple[str, Revision]]:
+        """Up to `limit` `(username, revision)` of the platform with `seq > after`, by `seq`."""
+        ...
+
+    async def position(self, platform_key: str) -> tuple[int, int]:
+        """`(seq, horizon)`: the platform's newest `seq` (0: none) and retention's horizon."""
+        ...
+
+    async def poll(self) -> bool:
+        """Cheap: may any process have committed a change since the last call?  Called a few
+        times a second by each process that has streams open."""
         ...

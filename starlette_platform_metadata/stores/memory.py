@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Sequence
 
@@ -21,6 +22,8 @@ class MemoryStore:
         self._records: dict[tuple[str, str], Record] = {}
         # Oldest first; a revision's version is always above the ones before it.
         self._history: dict[tuple[str, str], deque[Revision]] = {}
+        # Per platform: the newest change sequence number and retention's horizon.
+        self._clock: dict[str, list[int]] = {}
 
     async def get(self, platform_key: str, username: str) -> Record:
         return self._records.get((platform_key, username), EMPTY)
@@ -36,10 +39,13 @@ class MemoryStore:
         if write.purge:
             self._history.pop(key, None)
         if write.revision is not None:
+            clock = self._clock.setdefault(platform_key, [0, 0])
+            clock[0] += 1
             kept = self._history.setdefault(key, deque())
-            kept.append(write.revision)
-            while len(kept) > write.keep_revisions:
-                kept.popleft()
+            kept.append(dataclasses.replace(write.revision, seq=clock[0]))
+            while kept and kept[0].version <= write.revision.version - write.keep_revisions:
+                dropped = kept.popleft()
+                clock[1] = max(clock[1], dropped.seq or 0)
         return self._records.get(key, EMPTY)
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
@@ -68,3 +74,23 @@ class MemoryStore:
             if before is None or revision.version < before:
                 found.append(revision)
         return found
+
+    async def changes(
+        self, platform_key: str, *, after: int, limit: int = 500
+    ) -> list[tuple[str, Revision]]:
+        found = [
+            (username, revision)
+            for (platform, username), kept in self._history.items()
+            if platform == platform_key
+            for revision in kept
+            if (revision.seq or 0) > after
+        ]
+        found.sort(key=lambda pair: pair[1].seq or 0)
+        return found[:limit]
+
+    async def position(self, platform_key: str) -> tuple[int, int]:
+        seq, horizon = self._clock.get(platform_key, (0, 0))
+        return seq, horizon
+
+    async def poll(self) -> bool:
+        return False  # one process: the app's own feed tells of every change

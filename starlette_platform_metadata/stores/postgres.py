@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from databases import DatabaseURL as _URL
 
 __all__ = ["PostgresConnection", "PostgresEngine", "postgres_database"]
+
+logger = logging.getLogger("starlette_platform_metadata")
 
 
 def postgres_database(url: str | _URL, timeout: float) -> Database:
@@ -137,6 +140,16 @@ class PostgresConnection:
         async with self.session():
             pass
 
+    def dsn(self) -> str:
+        """The database's URL as asyncpg's own `connect` takes it: the pool options that
+        `databases` reads (`min_size`, `max_size`, ...) left out, SSL settings kept."""
+        from databases import DatabaseURL
+
+        url = DatabaseURL(str(self.database.url))
+        kept = {k: v for k, v in url.options.items() if k in ("ssl", "sslmode")}
+        base = str(url.replace(driver=None)).partition("?")[0]
+        return base + ("?" + "&".join(f"{k}={v}" for k, v in kept.items()) if kept else "")
+
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self.session() as raw:
             rows: list[Any] = await raw.fetch(sql, *args)
@@ -188,29 +201,45 @@ class PostgresEngine(SQLReads):
             f"UPDATE {t} SET metadata = $3::json, version = $4, created_at = $5, "
             "updated_at = $6 WHERE platform_key = $1 AND username = $2"
         )
-        # With history, the revision and retention ride in the same statement (data-modifying
-        # CTEs): a write keeps the round trips it had without history.  Inside one statement
-        # the CTEs do not see each other's rows, so retention keeps the newest `$12 + 1` old
-        # revisions besides the new one: `$12` is `keep - 1`.
+        # With history, the revision, retention and the platform's change clock ride in the
+        # same statement (data-modifying CTEs): a write keeps the round trips it had without
+        # history.  `$12` is `version - keep`; the clock row is locked until COMMIT, so the
+        # platform's `seq` follows commit order; NOTIFY is sent at COMMIT.
+        clock = f"{t}_clock"
         revision = (
             f"r AS (INSERT INTO {self._history_columns} "
-            "{source} ON CONFLICT (platform_key, username, version) DO UPDATE SET "
+            "SELECT $1, $2, $4, $7, $8, $9, $10::json, $11, $5, c.seq FROM c "
+            "ON CONFLICT (platform_key, username, version) DO UPDATE SET "
             "operation = excluded.operation, actor = excluded.actor, at = excluded.at, "
-            "metadata = excluded.metadata, changed_keys = excluded.changed_keys)"
+            "metadata = excluded.metadata, changed_keys = excluded.changed_keys, "
+            "created_at = excluded.created_at, seq = excluded.seq)"
         )
-        values = "$1, $2, $4, $7, $8, $9, $10::json, $11"
+        tick = (
+            f"INSERT INTO {clock} AS k (platform_key, seq, horizon) {{source}} "
+            "ON CONFLICT (platform_key) DO UPDATE SET seq = k.seq + 1, "
+            "horizon = GREATEST(k.horizon, excluded.horizon) RETURNING seq"
+        )
         self._update_revision_sql = (
-            f"WITH w AS ({self._update_sql}), "
-            + revision.format(source=f"VALUES ({values})")
-            + f", d AS ({self._trim_sql.replace('$3', '$12')}) SELECT 1"
+            f"WITH d AS ({self._trim_sql.replace('$3', '$12')} RETURNING seq), "
+            "c AS ("
+            + tick.format(source="VALUES ($1, 1, COALESCE((SELECT max(seq) FROM d), 0))")
+            + f"), w AS ({self._update_sql}), "
+            + revision
+            + " SELECT pg_notify($13, $1)"
         )
         # A first write: no row, so no revision to trim; the revision only if the row was
         # inserted (another writer may have won the race: then we lock its row and retry).
         self._insert_revision_sql = (
-            f"WITH i AS ({self._insert_sql}), "
-            + revision.format(source=f"SELECT {values} FROM i")
-            + " SELECT version FROM i"
+            f"WITH i AS ({self._insert_sql}), c AS ("
+            + tick.format(source="SELECT $1, 1, 0 FROM i")
+            + "), "
+            + revision
+            + " SELECT version, pg_notify($12, $1) FROM i"
         )
+        self._channel = f"spm_{t}".lower()
+        self._listener: Any = None
+        self._notified = True  # until the listener runs, every poll may have missed something
+        self._listen_retry_at = 0.0
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         rows = await self.connection.fetch(self._many_sql, platform_key, list(usernames))
@@ -233,9 +262,8 @@ class PostgresEngine(SQLReads):
                 await transaction.rollback()
             return record
 
-    @staticmethod
-    def _revision_values(write: Write) -> tuple[Any, ...]:
-        """Parameters `$7`..`$12` of the statements with history."""
+    def _revision_values(self, write: Write, first: bool) -> tuple[Any, ...]:
+        """Parameters `$7`.. of the statements with history (a first write has no trim)."""
         revision = write.revision
         if revision is None:
             return ()
@@ -245,8 +273,50 @@ class PostgresEngine(SQLReads):
             revision.at,
             revision.metadata_json,
             dump(revision.changed_keys),
-            write.keep_revisions - 1,
+            *(() if first else (revision.version - write.keep_revisions,)),
+            self._channel,
         )
+
+    # --- live changes: one listening connection per process ------------------------------
+
+    async def poll(self) -> bool:
+        """Whether a NOTIFY arrived since the last call (`True` while not listening, so that
+        callers read the table instead: a lost listener costs latency, never a change)."""
+        if self._listener is None or self._listener.is_closed():
+            await self._listen()
+        notified, self._notified = self._notified, self._listener is None
+        return notified
+
+    async def _listen(self) -> None:
+        import asyncpg
+
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._listen_retry_at:
+            return
+        self._listener = None
+        self._notified = True
+        try:
+            async with asyncio.timeout(self.connection.timeout):
+                listener = await asyncpg.connect(self.connection.dsn())
+                await listener.add_listener(self._channel, self._on_notify)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self._listen_retry_at = loop.time() + 1.0
+            logger.warning("PostgreSQL: cannot LISTEN for live changes (%s); polling", exc)
+            return
+        listener.add_termination_listener(self._on_terminated)
+        self._listener = listener
+
+    def _on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
+        self._notified = True
+
+    def _on_terminated(self, connection: Any) -> None:
+        self._notified = True
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.close(), 1.0)
 
     async def _locked_update(
         self, raw: Any, platform_key: str, username: str, change: Change
@@ -270,16 +340,20 @@ class PostgresEngine(SQLReads):
                 record.version,
                 record.created_at,
                 record.updated_at,
-                *self._revision_values(write),
             )
             history = write.revision is not None
             if row is not None:
                 if history:
-                    await raw.execute(self._update_revision_sql, *values)
+                    extra = self._revision_values(write, first=False)
+                    await raw.execute(self._update_revision_sql, *values, *extra)
                 else:
                     await raw.execute(self._update_sql, *values)
                 return record, True
-            insert = self._insert_revision_sql if history else self._insert_sql
-            if await raw.fetchval(insert, *values[: 11 if history else 6]) is not None:
+            if history:
+                extra = self._revision_values(write, first=True)
+                inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
+            else:
+                inserted = await raw.fetchval(self._insert_sql, *values)
+            if inserted is not None:
                 return record, True
             # Another writer created the row since our read: lock it and decide again.

@@ -16,7 +16,9 @@ __all__ = ["SQLReads"]
 
 # `CAST(... AS TEXT)`: PostgreSQL's `json` column as the exact text stored; a no-op on SQLite.
 _COLUMNS = "CAST(metadata AS TEXT), version, created_at, updated_at"
-_REVISION_COLUMNS = "version, operation, actor, at, CAST(metadata AS TEXT), changed_keys"
+_REVISION_COLUMNS = (
+    "version, operation, actor, at, CAST(metadata AS TEXT), changed_keys, created_at, seq"
+)
 #: Above every version: "before nothing" when paging history from its newest revision.
 _NO_VERSION = 2**62
 
@@ -46,15 +48,20 @@ class SQLReads:
         )
         # Keeping history, in the write's own transaction.
         self._purge_sql = f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2"
-        # Retention: every revision older than the newest `$3 + 1` kept ones.
+        # Retention: the revisions of versions older than the newest `keep` (`$3` is
+        # `version - keep`), one range of the primary key.
         self._trim_sql = (
-            f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2 AND version <= ("
-            f"SELECT version FROM {h} WHERE platform_key = $1 AND username = $2 "
-            "ORDER BY version DESC LIMIT 1 OFFSET $3)"
+            f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2 AND version <= $3"
         )
         self._history_columns = (
-            f"{h} (platform_key, username, version, operation, actor, at, metadata, changed_keys)"
+            f"{h} (platform_key, username, version, operation, actor, at, metadata, "
+            "changed_keys, created_at, seq)"
         )
+        self._changes_sql = (
+            f"SELECT username, {_REVISION_COLUMNS} FROM {h} WHERE platform_key = $1 "
+            "AND seq > $2 ORDER BY seq LIMIT $3"
+        )
+        self._position_sql = f"SELECT seq, horizon FROM {table}_clock WHERE platform_key = $1"
 
     def timestamp(self, value: Any) -> datetime | None:
         """A stored timestamp as an aware datetime (the driver's own, by default)."""
@@ -74,10 +81,29 @@ class SQLReads:
         return self._record(rows[0] if rows else None)
 
     def _revision(self, row: Sequence[Any]) -> Revision:
-        version, operation, actor, at, metadata, changed = row
+        version, operation, actor, at, metadata, changed, created, seq = row
         at = self.timestamp(at)
         assert at is not None
-        return Revision(version, operation, actor, at, metadata, tuple(json.loads(changed)))
+        return Revision(
+            version,
+            operation,
+            actor,
+            at,
+            metadata,
+            tuple(json.loads(changed)),
+            self.timestamp(created),
+            seq,
+        )
+
+    async def changes(
+        self, platform_key: str, after: int, limit: int
+    ) -> list[tuple[str, Revision]]:
+        rows = await self.reader.fetch(self._changes_sql, platform_key, after, limit)
+        return [(row[0], self._revision(row[1:])) for row in rows]
+
+    async def position(self, platform_key: str) -> tuple[int, int]:
+        rows = await self.reader.fetch(self._position_sql, platform_key)
+        return (rows[0][0], rows[0][1]) if rows else (0, 0)
 
     async def revisions(
         self, platform_key: str, username: str, before: int | None, limit: int

@@ -55,16 +55,25 @@ def schema(table: str, dialect: str) -> list[str]:
 
 
 def history_schema(table: str, dialect: str) -> list[str]:
-    """One row per kept revision.  Its primary key (platform, user, version) serves the three
-    statements on it: the newest page (a backward range scan), the insert, and retention (a
-    range delete), each O(log n) plus the rows it touches.  `changed_keys` is a JSON array."""
+    """One row per kept revision, and each platform's change clock.
+
+    The primary key (platform, user, version) serves a user's history: the newest page (a
+    backward range scan), the insert, and retention (a range delete), each O(log n) plus the
+    rows it touches.  `seq` numbers a platform's changes in commit order (the clock row is
+    locked by every write of the platform until it commits); its index serves live changes
+    ("the platform's changes after seq n").  `changed_keys` is a JSON array."""
     types = _TYPES[dialect]
+    h = f"{table}_history"
     return [
-        f"CREATE TABLE IF NOT EXISTS {table}_history ("
+        f"CREATE TABLE IF NOT EXISTS {h} ("
         f"platform_key TEXT NOT NULL, username TEXT NOT NULL, version {types['int']} NOT NULL, "
-        f"operation TEXT NOT NULL, actor TEXT, at {types['ts']} NOT NULL, "
+        f"seq {types['int']} NOT NULL, operation TEXT NOT NULL, actor TEXT, "
+        f"at {types['ts']} NOT NULL, created_at {types['ts']}, "
         f"metadata {types['doc']} NOT NULL, changed_keys TEXT NOT NULL, "
         "PRIMARY KEY (platform_key, username, version))",
+        f"CREATE INDEX IF NOT EXISTS {h}_seq ON {h} (platform_key, seq)",
+        f"CREATE TABLE IF NOT EXISTS {table}_clock (platform_key TEXT PRIMARY KEY, "
+        f"seq {types['int']} NOT NULL, horizon {types['int']} NOT NULL)",
     ]
 
 
@@ -167,6 +176,7 @@ class DatabaseStore(OpensOnFirstUse):
             )
 
     async def _close(self) -> None:
+        await self._engine.close()
         await self.connection.close()
 
     async def get(self, platform_key: str, username: str) -> Record:
@@ -199,3 +209,23 @@ class DatabaseStore(OpensOnFirstUse):
         if not self._ready:
             await self.connect()
         return await self._engine.revisions(platform_key, username, before, limit)
+
+    async def changes(
+        self, platform_key: str, *, after: int, limit: int = 500
+    ) -> list[tuple[str, Revision]]:
+        """The platform's changes after `seq` (`ChangeReader`): one index range scan."""
+        if not self._ready:
+            await self.connect()
+        return await self._engine.changes(platform_key, after, limit)
+
+    async def position(self, platform_key: str) -> tuple[int, int]:
+        if not self._ready:
+            await self.connect()
+        return await self._engine.position(platform_key)
+
+    async def poll(self) -> bool:
+        """SQLite: `PRAGMA data_version` moved (any connection committed); PostgreSQL: a
+        NOTIFY arrived on the store's one listening connection."""
+        if not self._ready:
+            await self.connect()
+        return await self._engine.poll()

@@ -453,13 +453,26 @@ class SQLiteEngine(SQLReads):
             "updated_at = excluded.updated_at"
         )
         self._insert_revision_sql = (
-            f"INSERT INTO {self._history_columns} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) "
-            "ON CONFLICT (platform_key, username, version) DO UPDATE SET "
+            f"INSERT INTO {self._history_columns} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+            "?10) ON CONFLICT (platform_key, username, version) DO UPDATE SET "
             "operation = excluded.operation, actor = excluded.actor, at = excluded.at, "
-            "metadata = excluded.metadata, changed_keys = excluded.changed_keys"
+            "metadata = excluded.metadata, changed_keys = excluded.changed_keys, "
+            "created_at = excluded.created_at, seq = excluded.seq"
         )
         self._purge_sql_native = translate(self._purge_sql)
         self._trim_sql_native = translate(self._trim_sql)
+        self._position_sql_native = translate(self._position_sql)
+        self._clock_sql = (
+            f"INSERT INTO {t}_clock (platform_key, seq, horizon) VALUES (?1, ?2, 0) "
+            "ON CONFLICT (platform_key) DO UPDATE SET seq = excluded.seq"
+        )
+        # Before retention drops a user's oldest revisions: the newest `seq` among them.
+        self._horizon_sql = (
+            f"UPDATE {t}_clock SET horizon = max(horizon, coalesce((SELECT max(seq) FROM "
+            f"{t}_history WHERE platform_key = ?1 AND username = ?2 AND version <= ?3), 0)) "
+            "WHERE platform_key = ?1"
+        )
+        self._data_version: int | None = None
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -567,6 +580,7 @@ class SQLiteEngine(SQLReads):
         written: dict[tuple[str, str], Record] = {}
         outcomes: list[Record | BaseException] = []
         rows = _GroupRows()
+        clocks = rows.clocks
         for pending in group:
             if pending.future.done():  # cancelled while the group waited: never written
                 outcomes.append(asyncio.CancelledError())
@@ -603,6 +617,12 @@ class SQLiteEngine(SQLReads):
                 connection.execute(self._purge_sql_native, pending.key)
             revision = write.revision
             if revision is not None:
+                platform_key = pending.key[0]
+                seq = clocks.get(platform_key)
+                if seq is None:  # the group holds the write lock: nobody else moves it
+                    row = connection.execute(self._position_sql_native, (platform_key,)).fetchone()
+                    seq = row[0] if row else 0
+                clocks[platform_key] = seq = seq + 1
                 at = updated if revision.at == record.updated_at else _timestamp(revision.at)
                 rows.revisions.append(
                     (
@@ -613,12 +633,14 @@ class SQLiteEngine(SQLReads):
                         at,
                         revision.metadata_json,
                         dump(revision.changed_keys),
+                        _timestamp(revision.created_at),
+                        seq,
                     )
                 )
                 # Versions are distinct and at most `version`: with no more than `keep` of
                 # them possible, there is nothing to trim.
                 if revision.version > write.keep_revisions:
-                    rows.trims.append((*pending.key, write.keep_revisions))
+                    rows.trims.append((*pending.key, revision.version - write.keep_revisions))
             outcomes.append(record)
         self._write_rows(connection, rows)
         return outcomes
@@ -628,19 +650,34 @@ class SQLiteEngine(SQLReads):
             connection.executemany(self._put_sql, rows.records)
         if rows.revisions:
             connection.executemany(self._insert_revision_sql, rows.revisions)
+            connection.executemany(self._clock_sql, rows.clocks.items())
         if rows.trims:
+            connection.executemany(self._horizon_sql, rows.trims)
             connection.executemany(self._trim_sql_native, rows.trims)
         rows.records.clear()
         rows.revisions.clear()
-        rows.trims.clear()
+        rows.trims.clear()  # the clocks stay: the group's later revisions count on from them
+
+    async def poll(self) -> bool:
+        """Whether any connection (ours, another process's) committed since the last call:
+        `PRAGMA data_version`, microseconds on the loop."""
+        rows = await self.connection.fetch("PRAGMA data_version")
+        version: int = rows[0][0]
+        moved = version != self._data_version
+        self._data_version = version
+        return moved
+
+    async def close(self) -> None:
+        """Nothing of its own to release (the connection is the store's)."""
 
 
 @dataclass(slots=True)
 class _GroupRows:
-    """Rows a group writes, in order: records, revisions, retention."""
+    """Rows a group writes, in order: records, revisions, platform clocks, retention."""
 
     records: list[tuple[Any, ...]] = field(default_factory=list)
     revisions: list[tuple[Any, ...]] = field(default_factory=list)
+    clocks: dict[str, int] = field(default_factory=dict)
     trims: list[tuple[Any, ...]] = field(default_factory=list)
 
 
