@@ -5,6 +5,10 @@ python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [
     [--timeout-keep-alive SECONDS] [--limit-concurrency N]
 python -m example_host add-platform KEY [--database URL]
 python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
+python -m example_host add-users --platform KEY FILE [--admin] [--database URL]
+python -m example_host list-users --platform KEY [--database URL]
+python -m example_host remove-user USERNAME --platform KEY [--database URL]
+python -m example_host revoke-token (TOKEN | --user USERNAME) [--database URL]
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from databases import DatabaseURL
 
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
+from . import commands as user_commands
 from .app import HISTORY_ENV, MOUNT_PATH
-from .db import DEFAULT_URL, HostDB, UnknownPlatform
+from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
 
 DEMO_PLATFORM = "acme-corp"
 DEMO_MEMBER = "john_doe"
@@ -151,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("username", metavar="USERNAME")
     user.add_argument("--platform", required=True, metavar="KEY")
     user.add_argument("--admin", action="store_true", help="make the user a tenant admin")
+    user_commands.add_parsers(commands, [database])
     return parser
 
 
@@ -180,6 +186,29 @@ async def _prepare(url: str, before_writing: Callable[[], object]) -> list[DemoU
                 await db.add_user(DEMO_ADMIN, DEMO_PLATFORM, admin=True),
             ),
         ]
+
+
+async def _suggested_users(url: str) -> tuple[str, list[Membership]]:
+    async with HostDB(url) as db:
+        return await db.suggested_users(DEMO_PLATFORM)
+
+
+def _add_user_commands(url: str, platform: str, members: list[Membership]) -> list[str]:
+    """`add-user` command lines that print a token for a plain member and for an admin of
+    `platform` (the flag as each has it now, so running one changes no role), or that create
+    a first member when it has none."""
+    if not platform:
+        # Tables without a single platform: `serve` would have created the demo data.
+        return [f"python -m example_host add-platform {DEMO_PLATFORM}"]
+    database = "" if url == DEFAULT_URL else f" --database {shlex.quote(url)}"
+    picks = [m for m in members if not m.is_admin][:1] + [m for m in members if m.is_admin][:1]
+    if not picks:
+        picks = [Membership(DEMO_MEMBER, False)]
+    return [
+        f"python -m example_host add-user {shlex.quote(m.key)} --platform "
+        f"{shlex.quote(platform)}{' --admin' if m.is_admin else ''}{database}"
+        for m in picks
+    ]
 
 
 def _base_url(host: str, port: int) -> str:
@@ -238,7 +267,15 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
         print(f"  curl -H {shlex.quote(auth)} {shlex.quote(endpoint)}")
         print()
     else:
-        print("The database already has platforms; `add-user` prints a token for a user.")
+        print(
+            "The database already has platforms, and tokens are stored only as hashes: "
+            "get a new token with"
+        )
+        platform, members = asyncio.run(_suggested_users(url))
+        for command in _add_user_commands(url, platform, members):
+            print(f"  {command}")
+        print()
+    print(f"Demo web app: open {_base_url(host, port)}/ and sign in with a token.")
     sys.stdout.flush()
     # From here as `uvicorn.run` goes on after binding.
     server = uvicorn.Server(config)
@@ -284,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(url, args.host, args.port, args.workers, _serve_options(parser, args))
+        if args.command in user_commands.COMMANDS:
+            return asyncio.run(user_commands.COMMANDS[args.command](url, args))
         if args.command == "add-platform":
             if not args.key:
                 parser.error("KEY may not be empty")

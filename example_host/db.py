@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,16 @@ from databases import DatabaseURL
 from starlette_platform_metadata import PlatformAccess, sql_connection
 from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection
 
-__all__ = ["DEFAULT_URL", "HostDB", "UnknownPlatform", "User", "hash_token", "new_token"]
+__all__ = [
+    "DEFAULT_URL",
+    "HostDB",
+    "Membership",
+    "UnknownPlatform",
+    "UnknownUser",
+    "User",
+    "hash_token",
+    "new_token",
+]
 
 DEFAULT_URL = "sqlite:///example_host.db"
 
@@ -142,6 +151,30 @@ _SET_MEMBERSHIP = (
     "ON CONFLICT (user_id, platform_id) DO UPDATE SET is_admin = excluded.is_admin"
 )
 _ADD_TOKEN = "INSERT INTO tokens (key_hash, user_id) VALUES ($1, $2)"
+_MEMBERS = (
+    "SELECT u.username, m.is_admin FROM memberships m JOIN users u ON u.id = m.user_id "
+    "WHERE m.platform_id = $1 ORDER BY u.username"
+)
+_MEMBERSHIPS = (
+    "SELECT p.key, m.is_admin FROM memberships m JOIN platforms p ON p.id = m.platform_id "
+    "WHERE m.user_id = $1 ORDER BY p.key"
+)
+# A member of `$1` to suggest in `serve`'s hint: members before admins, then by name.
+_SOME_MEMBERS = (
+    "SELECT u.username, m.is_admin FROM platforms p JOIN memberships m ON m.platform_id = p.id "
+    "JOIN users u ON u.id = m.user_id WHERE p.key = $1 ORDER BY m.is_admin, u.username"
+)
+_FIRST_PLATFORM = "SELECT key FROM platforms ORDER BY (key = $1) DESC, id LIMIT 1"
+_REMOVE_MEMBERSHIP = (
+    "DELETE FROM memberships WHERE platform_id = $1 "
+    "AND user_id = (SELECT id FROM users WHERE username = $2) RETURNING user_id"
+)
+_REVOKE_TOKEN = "DELETE FROM tokens WHERE key_hash = $1 RETURNING user_id"
+_REVOKE_TOKENS_OF = (
+    "DELETE FROM tokens WHERE user_id = (SELECT id FROM users WHERE username = $1) "
+    "RETURNING user_id"
+)
+_USER_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)"
 # Several workers may start at once, and CREATE TABLE IF NOT EXISTS races on PostgreSQL.
 _DDL_LOCK = "SELECT pg_advisory_xact_lock(720532)"
 
@@ -162,6 +195,23 @@ class UnknownPlatform(LookupError):
     def __init__(self, key: str) -> None:
         super().__init__(key)
         self.key = key
+
+
+class UnknownUser(LookupError):
+    """A command named a user that does not exist, or is not a member of the platform."""
+
+    def __init__(self, username: str) -> None:
+        super().__init__(username)
+        self.username = username
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """A user's standing on one platform: `key` is the platform's, or the user's name in a
+    listing of one platform's members."""
+
+    key: str
+    is_admin: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,3 +361,83 @@ class HostDB(OpensOnFirstUse):
             await tx.fetchrow(_SET_MEMBERSHIP, user[0], platform[0], admin)
             await tx.fetchrow(_ADD_TOKEN, hash_token(key), user[0])
         return key
+
+    async def add_users(
+        self, platform_key: str, users: Sequence[tuple[str, bool]]
+    ) -> list[str]:
+        """`add_user` for each `(username, admin)` of `users`, all in one transaction (all or
+        nothing), and the new API keys in the same order.
+
+        Raises:
+            UnknownPlatform: no platform has that key; nothing was changed.
+        """
+        keys = [new_token() for _ in users]
+        async with (await self.connection()).transaction() as tx:
+            platform = await tx.fetchrow(_PLATFORM_ID, platform_key)
+            if platform is None:
+                raise UnknownPlatform(platform_key)
+            for (username, admin), key in zip(users, keys, strict=True):
+                user = await tx.fetchrow(_ADD_USER, username)
+                await tx.fetchrow(_SET_MEMBERSHIP, user[0], platform[0], admin)
+                await tx.fetchrow(_ADD_TOKEN, hash_token(key), user[0])
+        return keys
+
+    async def members(self, platform_key: str) -> list[Membership]:
+        """The members of `platform_key` by username (`Membership.key` is the username).
+
+        Raises:
+            UnknownPlatform: no platform has that key.
+        """
+        async with (await self.connection()).transaction() as tx:
+            platform = await tx.fetchrow(_PLATFORM_ID, platform_key)
+            if platform is None:
+                raise UnknownPlatform(platform_key)
+            rows = await tx.fetch(_MEMBERS, platform[0])
+        return [Membership(row[0], bool(row[1])) for row in rows]
+
+    async def memberships(self, user_id: int) -> list[Membership]:
+        """The platforms user `user_id` belongs to, by key, with its admin flag on each."""
+        rows = await (await self.connection()).fetch(_MEMBERSHIPS, user_id)
+        return [Membership(row[0], bool(row[1])) for row in rows]
+
+    async def suggested_users(self, prefer_platform: str) -> tuple[str, list[Membership]]:
+        """A platform (`prefer_platform` if it exists, else the oldest) and its members, plain
+        members first: whom `serve` suggests to `add-user` on a database that has data."""
+        db = await self.connection()
+        row = await db.fetchrow(_FIRST_PLATFORM, prefer_platform)
+        if row is None:
+            return "", []
+        rows = await db.fetch(_SOME_MEMBERS, row[0])
+        return row[0], [Membership(r[0], bool(r[1])) for r in rows]
+
+    async def remove_user(self, username: str, platform_key: str) -> None:
+        """End `username`'s membership of `platform_key`.  The user, its tokens (for its other
+        platforms) and its stored metadata stay.
+
+        Raises:
+            UnknownPlatform: no platform has that key.
+            UnknownUser: the user is not a member of it; nothing was changed.
+        """
+        async with (await self.connection()).transaction() as tx:
+            platform = await tx.fetchrow(_PLATFORM_ID, platform_key)
+            if platform is None:
+                raise UnknownPlatform(platform_key)
+            if await tx.fetchrow(_REMOVE_MEMBERSHIP, platform[0], username) is None:
+                raise UnknownUser(username)
+
+    async def revoke_token(self, key: str) -> bool:
+        """Delete API key `key`; `False` when no such key exists.  The next request made
+        with it gets 401, in every worker (the generation counter moves)."""
+        return await (await self.connection()).fetchrow(_REVOKE_TOKEN, hash_token(key)) is not None
+
+    async def revoke_tokens_of(self, username: str) -> int:
+        """Delete every API key of `username`, and say how many there were.
+
+        Raises:
+            UnknownUser: no user has that name.
+        """
+        async with (await self.connection()).transaction() as tx:
+            row = await tx.fetchrow(_USER_EXISTS, username)
+            if not row[0]:
+                raise UnknownUser(username)
+            return len(await tx.fetch(_REVOKE_TOKENS_OF, username))
