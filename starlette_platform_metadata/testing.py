@@ -39,13 +39,14 @@ from .stores.base import (
     ChangeReader,
     HistoryReader,
     ManyReader,
+    ManyWriter,
     Record,
     RecordLister,
     Store,
     Write,
 )
 
-__all__ = ["AWKWARD", "ChangeReaderContract", "HistoryContract", "ManyReaderContract", "RecordsContract", "StoreContract", "same"]
+__all__ = ["AWKWARD", "FILTER_CASES", "FILTER_DOCUMENTS", "ManyWriterContract", "ChangeReaderContract", "HistoryContract", "ManyReaderContract", "RecordsContract", "StoreContract", "same"]
 
 P, U = "acme-corp", "john_doe"
 
@@ -311,6 +312,176 @@ class RecordsContract:
         assert seen == users
         assert [u for u, _ in await store.records(P, after="user04", limit=100)] == users[5:]
         assert await store.records(P, after="user06") == []
+
+    async def test_records_filter_compares_top_level_values_as_json(self, store: Store) -> None:
+        """`filter`: numbers by value, booleans never numbers, objects and arrays as JSON,
+        awkward keys; every case of `FILTER_CASES` gives exactly its expected users."""
+        assert isinstance(store, RecordLister)
+        for username, document in FILTER_DOCUMENTS.items():
+            await store.update(P, username, changes.replace(document))
+        await store.update("other", "a", changes.replace(FILTER_DOCUMENTS["b"]))
+        await store.update(P, "gone", changes.replace({"plan": "pro"}))
+        await store.update(P, "gone", changes.delete())
+        for filter, expected in FILTER_CASES:
+            found = await store.records(P, filter=filter)
+            assert [username for username, _ in found] == expected, filter
+            for username, record in found:
+                assert record == await store.get(P, username)
+
+    async def test_filtered_records_page_by_keyset(self, store: Store) -> None:
+        """A filter and `after`/`limit` together: full pages of matches, in order, to the end."""
+        assert isinstance(store, RecordLister)
+        for i in range(30):
+            await store.update(P, f"u{i:02d}", changes.replace({"even": i % 2 == 0, "i": i}))
+        seen: list[str] = []
+        after: str | None = None
+        while True:
+            page = await store.records(P, after=after, limit=4, filter={"even": True})
+            seen.extend(username for username, _ in page)
+            if len(page) < 4:
+                break
+            after = page[-1][0]
+        assert seen == [f"u{i:02d}" for i in range(0, 30, 2)]
+        assert await store.records(P, filter={"i": 29.0}) == [("u29", await store.get(P, "u29"))]
+
+
+#: Documents of `FILTER_CASES`, by username.
+FILTER_DOCUMENTS: dict[str, dict[str, Any]] = {
+    "a": {"plan": "pro", "beta": True, "n": 7, "tags": ["x", 1], "o": {"k": 1, "j": [1.0, "s"]},
+          "z": None},
+    "b": {"plan": "pro", "beta": 1, "n": 7.0, "tags": ["x", 1.0], "o": {"j": [1, "s"], "k": 1.0}},
+    "c": {"plan": "free", "beta": False, "n": -0.0, "tags": ["x"], "z": 0,
+          "o": {"k": 1, "j": [1, "s"], "extra": 1}},
+    "d": {"plan": "Pro", "n": 0, "big": 2**60, "tags": [1, "x"], "o": {}},
+    "e": {"plan": ["pro"], "big": float(2**60), "n": 7.5, "beta": "true", "z": "null",
+          "i": 2**63 - 1},
+    "f": {'a"b': 1, "ключ": "v", "tab\tk": True, "a.b": 2, "u\u2028": "sep", "": "empty"},
+    "g": {"plan": "pro", "nested": {"a": {"b": [True, False, None]}}, "i": 2**63 - 2},
+}  # fmt: skip
+
+#: `(filter, usernames it matches)` over `FILTER_DOCUMENTS`: the same on every store.
+FILTER_CASES: list[tuple[dict[str, Any], list[str]]] = [
+    ({}, ["a", "b", "c", "d", "e", "f", "g"]),
+    ({"plan": "pro"}, ["a", "b", "g"]),
+    ({"plan": "pro", "beta": True}, ["a"]),
+    ({"beta": 1}, ["b"]),
+    ({"beta": True}, ["a"]),
+    ({"beta": "true"}, ["e"]),
+    ({"n": 7}, ["a", "b"]),
+    ({"n": 7.0}, ["a", "b"]),
+    ({"n": 0}, ["c", "d"]),
+    ({"n": -0.0}, ["c", "d"]),
+    ({"n": 7.5}, ["e"]),
+    ({"tags": ["x", 1]}, ["a", "b"]),
+    ({"tags": ["x"]}, ["c"]),
+    ({"tags": []}, []),
+    ({"o": {"k": 1, "j": [1, "s"]}}, ["a", "b"]),
+    ({"o": {}}, ["d"]),
+    ({"z": None}, ["a"]),
+    ({"z": 0}, ["c"]),
+    ({"z": False}, []),
+    ({"big": 2**60}, ["d", "e"]),
+    ({"big": float(2**60)}, ["d", "e"]),
+    ({"i": 2**63 - 1}, ["e"]),
+    ({"i": float(2**63)}, []),
+    ({"plan": ["pro"]}, ["e"]),
+    ({"plan": "PRO"}, []),
+    ({'a"b': 1, "ключ": "v", "tab\tk": True, "a.b": 2.0}, ["f"]),
+    ({"u\u2028": "sep"}, ["f"]),
+    ({"": "empty"}, ["f"]),
+    ({"nested": {"a": {"b": [True, False, None]}}}, ["g"]),
+    ({"nested": {"a": {"b": [1, 0, None]}}}, []),
+    ({"missing": None}, []),
+    ({"n": 7, "plan": "pro", "tags": ["x", 1.0]}, ["a", "b"]),
+]
+
+
+@pytest.mark.anyio
+class ManyWriterContract:
+    """The rules of the optional `update_many` method; subclass it beside `StoreContract`."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    async def test_update_many_stores_each_change_and_answers_in_order(
+        self, store: Store
+    ) -> None:
+        assert isinstance(store, ManyWriter)
+        await store.update(P, "bob", changes.replace({"old": True}))
+        records = await store.update_many(
+            P,
+            [
+                ("carol", changes.replace({"c": 1})),
+                ("bob", changes.replace(AWKWARD)),
+                ("alice", changes.patch({"a": [1.0]})),
+            ],
+        )
+        assert records == [await store.get(P, name) for name in ("carol", "bob", "alice")]
+        assert [r.version for r in records] == [1, 2, 1]
+        assert same(records[1].metadata, AWKWARD) and records[2].metadata_json == '{"a":[1.0]}'
+        assert await store.get("other", "carol") == EMPTY
+        assert await store.update_many(P, []) == []
+
+    async def test_one_refusal_stores_nothing_at_all(self, store: Store) -> None:
+        """All or nothing: a change that raises (a schema refusal, a 412) leaves every
+        record, and its history, as it was."""
+        assert isinstance(store, ManyWriter)
+        before = await store.update(P, "bob", changes.with_history(changes.replace({"b": 1}), 10))
+        stale = Conditions(if_match=parse("If-Match", '"9"', 64))
+        with pytest.raises(changes.PreconditionFailed):
+            await store.update_many(
+                P,
+                [
+                    ("alice", changes.with_history(changes.replace({"a": 1}), 10)),
+                    ("bob", changes.with_history(changes.replace({"b": 2}), 10)),
+                    ("carol", changes.with_history(changes.replace({}, conditions=stale), 10)),
+                ],
+            )
+        assert await store.get(P, "alice") == EMPTY
+        assert await store.get(P, "bob") == before
+        if isinstance(store, HistoryReader):
+            assert await store.revisions(P, "alice") == []
+            assert [r.version for r in await store.revisions(P, "bob")] == [1]
+
+    async def test_history_of_each_change_is_kept_with_it(self, store: Store) -> None:
+        assert isinstance(store, ManyWriter)
+        await store.update_many(
+            P,
+            [
+                (name, changes.with_history(changes.replace({"n": name}, actor="admin"), 10))
+                for name in ("x", "y")
+            ],
+        )
+        if isinstance(store, HistoryReader):
+            for name in ("x", "y"):
+                (revision,) = await store.revisions(P, name)
+                assert (revision.version, revision.operation, revision.actor) == (1, "put", "admin")
+
+    async def test_concurrent_single_writes_are_neither_lost_nor_interleaved(
+        self, store: Store
+    ) -> None:
+        """Batches and single updates of the same records (with history, so with the
+        platform's change clock), at once: every change counts, and none waits forever."""
+        assert isinstance(store, ManyWriter)
+        names = [f"u{i}" for i in range(20)]
+
+        async def batch(n: int) -> None:
+            await store.update_many(
+                P, [(name, changes.with_history(changes.patch({f"b{n}": n}), 10)) for name in names]
+            )
+
+        async def single(name: str, n: int) -> None:
+            await store.update(P, name, changes.with_history(changes.patch({f"s{n}": n}), 10))
+
+        await asyncio.gather(
+            *(batch(n) for n in range(3)),
+            *(single(name, n) for name in names for n in range(2)),
+        )
+        for name in names:
+            record = await store.get(P, name)
+            assert record.version == 5
+            assert set(record.metadata) == {"b0", "b1", "b2", "s0", "s1"}
 
 
 @pytest.mark.anyio

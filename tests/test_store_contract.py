@@ -36,6 +36,7 @@ from starlette_platform_metadata.testing import (
     ChangeReaderContract,
     HistoryContract,
     ManyReaderContract,
+    ManyWriterContract,
     RecordsContract,
     StoreContract,
     same,
@@ -49,7 +50,12 @@ P, U = "acme-corp", "john_doe"
 
 
 class TestEveryStore(
-    StoreContract, RecordsContract, ManyReaderContract, HistoryContract, ChangeReaderContract
+    StoreContract,
+    RecordsContract,
+    ManyReaderContract,
+    ManyWriterContract,
+    HistoryContract,
+    ChangeReaderContract,
 ):
     """The kit over conftest's `store` fixture: memory, SQLite, PostgreSQL."""
 

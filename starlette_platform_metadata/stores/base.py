@@ -10,7 +10,7 @@ testing` checks them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol, runtime_checkable
@@ -25,6 +25,7 @@ __all__ = [
     "Record",
     "ChangeReader",
     "ManyReader",
+    "ManyWriter",
     "Revision",
     "RecordLister",
     "Store",
@@ -194,18 +195,44 @@ class ManyReader(Protocol):
 class RecordLister(Protocol):
     """The optional store method that lists a platform's stored documents.
 
-    A store with it lets a policy PUT count the documents its schema refuses; without it the
-    PUT answers `violating_documents` as `null`.
+    A store with it lets a policy PUT count the documents its schema refuses (without it the
+    PUT answers `violating_documents` as `null`) and serves the admin listing and export
+    (`<mount>/users/`; without it, 404).
     """
 
     async def records(
-        self, platform_key: str, *, after: str | None = None, limit: int = 100
+        self,
+        platform_key: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        filter: Mapping[str, Any] | None = None,
     ) -> list[tuple[str, Record]]:
         """Up to `limit` `(username, record)` pairs of `platform_key` with a stored document.
 
         Ordered by username, starting after `after` (keyset pagination: `username > after`);
-        tombstones and the reserved `POLICY_USERNAME` record are left out.
+        tombstones and the reserved `POLICY_USERNAME` record are left out.  With `filter`,
+        only documents that `stores.filters.matches` it (each of its top-level keys stored
+        with an equal JSON value).  A store whose `records` takes no `filter` still works:
+        the listing then filters each page in Python.
         """
+        ...
+
+
+@runtime_checkable
+class ManyWriter(Protocol):
+    """The optional store method that changes several records of one platform atomically.
+
+    The admin import (`POST <mount>/users/`) needs it: all of its changes or none.  Without
+    it, the import answers 404.
+    """
+
+    async def update_many(
+        self, platform_key: str, updates: Sequence[tuple[str, Change]]
+    ) -> list[Record]:
+        """As `update` for each `(username, change)` (distinct usernames), all in one atomic
+        step: the records now stored, in the order given.  When any change raises, nothing
+        at all is stored and the exception propagates."""
         ...
 
 

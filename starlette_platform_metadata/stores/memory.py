@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from .base import EMPTY, POLICY_USERNAME, Change, Record, Revision
+from .base import EMPTY, POLICY_USERNAME, Change, Record, Revision, Write
+from .filters import matches
 
 __all__ = ["MemoryStore"]
 
@@ -51,8 +53,29 @@ class MemoryStore:
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         return [self._records.get((platform_key, name), EMPTY) for name in usernames]
 
+    async def update_many(
+        self, platform_key: str, updates: Sequence[tuple[str, Change]]
+    ) -> list[Record]:
+        """Every change decided before any is kept, with no await between: all or nothing."""
+        if len({username for username, _ in updates}) != len(updates):
+            raise ValueError("update_many: each username at most once")
+        decided: list[tuple[str, Record, Write | None]] = []
+        for username, change in updates:
+            current = self._records.get((platform_key, username), EMPTY)
+            decided.append((username, current, change(current)))
+        # `update` never awaits: each runs to its end before the next, the whole loop too.
+        return [
+            current if write is None else await self.update(platform_key, username, _fixed(write))
+            for username, current, write in decided
+        ]
+
     async def records(
-        self, platform_key: str, *, after: str | None = None, limit: int = 100
+        self,
+        platform_key: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        filter: Mapping[str, Any] | None = None,
     ) -> list[tuple[str, Record]]:
         found = sorted(
             (username, record)
@@ -62,7 +85,15 @@ class MemoryStore:
             and username != POLICY_USERNAME
             and (after is None or username > after)
         )
-        return found[:limit]
+        if not filter:
+            return found[:limit]
+        kept: list[tuple[str, Record]] = []
+        for pair in found:
+            if len(kept) >= limit:
+                break
+            if matches(pair[1].metadata, filter):
+                kept.append(pair)
+        return kept
 
     async def revisions(
         self, platform_key: str, username: str, *, before: int | None = None, limit: int = 20
@@ -94,3 +125,8 @@ class MemoryStore:
 
     async def poll(self) -> bool:
         return False  # one process: the app's own feed tells of every change
+
+
+def _fixed(write: Write) -> Change:
+    """The change that stores `write`, already decided."""
+    return lambda current: write

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from databases import Database
     from databases import DatabaseURL as _URL
 
-__all__ = ["PostgresConnection", "PostgresEngine", "postgres_database"]
+__all__ = ["BATCH_SECONDS_PER_ROW", "PostgresConnection", "PostgresEngine", "postgres_database"]
+
+#: `update_many`'s deadline: `busy_timeout` plus this per update (a row takes about 0.3 ms).
+BATCH_SECONDS_PER_ROW = 0.005
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -87,11 +90,12 @@ class PostgresConnection:
         self._gate = asyncio.Semaphore(_pool_size(database))
 
     @contextlib.asynccontextmanager
-    async def session(self) -> AsyncIterator[Any]:
-        """A pooled asyncpg connection; unreachable or too slow: `StoreUnavailable`."""
+    async def session(self, timeout: float | None = None) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection; unreachable or too slow: `StoreUnavailable`.
+        `timeout`: this call's own bound instead of the connection's (a batch of writes)."""
         import asyncpg
 
-        deadline = asyncio.timeout(self.timeout)
+        deadline = asyncio.timeout(self.timeout if timeout is None else timeout)
         raw: Any = None
         abandon: asyncio.TimerHandle | None = None
         try:
@@ -192,6 +196,15 @@ class PostgresEngine(SQLReads):
             f"SELECT username, metadata::text, version, created_at, updated_at FROM {t} "
             "WHERE platform_key = $1 AND username = ANY($2::text[])"
         )
+        self._placeholders_sql = (
+            f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, "
+            "updated_at) SELECT $1, u, NULL, 0, NULL, NULL FROM unnest($2::text[]) AS u "
+            "ORDER BY u ON CONFLICT (platform_key, username) DO NOTHING"
+        )
+        self._lock_many_sql = (
+            f"SELECT 1 FROM {t} WHERE platform_key = $1 AND username = ANY($2::text[]) "
+            "ORDER BY username FOR UPDATE"
+        )
         self._insert_sql = (
             f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, "
             "updated_at) VALUES ($1, $2, $3::json, $4, $5, $6) "
@@ -261,6 +274,28 @@ class PostgresEngine(SQLReads):
             else:
                 await transaction.rollback()
             return record
+
+    async def update_many(
+        self, platform_key: str, updates: Sequence[tuple[str, Change]]
+    ) -> list[Record]:
+        """Every update as `update` makes it (`_locked_update`), all in one transaction; any
+        refusal rolls everything back.  Every row is locked before the first write: missing
+        ones are first inserted as placeholders (version 0, no document: they read as
+        `EMPTY`), then all are locked in username order.  So the batch takes the platform's
+        change clock (locked by each write until COMMIT) only once it holds all its rows: no
+        single write or other batch can wait on it while holding a row it needs.  The call's
+        deadline grows with the batch: `busy_timeout` plus `BATCH_SECONDS_PER_ROW` per update."""
+        order = sorted(range(len(updates)), key=lambda i: updates[i][0])
+        names = [updates[i][0] for i in order]
+        found: list[Record] = [EMPTY] * len(updates)
+        timeout = self.connection.timeout + BATCH_SECONDS_PER_ROW * len(updates)
+        async with self.connection.session(timeout) as raw, raw.transaction():
+            await raw.execute(self._placeholders_sql, platform_key, names)
+            await raw.execute(self._lock_many_sql, platform_key, names)
+            for i in order:
+                username, change = updates[i]
+                found[i], _ = await self._locked_update(raw, platform_key, username, change)
+        return found
 
     def _revision_values(self, write: Write, first: bool) -> tuple[Any, ...]:
         """Parameters `$7`.. of the statements with history (a first write has no trim)."""

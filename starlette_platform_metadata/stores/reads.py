@@ -5,12 +5,13 @@ Written once with `$1` placeholders (SQLite's engine translates them to `?1`).""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from .base import EMPTY, POLICY_USERNAME, Record, Revision
 from .connections import SQLConnection
+from .filters import matches, postgres_filter, sqlite_filter
 
 __all__ = ["SQLReads"]
 
@@ -40,6 +41,9 @@ class SQLReads:
             "WHERE platform_key = $1 AND username > $2 AND username <> $3 "
             "AND metadata IS NOT NULL ORDER BY username LIMIT $4"
         )
+        # The same scan with a filter's conditions (`stores/filters.py`) before the ORDER BY.
+        self._filtered_sql = self._records_sql.replace(" ORDER BY", "{where} ORDER BY")
+        self._filter_sql = sqlite_filter if connection.dialect == "sqlite" else postgres_filter
         h = f"{table}_history"
         # The newest page: a backward range scan of the primary key, `limit` rows.
         self._revisions_sql = (
@@ -118,9 +122,29 @@ class SQLReads:
         return [self._revision(row) for row in rows]
 
     async def records(
-        self, platform_key: str, after: str | None, limit: int
+        self,
+        platform_key: str,
+        after: str | None,
+        limit: int,
+        filter: Mapping[str, Any] | None = None,
     ) -> list[tuple[str, Record]]:
-        rows = await self.reader.fetch(
-            self._records_sql, platform_key, after or "", POLICY_USERNAME, limit
-        )
-        return [(row[0], self._record(row[1:])) for row in rows]
+        if not filter:
+            rows = await self.reader.fetch(
+                self._records_sql, platform_key, after or "", POLICY_USERNAME, limit
+            )
+            return [(row[0], self._record(row[1:])) for row in rows]
+        where = self._filter_sql(filter, 5)
+        sql = self._filtered_sql.format(where=where.where)
+        found: list[tuple[str, Record]] = []
+        while True:
+            rows = await self.reader.fetch(
+                sql, platform_key, after or "", POLICY_USERNAME, limit, *where.params
+            )
+            for row in rows:
+                record = self._record(row[1:])
+                if not where.recheck or matches(record.metadata, filter):
+                    found.append((row[0], record))
+            # SQL narrowed, Python decided: read on while candidates fell through.
+            if len(found) >= limit or len(rows) < limit:
+                return found[:limit]
+            after = rows[-1][0]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from databases import Database, DatabaseURL
 
@@ -47,6 +47,7 @@ def schema(table: str, dialect: str) -> list[str]:
         f"version {types['int']} NOT NULL, created_at {types['ts']}, updated_at {types['ts']}, "
         "PRIMARY KEY (platform_key, username))",
         *history_schema(t, dialect),
+        *listing_schema(t, dialect),
         f"CREATE TABLE IF NOT EXISTS {t}_schema (version INTEGER NOT NULL)",
         f"INSERT INTO {t}_schema (version) SELECT {SCHEMA_VERSION} "
         f"WHERE NOT EXISTS (SELECT 1 FROM {t}_schema)",
@@ -74,6 +75,24 @@ def history_schema(table: str, dialect: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {h}_seq ON {h} (platform_key, seq)",
         f"CREATE TABLE IF NOT EXISTS {table}_clock (platform_key TEXT PRIMARY KEY, "
         f"seq {types['int']} NOT NULL, horizon {types['int']} NOT NULL)",
+    ]
+
+
+def listing_schema(table: str, dialect: str) -> list[str]:
+    """The index of filtered listings (`records(filter=...)`, `stores/filters.py`).
+
+    PostgreSQL: a GIN index on the document as `jsonb` (`jsonb_path_ops`: containment `@>`
+    only, a third of the default operator class's size).  The column stays `json`, the exact
+    text, so round trips stay exact; the index holds the parsed form.  `IF NOT EXISTS`: run at
+    every startup, it builds once (on a large existing table, create it ahead of time with
+    `CREATE INDEX CONCURRENTLY` under the same name: docs/listing.md).  SQLite has no index
+    for arbitrary keys: a filtered page scans the platform's primary-key range from the cursor
+    and reads each document's key (`json_type` / `json_extract`) until the page is full."""
+    if dialect != "postgresql":
+        return []
+    return [
+        f"CREATE INDEX IF NOT EXISTS {table}_metadata_jsonb ON {table} "
+        "USING gin ((metadata::jsonb) jsonb_path_ops)"
     ]
 
 
@@ -196,11 +215,27 @@ class DatabaseStore(OpensOnFirstUse):
         return await self._engine.get_many(platform_key, usernames)
 
     async def records(
-        self, platform_key: str, *, after: str | None = None, limit: int = 100
+        self,
+        platform_key: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        filter: Mapping[str, Any] | None = None,
     ) -> list[tuple[str, Record]]:
-        """A platform's stored documents by username: one primary-key range scan per page."""
+        """A platform's stored documents by username: one primary-key range scan per page
+        (with a filter on PostgreSQL, the GIN index's candidates where it is cheaper)."""
         await self.ensure_open()
-        return await self._engine.records(platform_key, after, limit)
+        return await self._engine.records(platform_key, after, limit, filter)
+
+    async def update_many(
+        self, platform_key: str, updates: Sequence[tuple[str, Change]]
+    ) -> list[Record]:
+        """Several changes of one platform in one transaction: all stored, or none
+        (`ManyWriter`)."""
+        if len({username for username, _ in updates}) != len(updates):
+            raise ValueError("update_many: each username at most once")
+        await self.ensure_open()
+        return await self._engine.update_many(platform_key, updates)
 
     async def revisions(
         self, platform_key: str, username: str, *, before: int | None = None, limit: int = 20

@@ -510,6 +510,39 @@ class SQLiteEngine(SQLReads):
                     await asyncio.wait({group})
             raise
 
+    async def update_many(
+        self, platform_key: str, updates: Sequence[tuple[str, Change]]
+    ) -> list[Record]:
+        """The updates as one group of their own, in one transaction: every change decided and
+        written by the group machinery (`_write_group`), then committed, or rolled back as a
+        whole when any change refuses.  The writer lock orders it with the queued groups."""
+        loop = asyncio.get_running_loop()
+        group = [
+            _Pending((platform_key, username), change, loop.create_future(), 0.0)
+            for username, change in updates
+        ]
+
+        def work(connection: sqlite3.Connection) -> list[Record]:
+            records: list[Record] = []
+            for outcome in self._write_group(connection, group):
+                if isinstance(outcome, BaseException):
+                    raise outcome  # write_then_commit rolls the whole group back
+                records.append(outcome)
+            return records
+
+        deadline = loop.time() + self.connection.busy_timeout
+        attempt = 0
+        while True:
+            try:
+                return await self.connection.write_then_commit(work)
+            except LockBusy:
+                now = loop.time()
+                if now >= deadline:
+                    raise StoreUnavailable("SQLite: the write lock stayed held") from None
+                step = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
+                await asyncio.sleep(min(step, deadline - now))
+                attempt += 1
+
     async def _flush(self) -> None:
         """Write what is queued, a group per transaction, until nothing is left.
 
