@@ -13,6 +13,8 @@ from .auth import AuthBackend
 from .endpoint import MetadataEndpoint, PolicyEndpoint, error_response
 from .feed import Feed, OnChange
 from .history import DEFAULT_HISTORY_PER_USER, Writer, find_revision, restore_change
+from .events import EventHub, EventSettings
+from .events_api import EventsEndpoint
 from .history_api import HistoryEndpoint, RestoreEndpoint
 from .limits import Limits
 from .policies import Policies, PolicySource
@@ -22,7 +24,7 @@ from .stores.base import HistoryReader, Record, Revision, Store
 __all__ = ["RESOURCES", "PlatformMetadataApp"]
 
 #: The resources below the mount point, each answered with and without its trailing slash.
-RESOURCES = ("policy", "history", "restore")
+RESOURCES = ("policy", "history", "restore", "events")
 
 
 def route_path(scope: Scope) -> str | None:
@@ -67,6 +69,10 @@ class PlatformMetadataApp:
     `HistoryReader` (all of ours do).  `on_change` is called with every committed change
     (`feed.Committed`), sync or async, after the commit and before the response; what it
     raises is logged, never answered.  More callbacks: `app.feed.subscribe(callback)`.
+
+    Live changes (`<mount>/events/`, Server-Sent Events) need history on and a store with
+    `ChangeReader` (all of ours); `events` bounds them (`EventSettings`: open streams per
+    process, heartbeat, access re-check).  `app.hub.close_all()` ends every open stream.
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class PlatformMetadataApp:
         policies: PolicySource | None = None,
         history_per_user: int = DEFAULT_HISTORY_PER_USER,
         on_change: OnChange | None = None,
+        events: EventSettings | None = None,
     ) -> None:
         self.auth = auth
         self.store = store
@@ -92,10 +99,18 @@ class PlatformMetadataApp:
         shared = (auth, store, self.limits, self.policies, self.writer)
         self.endpoint = MetadataEndpoint(*shared)
         self.policy_endpoint = PolicyEndpoint(*shared)
+        self.hub = EventHub(store, self.feed, events)
+        events_endpoint = EventsEndpoint(*shared)
+        events_endpoint.hub = self.hub
         self._routes: dict[str, MetadataEndpoint] = {"": self.endpoint, "/": self.endpoint}
         for name, endpoint in zip(
             RESOURCES,
-            (self.policy_endpoint, HistoryEndpoint(*shared), RestoreEndpoint(*shared)),
+            (
+                self.policy_endpoint,
+                HistoryEndpoint(*shared),
+                RestoreEndpoint(*shared),
+                events_endpoint,
+            ),
             strict=True,
         ):
             self._routes[f"/{name}"] = self._routes[f"/{name}/"] = endpoint

@@ -10,7 +10,7 @@ import re
 import traceback
 import uuid
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import unquote_to_bytes
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -105,6 +105,18 @@ class _RecordResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         await send({"type": "http.response.body", "body": self.body})
+
+
+class Answer(Protocol):
+    """What a resource's handler answers: a Starlette `Response`, or a response of our own
+    (a prepared record, a stream) with the same three members."""
+
+    status_code: int
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]: ...
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
 class _Answer(Exception):
@@ -250,7 +262,7 @@ class MetadataEndpoint:
             )
         return conn, identity
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         try:
             conn, identity = await self._start(scope, receive)
         except _Answer as answer:
@@ -417,7 +429,7 @@ class PolicyEndpoint(MetadataEndpoint):
     methods = _POLICY_METHODS
     options_body = _POLICY_OPTIONS_BODY
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         try:
             conn, identity = await self._start(scope, receive)
         except _Answer as answer:
@@ -515,7 +527,8 @@ def _hidden(policy: Policy | None, member: bool) -> Policy | None:
 
 
 _QUERY_NAMES = frozenset(
-    (b"platform_key", b"username", b"dry_run", b"history", b"cursor", b"limit", b"all_users")
+    (b"platform_key", b"username", b"dry_run", b"history", b"cursor", b"limit", b"all_users",
+     b"last_event_id")
 )
 
 
@@ -564,7 +577,7 @@ def _redacted_traceback(exc: BaseException, scope: Scope) -> str:
     return text
 
 
-async def _send_head(response: Response | _RecordResponse, send: Send) -> None:
+async def _send_head(response: Answer, send: Send) -> None:
     """Send a response's status and headers without its body (HEAD)."""
     await send(
         {

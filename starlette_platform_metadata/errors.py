@@ -47,6 +47,8 @@ NOT_AN_INTEGER = "A valid integer is required."
 INTEGER_TOO_SMALL = "Ensure this value is greater than or equal to {}."
 INTEGER_TOO_LARGE = "Ensure this value is less than or equal to {}."
 REQUIRED = "This field is required."
+ALL_USERS_WITH_USERNAME = "Give either username or all_users, not both."
+TOO_MANY_STREAMS = "Too many open event streams. Try again shortly."
 STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
 SERVER_ERROR = "A server error occurred."
 
@@ -217,6 +219,12 @@ def service_unavailable() -> ApiError:
         503,
         {"detail": STORE_UNAVAILABLE},
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def too_many_streams() -> ApiError:
+    return ApiError(
+        503, {"detail": TOO_MANY_STREAMS}, {"Retry-After": str(RETRY_AFTER_SECONDS)}
     )
 
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope
 
 from . import errors
-from .endpoint import MetadataEndpoint, _Answer, _hidden, _iso, _query_values, _RecordResponse
+from .endpoint import Answer, MetadataEndpoint, _Answer, _hidden, _iso, _query_values
 from .history import decode_cursor, encode_cursor, find_revision, restore_change
 from .jsontext import dump
 from .payload import _require_object
@@ -92,7 +92,7 @@ class HistoryEndpoint(MetadataEndpoint):
         "parses": ["application/json"],
     }
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         try:
             _, identity = await self._start(scope, receive)
         except _Answer as answer:
@@ -139,7 +139,7 @@ class RestoreEndpoint(MetadataEndpoint):
         "parses": ["application/json"],
     }
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response | _RecordResponse:
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         try:
             conn, identity = await self._start(scope, receive)
         except _Answer as answer:

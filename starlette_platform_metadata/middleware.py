@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .app import RESOURCES, PlatformMetadataApp, route_path
 from .auth import AuthBackend
+from .events import EventSettings
 from .feed import OnChange
 from .history import DEFAULT_HISTORY_PER_USER
 from .limits import Limits
@@ -39,8 +40,8 @@ class PlatformMetadataMiddleware:
     """Pure ASGI middleware: requests to `path` go to the metadata endpoint, the rest to `app`.
 
     The endpoint answers at `path` with and without the trailing slash (the platform policy
-    at `path + "policy/"`, history at `path + "history/"` and `path + "restore/"`, also
-    without the slash), and its OpenAPI
+    at `path + "policy/"`, history at `path + "history/"` and `path + "restore/"`, live
+    changes at `path + "events/"`, also without the slash), and its OpenAPI
     document at `path + "openapi.json"` unless `openapi=False` (then that path goes to `app`
     like any other).  Non-http scopes (lifespan, websocket) pass through untouched.
 
@@ -64,6 +65,7 @@ class PlatformMetadataMiddleware:
         cors: Mapping[str, Any] | None = None,
         history_per_user: int = DEFAULT_HISTORY_PER_USER,
         on_change: OnChange | None = None,
+        events: EventSettings | None = None,
     ) -> None:
         self.app = app
         self.path = "/" + path.strip("/")
@@ -82,6 +84,7 @@ class PlatformMetadataMiddleware:
             policies=policies,
             history_per_user=history_per_user,
             on_change=on_change,
+            events=events,
         )
         self._endpoint: ASGIApp = (
             self.metadata_app

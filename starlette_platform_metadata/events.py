@@ -1,0 +1,222 @@
+"""Live changes: one hub per process tells open streams of every committed change.
+
+Changes come from the store's history, never from the writer's memory: a change committed by
+another worker process or host is found the same way as our own.  The hub watches the
+platforms that have streams open.  It wakes when this process commits a change (the app's
+`Feed`) or when the store says someone may have (`ChangeReader.poll`: SQLite's
+`PRAGMA data_version`, PostgreSQL's LISTEN/NOTIFY), at most `poll_interval` apart, and then
+reads each watched platform's changes after the last `seq` it saw: one indexed query per
+platform, however many streams are open.  Each stream has a bounded queue; a stream whose
+client stops reading overflows it and is ended, never buffered without bound.
+
+Server shutdown ends every stream at once: the hub chains itself in front of the process's
+SIGINT and SIGTERM handlers when its first stream opens (uvicorn, like most servers, waits
+for open responses to finish before it stops), and `close_all()` does the same from code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from types import FrameType
+from typing import Any
+
+from .feed import Committed, Feed
+from .stores.base import ChangeReader, Revision, Store
+
+__all__ = ["EventHub", "EventSettings", "Subscription", "TooManyStreams"]
+
+logger = logging.getLogger("starlette_platform_metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class EventSettings:
+    """Bounds and timings of live-change streams (per process).
+
+    Attributes:
+        max_streams: open streams at most; past it a new one is answered 503 + Retry-After.
+        heartbeat: seconds between comment lines on an idle stream (proxies close silent ones).
+        recheck: seconds between checks that the caller may still read the stream (a revoked
+            token, a lost membership or a platform gone end it).
+        poll_interval: seconds between two looks for changes other processes committed.
+        max_queued: changes waiting for one stream's client; past it the stream is ended.
+        send_timeout: seconds a client may take to accept one event before it is dropped.
+    """
+
+    max_streams: int = 1000
+    heartbeat: float = 15.0
+    recheck: float = 30.0
+    poll_interval: float = 0.2
+    max_queued: int = 1000
+    send_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(f"EventSettings.{field.name} must be positive, not {value!r}")
+
+
+class TooManyStreams(Exception):
+    """The process already has `EventSettings.max_streams` streams open."""
+
+
+class Subscription:
+    """One open stream's place at the hub: the changes waiting for it, and why it must end."""
+
+    def __init__(self, platform_key: str, username: str | None, max_queued: int) -> None:
+        self.platform_key = platform_key
+        self.username = username  # None: every user of the platform
+        self.queue: deque[tuple[str, Revision]] = deque()
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+        self._max_queued = max_queued
+
+    def push(self, username: str, revision: Revision) -> None:
+        if self.username is not None and username != self.username:
+            return
+        if len(self.queue) >= self._max_queued:
+            self.overflowed = True  # the client stopped reading: end, never grow
+        else:
+            self.queue.append((username, revision))
+        self.wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+
+
+class EventHub:
+    """Fans committed changes out to this process's open streams."""
+
+    def __init__(self, store: Store, feed: Feed, settings: EventSettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or EventSettings()
+        self._subscriptions: dict[str, set[Subscription]] = {}
+        self._last: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._signals_chained = False
+        feed.subscribe(self._committed)
+
+    @property
+    def available(self) -> bool:
+        return isinstance(self.store, ChangeReader)
+
+    @property
+    def open_streams(self) -> int:
+        return sum(len(subscriptions) for subscriptions in self._subscriptions.values())
+
+    async def subscribe(self, platform_key: str, username: str | None) -> Subscription:
+        """A new stream's subscription, receiving every change the hub reads from now on."""
+        store = self.store
+        assert isinstance(store, ChangeReader)
+        if self.open_streams >= self.settings.max_streams:
+            raise TooManyStreams
+        if platform_key not in self._last:
+            seq, _ = await store.position(platform_key)
+            # Another stream of the platform may have started meanwhile: keep its position.
+            self._last.setdefault(platform_key, seq)
+        subscription = Subscription(platform_key, username, self.settings.max_queued)
+        self._subscriptions.setdefault(platform_key, set()).add(subscription)
+        self._start()
+        return subscription
+
+    async def position(self, platform_key: str) -> tuple[int, int]:
+        store = self.store
+        assert isinstance(store, ChangeReader)
+        return await store.position(platform_key)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        platform = subscription.platform_key
+        subscriptions = self._subscriptions.get(platform)
+        if subscriptions is None:
+            return
+        subscriptions.discard(subscription)
+        if not subscriptions:
+            # Nobody watches it: a later stream starts from the platform's position then,
+            # not from a backlog.
+            del self._subscriptions[platform]
+            self._last.pop(platform, None)
+
+    def close_all(self) -> None:
+        """End every open stream now (server shutdown)."""
+        for subscriptions in list(self._subscriptions.values()):
+            for subscription in list(subscriptions):
+                subscription.close()
+
+    # --- the hub's one task ------------------------------------------------------------------
+
+    def _committed(self, change: Committed) -> None:
+        if self._wake is not None and change.platform_key in self._subscriptions:
+            self._wake.set()
+
+    def _start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._chain_signals()
+
+    async def _run(self) -> None:
+        store = self.store
+        assert isinstance(store, ChangeReader) and self._wake is not None
+        wake = self._wake
+        while self._subscriptions:
+            woken = False
+            try:
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await wake.wait()
+                woken = True
+            except TimeoutError:
+                pass
+            wake.clear()
+            try:
+                if not (await store.poll() or woken):
+                    continue
+                for platform in list(self._subscriptions):
+                    await self._deliver(store, platform)
+            except Exception as exc:  # a database outage: streams wait, the hub goes on
+                logger.warning("live changes: cannot read changes (%s); retrying", exc)
+                await asyncio.sleep(self.settings.poll_interval)
+
+    async def _deliver(self, store: ChangeReader, platform: str) -> None:
+        while platform in self._last:
+            found = await store.changes(platform, after=self._last[platform], limit=500)
+            subscriptions = self._subscriptions.get(platform, ())
+            for username, revision in found:
+                for subscription in subscriptions:
+                    subscription.push(username, revision)
+            if found and platform in self._last:
+                self._last[platform] = found[-1][1].seq or self._last[platform]
+            if len(found) < 500:
+                return
+
+    def _chain_signals(self) -> None:
+        """Put `close_all` in front of the process's SIGINT/SIGTERM handlers, once.
+
+        Only when a Python handler is installed (a server such as uvicorn): the default
+        actions are left alone, and so is a process whose main thread is not ours."""
+        if self._signals_chained or threading.current_thread() is not threading.main_thread():
+            return
+        self._signals_chained = True
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(number)
+            if callable(previous):
+                signal.signal(number, self._chained(loop, previous))
+
+    def _chained(
+        self, loop: asyncio.AbstractEventLoop, previous: Callable[[int, FrameType | None], Any]
+    ) -> Callable[[int, FrameType | None], Any]:
+        def handler(number: int, frame: FrameType | None) -> Any:
+            loop.call_soon_threadsafe(self.close_all)
+            return previous(number, frame)
+
+        return handler

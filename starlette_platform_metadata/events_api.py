@@ -1,0 +1,361 @@
+"""`<mount>/events/`: a user's (or, for tenant admins, a platform's) changes as Server-Sent
+Events (EXTENSIONS.md section 3).
+
+Our own small writer rather than sse-starlette: a stream here must subscribe to the hub
+before its headers are sent (so it carries every change committed after them), replay from
+history, re-check access, end on a full queue, on shutdown or on a send that stalls; the
+event format itself is four lines.  docs/events.md says more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import re
+from typing import Literal
+
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from . import errors
+from .auth import Identity
+from .endpoint import (
+    Answer,
+    MetadataEndpoint,
+    _Answer,
+    _boolean,
+    _hidden,
+    _query_values,
+    render_record,
+)
+from .errors import ApiError
+from .events import EventHub, Subscription, TooManyStreams
+from .jsontext import dump
+from .policy import Policy, member_view
+from .stores.base import ChangeReader, HistoryReader, Record, Revision, StoreUnavailable
+
+__all__ = ["EventsEndpoint"]
+
+logger = logging.getLogger("starlette_platform_metadata")
+
+EVENTS_ALLOW = "GET, HEAD, OPTIONS"
+_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"vary", b"Authorization"),
+    # nginx and similar proxies buffer responses unless told not to.
+    (b"x-accel-buffering", b"no"),
+]
+_CURSOR = re.compile(r"([vs])\.([0-9]{1,18})")
+# A one-user stream replays at most this many missed changes before it sends a snapshot.
+_REPLAY_PAGE = 500
+
+Kind = Literal["user", "platform"]
+
+
+def _cursor(kind: Kind, position: int) -> str:
+    """An event id: `v.<version>` on a one-user stream, `s.<seq>` on a platform's."""
+    return f"{'v' if kind == 'user' else 's'}.{position}"
+
+
+def _read_cursor(kind: Kind, text: str | None) -> int | None:
+    """The position a client's cursor names on this kind of stream; -1 when it names none of
+    ours (treated as older than any history: a snapshot or a reset); `None` without one."""
+    if text is None:
+        return None
+    match = _CURSOR.fullmatch(text.strip())
+    if match is None or match.group(1) != ("v" if kind == "user" else "s"):
+        return -1
+    return int(match.group(2))
+
+
+def _event(name: str, event_id: str, data: bytes) -> bytes:
+    return b"id: " + event_id.encode() + b"\nevent: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _data(
+    username: str,
+    platform_key: str,
+    record: Record,
+    hide: Policy | None,
+    actor: str | None,
+    operation: str | None,
+) -> bytes:
+    """A GET's success body as this caller may see it, plus version, actor and operation."""
+    if hide is not None and hide.may_hold_private(record.metadata_json):
+        record = dataclasses.replace(
+            record, metadata_json=dump(member_view(hide, record.metadata))
+        )
+    body = render_record(username, platform_key, record)
+    extra = f',"version":{record.version},"actor":{dump(actor)},"operation":{dump(operation)}}}'
+    return body[:-1] + extra.encode()
+
+
+def _as_record(revision: Revision) -> Record:
+    """The record a revision left (a delete's has no timestamps, as a GET of it shows)."""
+    if revision.created_at is None:
+        return Record("{}", revision.version, None, None)
+    return Record(revision.metadata_json, revision.version, revision.created_at, revision.at)
+
+
+class EventsEndpoint(MetadataEndpoint):
+    """GET a stream of changes: one user's, or with `all_users=true` a platform's (admins)."""
+
+    allow = EVENTS_ALLOW
+    methods = frozenset(EVENTS_ALLOW.split(", "))
+    options_body = {
+        "name": "Metadata Events",
+        "description": "Changes of users' metadata on a platform, as Server-Sent Events.",
+        "renders": ["text/event-stream"],
+        "parses": ["application/json"],
+    }
+    hub: EventHub
+
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
+        try:
+            conn, identity = await self._start(scope, receive)
+        except _Answer as answer:
+            return answer.response
+        values = _query_values(scope["query_string"])
+        platform_key, target = self._query(scope)
+        all_users = _boolean(values, "all_users")
+        if all_users and target is not None:
+            raise errors.validation_error({"all_users": [errors.ALL_USERS_WITH_USERNAME]})
+        if all_users:
+            is_admin = await self._authorize_platform(identity, platform_key)
+            username: str | None = None
+        else:
+            username, is_admin = await self._authorize(identity, platform_key, target)
+        if not self.hub.available or self.writer.keep == 0:
+            raise errors.not_found()  # live changes are read from history
+        if scope["method"] == "HEAD":
+            return Response(headers={k.decode(): v.decode() for k, v in _HEADERS})
+        header = conn.headers.get("last-event-id")
+        if header is None:
+            given = values.get("last_event_id")
+            header = given[-1].decode("utf-8", "replace") if given else None
+        kind: Kind = "user" if username is not None else "platform"
+        cursor = _read_cursor(kind, header)
+        try:
+            subscription = await self.hub.subscribe(platform_key, username)
+        except TooManyStreams:
+            raise errors.too_many_streams() from None
+        stream = _Stream(self, conn, identity, subscription, target, is_admin, cursor)
+        if username is None and cursor is None:
+            # Before the headers go: the stream carries every change committed after them.
+            try:
+                stream.position = (await self.hub.position(platform_key))[0]
+            except BaseException:
+                self.hub.unsubscribe(subscription)
+                raise
+        return stream
+
+    async def _authorize_platform(self, identity: Identity, platform_key: str) -> bool:
+        """`all_users=true`: the platform exists and the caller is its tenant admin."""
+        access = await self.auth.access(identity, platform_key, None)
+        if not access.platform_exists:
+            raise errors.platform_not_found()
+        if not access.is_admin:
+            raise errors.admin_only()
+        return True
+
+    async def still_allowed(
+        self, conn: HTTPConnection, identity: Identity, platform_key: str, target: str | None,
+        all_users: bool,
+    ) -> bool:
+        """The checks of the stream's request, again: the token, the platform, the membership
+        (or admin role), and the same caller."""
+        try:
+            again = await self._authenticate(conn)
+            if again.username != identity.username:
+                return False
+            if all_users:
+                await self._authorize_platform(again, platform_key)
+            else:
+                await self._authorize(again, platform_key, target)
+        except ApiError:
+            return False
+        return True
+
+
+class _Stream:
+    """The response: headers at once, then events until something ends it."""
+
+    status_code = 200
+    raw_headers = _HEADERS
+
+    def __init__(
+        self,
+        endpoint: EventsEndpoint,
+        conn: HTTPConnection,
+        identity: Identity,
+        subscription: Subscription,
+        target: str | None,
+        is_admin: bool,
+        cursor: int | None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.conn = conn
+        self.identity = identity
+        self.subscription = subscription
+        self.target = target
+        self.is_admin = is_admin
+        self.cursor = cursor
+        self.platform_key = subscription.platform_key
+        self.username = subscription.username
+        self.kind: Kind = "user" if self.username is not None else "platform"
+        # Last delivered: a version (one user) or a seq (platform); nothing at or below it is
+        # sent again.
+        self.position = 0
+        self.disconnected = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub = self.endpoint.hub
+        watcher = asyncio.get_running_loop().create_task(self._watch(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await self._run(send)
+            if not self.disconnected.is_set():
+                await self._send(send, b"", more=False)
+        except (OSError, TimeoutError, StoreUnavailable) as exc:
+            logger.info("live changes: stream of %r ended: %r", self.platform_key, exc)
+        finally:
+            hub.unsubscribe(self.subscription)
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _watch(self, receive: Receive) -> None:
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                self.disconnected.set()
+                self.subscription.wake.set()
+                return
+
+    async def _send(self, send: Send, body: bytes, *, more: bool = True) -> None:
+        # A client that stops reading makes `send` wait for the socket to drain: bounded.
+        async with asyncio.timeout(self.endpoint.hub.settings.send_timeout):
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+
+    async def _run(self, send: Send) -> None:
+        settings = self.endpoint.hub.settings
+        loop = asyncio.get_running_loop()
+        subscription = self.subscription
+        await self._begin(send)
+        last_sent = recheck_at = loop.time()
+        recheck_at += settings.recheck
+        while True:
+            if self.disconnected.is_set() or subscription.closed or subscription.overflowed:
+                return
+            if subscription.queue:
+                await self._send_changes(send)
+                last_sent = loop.time()
+                continue
+            now = loop.time()
+            if now >= recheck_at:
+                if not await self.endpoint.still_allowed(
+                    self.conn, self.identity, self.platform_key, self.target, self.kind == "platform"
+                ):
+                    return
+                recheck_at = loop.time() + settings.recheck
+            if now - last_sent >= settings.heartbeat:
+                await self._send(send, b": keep-alive\n\n")
+                last_sent = loop.time()
+            subscription.wake.clear()
+            if subscription.queue or subscription.closed or self.disconnected.is_set():
+                continue
+            timeout = min(last_sent + settings.heartbeat, recheck_at) - loop.time()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await subscription.wake.wait()
+
+    # --- what a stream starts with -------------------------------------------------------------
+
+    async def _begin(self, send: Send) -> None:
+        """The snapshot, the replay or the reset the stream starts with."""
+        store = self.endpoint.store
+        if self.kind == "platform":
+            assert isinstance(store, ChangeReader)
+            cursor = self.cursor
+            if cursor is None:
+                return  # `position` was read before the headers were sent
+            seq, horizon = await store.position(self.platform_key)
+            if cursor < horizon or cursor > seq:
+                await self._send(send, _event("reset", _cursor("platform", seq), b"{}"))
+                self.position = seq
+                return
+            self.position = cursor
+            while True:
+                found = await store.changes(self.platform_key, after=self.position, limit=500)
+                await self._send_revisions(send, found)
+                if len(found) < 500:
+                    return
+        else:
+            await self._begin_user(send)
+
+    async def _begin_user(self, send: Send) -> None:
+        store = self.endpoint.store
+        assert self.username is not None
+        current, record = await self.endpoint.policies.current_and(
+            self.platform_key, self.username
+        )
+        cursor = self.cursor
+        if cursor is not None and 0 <= cursor <= record.version:
+            assert isinstance(store, HistoryReader)
+            missed = await store.revisions(
+                self.platform_key, self.username, limit=min(record.version - cursor, _REPLAY_PAGE) + 1
+            )
+            missed = [r for r in reversed(missed) if r.version > cursor]
+            if record.version == cursor or (missed and missed[0].version == cursor + 1):
+                self.position = cursor
+                await self._send_revisions(send, [(self.username, r) for r in missed])
+                return
+        # No cursor, one older than the history kept, or one we never issued: the state now.
+        policy = None if current.policy.is_default else current.policy
+        hide = _hidden(policy, not self.is_admin)
+        data = _data(self.username, self.platform_key, record, hide, None, None)
+        await self._send(send, _event("snapshot", _cursor("user", record.version), data))
+        self.position = record.version
+
+    # --- changes -------------------------------------------------------------------------------
+
+    async def _send_changes(self, send: Send) -> None:
+        queue = self.subscription.queue
+        batch = [queue.popleft() for _ in range(len(queue))]
+        await self._send_revisions(send, batch)
+
+    async def _send_revisions(self, send: Send, found: list[tuple[str, Revision]]) -> None:
+        if not found:
+            return
+        hide: Policy | None = None
+        if not self.is_admin:
+            policy = (await self.endpoint.policies.current(self.platform_key)).policy
+            hide = _hidden(None if policy.is_default else policy, True)
+        chunks = []
+        for username, revision in found:
+            if self.kind == "user":
+                if revision.version <= self.position:
+                    continue  # already in the snapshot, or replayed
+                self.position = revision.version
+                event_id = _cursor("user", revision.version)
+            else:
+                seq = revision.seq or 0
+                if seq <= self.position:
+                    continue
+                self.position = seq
+                event_id = _cursor("platform", seq)
+            data = _data(
+                username,
+                self.platform_key,
+                _as_record(revision),
+                hide,
+                revision.actor,
+                revision.operation,
+            )
+            chunks.append(_event("change", event_id, data))
+        if chunks:
+            await self._send(send, b"".join(chunks))
