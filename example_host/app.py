@@ -1,4 +1,5 @@
-"""The example host as a Starlette app: the metadata endpoint over the host's own users."""
+"""The example host as a Starlette app: the metadata endpoint over the host's own users, and
+the demo web app at `/` (web.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from .auth import TokenAuthBackend
 from .db import DEFAULT_URL, HostDB
+from .web import demo_routes
 
 __all__ = ["HISTORY_ENV", "MOUNT_PATH", "create_app", "create_app_from_env"]
 
@@ -41,6 +43,7 @@ def create_app(
     `history_per_user`: revisions kept per user and platform (0: history off).
     """
     db = HostDB(database_url)
+    auth = TokenAuthBackend(db)
     store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
 
     @contextlib.asynccontextmanager
@@ -63,13 +66,15 @@ def create_app(
             await db.disconnect()
 
     app = Starlette(
+        # The demo web app at `/`; the metadata endpoint is served by the middleware below.
+        routes=demo_routes(auth, MOUNT_PATH),
         exception_handlers={HTTPException: _json_http_error},
         middleware=[
             # Middleware rather than a Mount: it serves the path with and without the trailing
             # slash instead of redirecting, which `curl` without -L would not follow.
             Middleware(
                 PlatformMetadataMiddleware,
-                auth=TokenAuthBackend(db),
+                auth=auth,
                 store=store,
                 path=MOUNT_PATH,
                 history_per_user=history_per_user,
