@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.requests import HTTPConnection
 
 from starlette_platform_metadata import (
@@ -42,3 +44,9 @@ class TokenAuthBackend:
     ) -> PlatformAccess:
         user_id, generation = identity.id
         return await self.db.access(user_id, platform_key, target, generation=generation)
+
+    async def members_among(
+        self, identity: Identity, platform_key: str, usernames: Sequence[str]
+    ) -> set[str]:
+        """The batch question (`MemberLister`): a page of the admin listing in one query."""
+        return await self.db.members_among(platform_key, usernames)

@@ -23,6 +23,7 @@ therefore costs one statement for both auth questions, or three when something c
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -164,6 +165,18 @@ _SOME_MEMBERS = (
     "SELECT u.username, m.is_admin FROM platforms p JOIN memberships m ON m.platform_id = p.id "
     "JOIN users u ON u.id = m.user_id WHERE p.key = $1 ORDER BY m.is_admin, u.username"
 )
+# Which of the usernames given as a JSON array (`$2`) are members of platform `$1`: a page
+# of the admin listing in one statement.  The one query whose dialects differ: the array.
+_MEMBERS_AMONG = {
+    dialect: (
+        "SELECT u.username FROM platforms p JOIN memberships m ON m.platform_id = p.id "
+        f"JOIN users u ON u.id = m.user_id WHERE p.key = $1 AND u.username IN ({names})"
+    )
+    for dialect, names in (
+        ("sqlite", "SELECT value FROM json_each($2)"),
+        ("postgresql", "SELECT json_array_elements_text($2::json)"),
+    )
+}
 _FIRST_PLATFORM = "SELECT key FROM platforms ORDER BY (key = $1) DESC, id LIMIT 1"
 _REMOVE_MEMBERSHIP = (
     "DELETE FROM memberships WHERE platform_id = $1 "
@@ -394,6 +407,13 @@ class HostDB(OpensOnFirstUse):
                 raise UnknownPlatform(platform_key)
             rows = await tx.fetch(_MEMBERS, platform[0])
         return [Membership(row[0], bool(row[1])) for row in rows]
+
+    async def members_among(self, platform_key: str, usernames: Sequence[str]) -> set[str]:
+        """The names among `usernames` that are members of `platform_key` now, in one
+        statement (none for an unknown platform)."""
+        db = await self.connection()
+        rows = await db.fetch(_MEMBERS_AMONG[db.dialect], platform_key, json.dumps(list(usernames)))
+        return {row[0] for row in rows}
 
     async def memberships(self, user_id: int) -> list[Membership]:
         """The platforms user `user_id` belongs to, by key, with its admin flag on each."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from starlette.responses import Response
@@ -16,15 +17,17 @@ from .history import DEFAULT_HISTORY_PER_USER, Writer, find_revision, restore_ch
 from .events import EventHub, EventSettings
 from .events_api import EventsEndpoint
 from .history_api import HistoryEndpoint, RestoreEndpoint
+from .listing import export_chunks, import_ndjson
 from .limits import Limits
 from .policies import Policies, PolicySource
 from .policy import PolicyLimits
-from .stores.base import HistoryReader, Record, Revision, Store
+from .stores.base import HistoryReader, RecordLister, Record, Revision, Store
+from .users_api import UsersEndpoint
 
 __all__ = ["RESOURCES", "PlatformMetadataApp"]
 
 #: The resources below the mount point, each answered with and without its trailing slash.
-RESOURCES = ("policy", "history", "restore", "events")
+RESOURCES = ("policy", "history", "restore", "events", "users")
 
 
 def route_path(scope: Scope) -> str | None:
@@ -110,6 +113,7 @@ class PlatformMetadataApp:
                 HistoryEndpoint(*shared),
                 RestoreEndpoint(*shared),
                 events_endpoint,
+                UsersEndpoint(*shared),
             ),
             strict=True,
         ):
@@ -166,6 +170,41 @@ class PlatformMetadataApp:
         )
         return await self.writer.write(platform_key, username, change)
 
+    def export_records(
+        self,
+        platform_key: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        members: Callable[[Sequence[str]], Awaitable[Collection[str]]] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The platform's stored records matching `filter` as NDJSON chunks, as the admin
+        export streams them (one success body per line).  `members(usernames)` answers which
+        are members now; `None`: every stored record.  `[]` with a store without `records`."""
+        if not isinstance(self.store, RecordLister):
+            return _nothing()
+        return export_chunks(self.store, platform_key, filter=filter, members=members)
+
+    async def import_records(
+        self,
+        platform_key: str,
+        body: bytes,
+        *,
+        actor: str | None = None,
+        members: Callable[[Sequence[str]], Awaitable[Collection[str]]] | None = None,
+    ) -> int:
+        """Import NDJSON as the admin import does (all or nothing, a PUT per line by
+        `actor`); the number of users written.  Raises `listing.ImportRefused` naming each bad
+        line, and `TypeError` for a store without `update_many`."""
+        return await import_ndjson(
+            body,
+            platform_key=platform_key,
+            writer=self.writer,
+            policies=self.policies,
+            limits=self.limits,
+            actor=actor,
+            members=members,
+        )
+
     @staticmethod
     async def _openapi(
         scope: Scope, receive: Receive, send: Send, document: dict[str, Any]
@@ -187,3 +226,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing

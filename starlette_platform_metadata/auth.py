@@ -10,8 +10,9 @@ attributes, read once by `AuthScheme.of`; one that names none is DRF's `Token`.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,7 +27,9 @@ __all__ = [
     "AuthScheme",
     "AuthenticationFailed",
     "Identity",
+    "MemberLister",
     "PlatformAccess",
+    "members_of",
     "token_from_header",
 ]
 
@@ -151,6 +154,44 @@ class AuthBackend(Protocol):
         `target` is `None` when the caller acts on its own metadata.
         """
         ...
+
+
+@runtime_checkable
+class MemberLister(Protocol):
+    """The optional batch question of the auth seam: which of these users belong to a platform.
+
+    The admin listing, export and import ask it once per page of users; a backend with it
+    answers a page in one query.  Without it, each user is asked about with `access`.
+    """
+
+    async def members_among(
+        self, identity: Identity, platform_key: str, usernames: Sequence[str]
+    ) -> set[str]:
+        """The names among `usernames` that are members of `platform_key` now (`identity`
+        is the tenant admin asking)."""
+        ...
+
+
+async def members_of(
+    backend: AuthBackend, identity: Identity, platform_key: str, usernames: Sequence[str]
+) -> set[str]:
+    """`backend.members_among(...)`, or for a backend without it one `access` per user (at most
+    16 at a time), each read as `target_is_member`."""
+    if not usernames:
+        return set()
+    if isinstance(backend, MemberLister):
+        return set(await backend.members_among(identity, platform_key, usernames))
+    found: set[str] = set()
+    gate = asyncio.Semaphore(16)
+
+    async def ask(username: str) -> None:
+        async with gate:
+            access = await backend.access(identity, platform_key, username)
+        if access.platform_exists and access.target_is_member:
+            found.add(username)
+
+    await asyncio.gather(*(ask(username) for username in usernames))
+    return found
 
 
 def token_from_header(conn: HTTPConnection, keyword: bytes = b"token") -> str | None:

@@ -529,7 +529,7 @@ def _hidden(policy: Policy | None, member: bool) -> Policy | None:
 _QUERY_NAMES = frozenset(
     (b"platform_key", b"username", b"dry_run", b"history", b"cursor", b"limit", b"all_users",
      b"last_event_id")
-)
+) | {b"filter"}
 
 
 def _history_purge(query_string: bytes) -> bool:

@@ -55,6 +55,13 @@ SERVER_ERROR = "A server error occurred."
 #: DRF's challenge: the `WWW-Authenticate` of every 401 unless the `AuthBackend` names its own.
 TOKEN_CHALLENGE = "Token"
 
+# The admin listing, export and import (`<mount>/users/`).
+FILTER_NOT_JSON = "Not valid JSON: {}"
+FILTER_NOT_OBJECT = "Must be a JSON object of top-level keys to values."
+FILTER_TOO_MANY_KEYS = "Ensure this field has no more than {} keys."
+NOT_AN_IMPORT_LINE = 'Expected an object {{"username": ..., "metadata": {{...}}}}, but got {}.'
+DUPLICATE_USERNAME = "username: also given on line {}."
+
 
 class ApiError(PlatformMetadataError):
     """A refused request: a status, a JSON body and optional extra headers."""
@@ -173,11 +180,13 @@ def nothing_to_do() -> ApiError:
 MAX_BODY_BYTES = "max_body_bytes"
 MAX_DOCUMENT_BYTES = "max_document_bytes"
 MAX_ETAGS = "max_etags"
+MAX_IMPORT_BYTES = "max_import_bytes"
 #: The detail of each limit refusal, by the limit it names.
 LIMIT_DETAILS = {
     MAX_BODY_BYTES: "Request body is larger than the limit of {limit} bytes.",
     MAX_DOCUMENT_BYTES: "Stored metadata would be larger than the limit of {limit} bytes.",
     MAX_ETAGS: "{header} lists more than the limit of {limit} entity tags.",
+    MAX_IMPORT_BYTES: "Import body is larger than the limit of {limit} bytes.",
 }
 
 
@@ -196,6 +205,19 @@ def document_too_large(limit: int) -> ApiError:
 
 def too_many_etags(header: str, limit: int) -> ApiError:
     return _limit_exceeded(400, MAX_ETAGS, limit, header)
+
+
+def import_too_large(limit: int) -> ApiError:
+    return _limit_exceeded(413, MAX_IMPORT_BYTES, limit)
+
+
+def bad_filter(message: str) -> ApiError:
+    return ApiError(400, {"filter": [message]})
+
+
+def import_refused(lines: Mapping[str, list[str]]) -> ApiError:
+    """400 naming each bad line of an import, counted from 1; nothing was written."""
+    return ApiError(400, {"lines": dict(lines)})
 
 
 #: The 412 details, by which condition the record fails: `If-Match` (it changed), or

@@ -11,13 +11,22 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import changes
 from .feed import Committed, Feed
 from .policy import Policy
-from .stores.base import Change, HistoryReader, Record, Revision, Store, Write, utcnow
+from .stores.base import (
+    Change,
+    HistoryReader,
+    ManyWriter,
+    Record,
+    Revision,
+    Store,
+    Write,
+    utcnow,
+)
 
 __all__ = ["DEFAULT_HISTORY_PER_USER", "Writer", "decode_cursor", "encode_cursor", "find_revision"]
 
@@ -132,3 +141,46 @@ class Writer:
                     )
                 )
         return record
+
+    async def write_many(
+        self, platform_key: str, updates: Sequence[tuple[str, Change]]
+    ) -> list[Record]:
+        """Run several changes (distinct users) in one atomic step of the store
+        (`ManyWriter.update_many`), each with its revision, then publish each committed change
+        as `write` does.  A refusal of any: nothing is stored, and it propagates."""
+        store = self.store
+        if not isinstance(store, ManyWriter):
+            raise TypeError(f"{type(store).__name__} cannot write a batch (no update_many)")
+        # The result of each change's last call is what the store kept (see `write`).
+        last: dict[str, tuple[Record, Write | None]] = {}
+
+        def kept(username: str, change: Change) -> Change:
+            recorded = changes.with_history(change, self.keep)
+
+            def run(current: Record) -> Write | None:
+                write = recorded(current)
+                last[username] = (current, write)
+                return write
+
+            return run
+
+        records = await store.update_many(
+            platform_key, [(username, kept(username, change)) for username, change in updates]
+        )
+        if self.feed.active:
+            for username, _ in updates:
+                current, write = last[username]
+                if write is None or write.record.version == current.version:
+                    continue
+                await self.feed.publish(
+                    Committed(
+                        platform_key,
+                        username,
+                        write.record.version,
+                        write.operation,
+                        write.actor,
+                        write.revision.at if write.revision else write.record.updated_at or utcnow(),
+                        write.record.metadata_json if write.record.exists else "{}",
+                    )
+                )
+        return records

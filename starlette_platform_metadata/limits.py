@@ -27,6 +27,9 @@ class Limits:
         max_etags: entity tags (and `*`) listed in `If-Match`, and in `If-None-Match`, all
             field lines of each together; 400.  Parsing stops past it, so a long list costs
             no more than the limit.
+        max_import_bytes: the NDJSON body of an admin import (`POST <mount>/users/`), counted
+            as it arrives like `max_body_bytes`; 413.  It bounds what one import holds in
+            memory and how long its one transaction keeps the platform's writes waiting.
     """
 
     max_body_bytes: int = 256 * 1024
@@ -37,6 +40,7 @@ class Limits:
     max_delete_keys: int = 512
     max_query_value_length: int = 256
     max_etags: int = 64
+    max_import_bytes: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
         check_positive(self)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,7 @@ class FakeAuth:
     platforms: set[str] = field(default_factory=set)
     # (platform_key, username) -> is_admin
     members: dict[tuple[str, str], bool] = field(default_factory=dict)
+    member_questions: int = 0
 
     def add(self, platform: str, username: str, *, admin: bool = False) -> dict[str, str]:
         """Make `username` a member of `platform`; return its Authorization header."""
@@ -80,6 +81,13 @@ class FakeAuth:
             is_admin=bool(role),
             target_is_member=target is not None and (platform_key, target) in self.members,
         )
+
+    async def members_among(
+        self, identity: Identity, platform_key: str, usernames: Sequence[str]
+    ) -> set[str]:
+        """The optional batch question (`MemberLister`): one lookup per page of users."""
+        self.member_questions += 1
+        return {name for name in usernames if (platform_key, name) in self.members}
 
 
 def make_store(kind: str, tmp_path: Path) -> Store:
