@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+from dataclasses import fields
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -15,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataMiddleware
+from starlette_platform_metadata.events import EventSettings
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from .auth import TokenAuthBackend
@@ -34,6 +36,7 @@ def create_app(
     sqlite_synchronous: str = "NORMAL",
     freeze_gc: bool = False,
     history_per_user: int = DEFAULT_HISTORY_PER_USER,
+    events: EventSettings | None = None,
 ) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
@@ -41,6 +44,7 @@ def create_app(
     `sqlite_synchronous` is the store's SQLite `PRAGMA synchronous`; PostgreSQL ignores it.
     `freeze_gc` hands what exists after startup to `gc.freeze()`, as a served process should.
     `history_per_user`: revisions kept per user and platform (0: history off).
+    `events`: bounds and timings of live-change streams.
     """
     db = HostDB(database_url)
     auth = TokenAuthBackend(db)
@@ -78,6 +82,7 @@ def create_app(
                 store=store,
                 path=MOUNT_PATH,
                 history_per_user=history_per_user,
+                events=events,
             )
         ],
         lifespan=lifespan,
@@ -107,5 +112,24 @@ def create_app_from_env() -> Starlette:
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
     history = int(os.environ.get(HISTORY_ENV) or DEFAULT_HISTORY_PER_USER)
     return create_app(
-        url, sqlite_synchronous=synchronous, freeze_gc=True, history_per_user=history
+        url,
+        sqlite_synchronous=synchronous,
+        freeze_gc=True,
+        history_per_user=history,
+        events=events_from_env(),
     )
+
+
+#: `EventSettings` fields read from `$EXAMPLE_HOST_EVENTS_<FIELD>` (e.g.
+#: `EXAMPLE_HOST_EVENTS_MAX_STREAMS=5000`, `EXAMPLE_HOST_EVENTS_RECHECK=1`).
+EVENTS_ENV = "EXAMPLE_HOST_EVENTS_"
+
+
+def events_from_env() -> EventSettings:
+    """Live-change settings from the environment, the package's defaults for the rest."""
+    given: dict[str, float] = {}
+    for field in fields(EventSettings):
+        value = os.environ.get(EVENTS_ENV + field.name.upper())
+        if value:
+            given[field.name] = int(value) if field.type in (int, "int") else float(value)
+    return EventSettings(**given)  # type: ignore[arg-type]

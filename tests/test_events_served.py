@@ -1,0 +1,123 @@
+"""Live changes against `python -m example_host serve`, as outside clients run it: one worker
+on SQLite, two workers on one SQLite file, two workers on PostgreSQL; a token revoked with
+plain SQL; a PostgreSQL restart; shutdown with streams open."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import URL
+from .sse import stream
+from .test_example_host import auth, database_url
+from .test_history_served import served, tokens
+from .test_postgres_faults import Cluster, cluster, running
+
+__all__ = ["cluster", "database_url", "running"]  # fixtures, imported to be used here
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+P = "acme-corp"
+META = f"{URL}?platform_key={P}"
+EVENTS = f"{URL}events/?platform_key={P}"
+FAST = {"EXAMPLE_HOST_EVENTS_RECHECK": "0.5", "EXAMPLE_HOST_EVENTS_HEARTBEAT": "1"}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_every_change_by_any_worker_reaches_every_stream_within_a_second(
+    database_url: str, tmp_path: Path, workers: str
+) -> None:
+    with served(database_url, tmp_path, "--workers", workers, env=FAST) as (base, _, printed):
+        john, admin = auth(tokens(printed)["john_doe"]), auth(tokens(printed)["acme_admin"])
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            async with stream(client, EVENTS, john) as mine, stream(
+                client, EVENTS + "&all_users=true", admin
+            ) as everyone:
+                assert (await mine.next()).event == "snapshot"
+                for n in range(12):
+                    # A new connection each time: the kernel spreads them over the workers.
+                    async with httpx.AsyncClient(base_url=base, timeout=10) as writer:
+                        started = time.monotonic()
+                        response = await writer.patch(META, json={"metadata": {"n": n}}, headers=john)
+                        assert response.status_code == 200
+                    change = await mine.next(timeout=2)
+                    assert time.monotonic() - started < 1.0
+                    assert (change.data["version"], change.data["metadata"]) == (n + 1, {"n": n})
+                    assert (await everyone.next(timeout=2)).data["version"] == n + 1
+            # Resume on a new connection (maybe another worker): exactly what was missed.
+            for n in range(12, 15):
+                await client.patch(META, json={"metadata": {"n": n}}, headers=john)
+            async with stream(client, EVENTS, {**john, "Last-Event-ID": change.id or ""}) as again:
+                assert [e.data["version"] for e in await again.events(3)] == [13, 14, 15]
+
+
+async def test_a_token_revoked_with_plain_sql_ends_the_stream(tmp_path: Path) -> None:
+    database = tmp_path / "host.db"
+    with served(f"sqlite:///{database}", tmp_path, env=FAST) as (base, _, printed):
+        john = auth(tokens(printed)["john_doe"])
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            async with stream(client, EVENTS, john) as events:
+                await events.next()
+                with sqlite3.connect(database) as db:
+                    db.execute(
+                        "DELETE FROM tokens WHERE user_id = "
+                        "(SELECT id FROM users WHERE username = 'john_doe')"
+                    )
+                db.close()
+                started = time.monotonic()
+                await events.wait_end(timeout=5)
+                assert time.monotonic() - started < 3
+            response = await client.get(META, headers=john)
+            assert response.status_code == 401
+
+
+async def test_shutdown_with_streams_open_stops_within_seconds(tmp_path: Path) -> None:
+    with served(f"sqlite:///{tmp_path / 'h.db'}", tmp_path, "--workers", "2") as (base, proc, printed):
+        john = auth(tokens(printed)["john_doe"])
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            async with stream(client, EVENTS, john) as one, stream(client, EVENTS, john) as two:
+                await one.next()
+                await two.next()
+                proc.send_signal(signal.SIGINT)
+                started = time.monotonic()
+                await one.wait_end(timeout=5)
+                await two.wait_end(timeout=5)
+                await asyncio.to_thread(proc.wait, 10)
+                assert time.monotonic() - started < 5
+        assert proc.returncode == 0
+
+
+async def test_a_postgresql_restart_ends_or_resumes_streams_and_wedges_nothing(
+    running: Cluster, tmp_path: Path
+) -> None:
+    """The server goes away and comes back under a live stream: the stream goes on or ends
+    (never hangs), and afterwards writes and new streams work (the listener reconnects)."""
+    with served(running.url, tmp_path, env=FAST) as (base, _, printed):
+        john = auth(tokens(printed)["john_doe"])
+        async with httpx.AsyncClient(base_url=base, timeout=15) as client:
+            async with stream(client, EVENTS, john) as events:
+                await events.next()
+                await running.stop()
+                await running.start()
+                deadline = time.monotonic() + 15
+                while True:
+                    response = await client.patch(META, json={"metadata": {"after": 1}}, headers=john)
+                    if response.status_code == 200 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.2)
+                assert response.status_code == 200, response.text
+                try:
+                    change = await events.next(timeout=5)
+                    assert change.data["metadata"] == {"after": 1}
+                except EOFError:
+                    pass  # ended: a client reconnects with Last-Event-ID
+            async with stream(client, EVENTS, john) as events:
+                assert (await events.next()).data["metadata"] == {"after": 1}
+                await client.patch(META, json={"metadata": {"again": 2}}, headers=john)
+                assert (await events.next(timeout=3)).data["metadata"] == {"after": 1, "again": 2}
