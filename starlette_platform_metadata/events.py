@@ -21,7 +21,7 @@ import logging
 import signal
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, fields
 from types import FrameType
 from typing import Any
@@ -144,6 +144,35 @@ class EventHub:
             # not from a backlog.
             del self._subscriptions[platform]
             self._last.pop(platform, None)
+
+    async def watch(
+        self, platform_key: str, username: str | None = None
+    ) -> AsyncIterator[Committed]:
+        """Every change of the platform (or one user) committed from now on, by any process
+        or host sharing the database, in commit order: the feed the streams read, for a
+        host's own code.  Ends when the hub closes (`close_all`, shutdown); falling more than
+        `max_queued` changes behind raises `OverflowError`."""
+        subscription = await self.subscribe(platform_key, username)
+        try:
+            while not subscription.closed:
+                if subscription.overflowed:
+                    raise OverflowError("the watcher fell more than max_queued changes behind")
+                while subscription.queue:
+                    name, revision = subscription.queue.popleft()
+                    yield Committed(
+                        platform_key,
+                        name,
+                        revision.version,
+                        revision.operation,
+                        revision.actor,
+                        revision.at,
+                        revision.metadata_json,
+                    )
+                subscription.wake.clear()
+                if not subscription.queue and not subscription.closed:
+                    await subscription.wake.wait()
+        finally:
+            self.unsubscribe(subscription)
 
     def close_all(self) -> None:
         """End every open stream now (server shutdown)."""

@@ -276,6 +276,7 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                 "history": {**strings, "description": "DELETE: `history` is not `purge`."},
                 "version": {**strings, "description": "Restore: not an integer of at least 1."},
                 "limit": {**strings, "description": "History: not an integer in 1..100."},
+                "all_users": {**strings, "description": "Events: not a boolean, or with username."},
                 "delete_keys": {
                     "oneOf": [
                         strings,
@@ -644,6 +645,29 @@ def _history_paths() -> dict[str, Any]:
     }
 
 
+def _events_path() -> dict[str, Any]:
+    """`/events/` (EXTENSIONS.md section 3)."""
+    operation = _operation(
+        "Live changes as Server-Sent Events (whoever may GET; all_users: tenant admins)",
+        {
+            "200": {
+                "description": (
+                    "`text/event-stream`: events `snapshot` (a one-user stream without a "
+                    "cursor), `change` and `reset`, each with an `id:` (an opaque cursor for "
+                    "`Last-Event-ID`) and `data:` one line of JSON, the GET body plus "
+                    "`version`, `actor` and `operation`; a comment at least every 15 s."
+                ),
+                "headers": {"Cache-Control": _header("Always `no-store`.")},
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            }
+        },
+        conditional=(),
+        parameters=("platform_key", "username", "all_users", "last_event_id", "LastEventID"),
+    )
+    operation["responses"]["503"] = _ref("responses", "EventsUnavailable")
+    return {"description": "Changes of users' metadata, live.", "get": operation}
+
+
 def _history_schemas() -> dict[str, Any]:
     return {
         "Revision": {
@@ -678,6 +702,11 @@ def _history_schemas() -> dict[str, Any]:
 
 def _history_responses() -> dict[str, Any]:
     return {
+        "EventsUnavailable": {
+            "description": "Too many open streams in this process, or the store is unavailable.",
+            "headers": {"Retry-After": _header("Seconds to wait.", {"type": "string"})},
+            "content": _json(_detail(errors.TOO_MANY_STREAMS, errors.STORE_UNAVAILABLE)),
+        },
         "HistoryNotFound": {
             "description": "Unknown platform, (admins) a user not on it, or a bad cursor.",
             "content": _json(
@@ -713,6 +742,27 @@ def _history_parameters() -> dict[str, Any]:
             "required": False,
             "description": "Revisions per page (refused, not clamped, outside 1..100).",
             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        },
+        "all_users": {
+            "name": "all_users",
+            "in": "query",
+            "required": False,
+            "description": "Every user of the platform (tenant admins; not with username).",
+            "schema": {"type": "boolean", "default": False},
+        },
+        "last_event_id": {
+            "name": "last_event_id",
+            "in": "query",
+            "required": False,
+            "description": "Resume after this event id (for clients that cannot set headers).",
+            "schema": {"type": "string"},
+        },
+        "LastEventID": {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "Resume after this event id: replays exactly what was missed.",
+            "schema": {"type": "string"},
         },
         "history": {
             "name": "history",
@@ -773,7 +823,12 @@ def build(
             "description": "Per-user, per-platform metadata, as Django REST Framework served it.",
         },
         "servers": [{"url": "/"}],
-        "paths": {"/": path_item, "/policy/": _policy_path(), **_history_paths()},
+        "paths": {
+            "/": path_item,
+            "/policy/": _policy_path(),
+            **_history_paths(),
+            "/events/": _events_path(),
+        },
         "components": {
             "schemas": {
                 **_schemas(limits),

@@ -364,3 +364,22 @@ async def test_a_change_by_another_process_reaches_the_stream_within_a_second(
     finally:
         await reader.disconnect()
         await writer.disconnect()
+
+
+async def test_hosts_watch_the_same_feed_from_python(served: Served, acme: Headers) -> None:
+    seen: list[tuple[str, int, str]] = []
+
+    async def watch() -> None:
+        async for change in served.app.hub.watch("acme-corp"):
+            seen.append((change.username, change.version, change.operation))
+            if len(seen) == 3:
+                return
+
+    task = asyncio.create_task(watch())
+    await open_streams(served.app, 1)
+    await served.write(acme["john"], a=1)
+    await served.write(acme["jane"], b=1)
+    await served.client.delete(META, headers=acme["john"])
+    await asyncio.wait_for(task, 5)
+    assert seen == [("john_doe", 1, "patch"), ("jane", 1, "patch"), ("john_doe", 2, "delete")]
+    await open_streams(served.app, 0)

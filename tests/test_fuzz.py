@@ -55,7 +55,11 @@ _CONFIG = schemathesis.Config.from_dict(
         }
     }
 )
-schema = schemathesis.openapi.from_asgi(URL + "openapi.json", _app, config=_CONFIG)
+# A live-changes stream never ends on its own, and the ASGI transport waits for the whole
+# response: its refusals are checked over real HTTP in tests/test_events.py instead.
+schema = schemathesis.openapi.from_asgi(URL + "openapi.json", _app, config=_CONFIG).exclude(
+    path="/events/"
+)
 
 
 @schema.parametrize()
@@ -85,7 +89,7 @@ def test_openapi_document_names_the_mounted_path() -> None:
     raw = schema.raw_schema
     assert raw["openapi"] == "3.1.0"
     assert raw["servers"] == [{"url": URL.rstrip("/")}]
-    assert list(raw["paths"]) == ["/", "/policy/", "/history/", "/restore/"]
+    assert list(raw["paths"])[:5] == ["/", "/policy/", "/history/", "/restore/", "/events/"]
     assert set(raw["paths"]["/history/"]) >= {"get"} and set(raw["paths"]["/restore/"]) >= {"post"}
     assert set(raw["paths"]["/policy/"]) >= {"get", "put", "delete", "options"}
     assert set(raw["paths"]["/"]) >= {"get", "put", "patch", "delete", "options"}
