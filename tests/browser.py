@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,10 +25,9 @@ import httpx
 from playwright.sync_api import Browser, Page, Playwright
 
 from .conftest import URL
-from .test_example_host import run_cli
-from .test_history_served import served, tokens
+from .test_example_host import ROOT, free_port, run_cli, wait_for
 
-__all__ = ["DemoHost", "demo_host", "launch_chromium", "sign_in"]
+__all__ = ["DemoHost", "demo_host", "launch_chromium", "serving", "sign_in", "tokens"]
 
 #: `$CHROMIUM`, else `chromium` on the PATH (Debian's package installs /usr/bin/chromium).
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -64,7 +67,8 @@ class DemoHost:
     def platform(self, key: str, users: str) -> dict[str, str]:
         """Create platform `key` with `users` (`add-users` lines) through the CLI while the
         server runs; returns each user's token."""
-        assert run_cli("add-platform", key, "--database", self.database, cwd=self.folder).returncode == 0
+        created = run_cli("add-platform", key, "--database", self.database, cwd=self.folder)
+        assert created.returncode == 0, created.stderr
         lines = self.folder / f"{key}.users"
         lines.write_text(users)
         result = run_cli(
@@ -86,10 +90,50 @@ class DemoHost:
 
 
 @contextmanager
+def serving(
+    database: str, folder: Path, port: int | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes], str]]:
+    """`python -m example_host serve` on `database` (and `port`, else a free one); yields its
+    base URL, the process and what it printed.  It listens before it prints, so it answers
+    once the demo's address is printed, the last line before serving."""
+    port = port or free_port()
+    out = folder / f"stdout-{port}-{time.monotonic_ns()}"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = str(ROOT)
+    command = ["serve", "--port", str(port), "--database", database, "--no-access-log"]
+    with out.open("wb") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "example_host", *command],
+            cwd=folder,
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+        )
+    try:
+        printed = wait_for(
+            lambda: "Demo web app:" in out.read_text() and out.read_text(), 60, "serve", proc
+        )
+        yield f"http://127.0.0.1:{port}", proc, printed
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def tokens(printed: str) -> dict[str, str]:
+    """The demo users' tokens in what `serve` printed on an empty database."""
+    return dict(re.findall(r"^\s+(\w+)\s.*token ([0-9a-f]{40})$", printed, re.M))
+
+
+@contextmanager
 def demo_host(folder: Path) -> Iterator[DemoHost]:
     """`python -m example_host serve` on a new SQLite file in `folder`."""
     database = f"sqlite:///{folder / 'demo.db'}"
-    with served(database, folder) as (base, _proc, printed):
+    with serving(database, folder) as (base, _proc, printed):
         yield DemoHost(base, database, folder, tokens(printed))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
-from .browser import DemoHost, demo_host, launch_chromium, sign_in, value_box
+from .browser import DemoHost, demo_host, launch_chromium, serving, sign_in, tokens, value_box
 from .conftest import URL
+from .test_example_host import free_port, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -265,7 +268,8 @@ def test_history_lists_every_change_and_restore_brings_a_version_back(
 def test_a_member_restores_its_own_history(host: DemoHost, page: Page) -> None:
     users = host.platform("mine", "ann\n")
     for n in (1, 2):
-        host.call(users["ann"], "PATCH", params={"platform_key": "mine"}, json={"metadata": {"n": n}})
+        body = {"metadata": {"n": n}}
+        host.call(users["ann"], "PATCH", params={"platform_key": "mine"}, json=body)
     sign_in(page, host, users["ann"], "#/mine")
     page.click("#tab-history")
     page.click('li[data-version="1"] button')
@@ -303,13 +307,13 @@ def test_demo_pages_have_a_csp_without_inline_script_and_the_api_stays_as_it_was
     has no inline script or handler; the metadata API's answers get no header of the demo's."""
     index = httpx.get(host.base + "/")
     assert index.status_code == 200
-    for response in (index, httpx.get(host.base + "/demo/static/app.js"), httpx.get(host.base + "/demo/me")):
+    module, me = httpx.get(host.base + "/demo/static/app.js"), httpx.get(host.base + "/demo/me")
+    for response in (index, module, me):
         csp = response.headers["content-security-policy"]
-        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
+        assert "default-src 'none'" in csp and "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
         assert response.headers["x-content-type-options"] == "nosniff"
-    assert httpx.get(host.base + "/demo/static/app.js").headers["content-type"].startswith(
-        "text/javascript"
-    )
+    assert module.headers["content-type"].startswith("text/javascript")
     assert not re.search(r"<script(?![^>]*\bsrc=)", index.text)
     assert not re.search(r"\son[a-z]+\s*=", index.text)
     token = host.tokens["john_doe"]
@@ -348,8 +352,6 @@ def test_demo_me_names_the_user_and_its_platforms(host: DemoHost) -> None:
 def test_a_revoked_token_signs_the_page_out(host: DemoHost, page: Page) -> None:
     """After `revoke-token`, the next request the page makes gets 401 and the page asks to
     sign in again, saying why."""
-    from .test_example_host import run_cli
-
     users = host.platform("revoke", "ann\n")
     sign_in(page, host, users["ann"], "#/revoke")
     result = run_cli("revoke-token", users["ann"], "--database", host.database, cwd=host.folder)
@@ -357,3 +359,124 @@ def test_a_revoked_token_signs_the_page_out(host: DemoHost, page: Page) -> None:
     page.click("#tab-history")
     expect(page.locator("#signin-error")).to_contain_text("Invalid token.")
     assert page.evaluate("() => sessionStorage.length") == 0
+
+
+# --- live changes (EXTENSIONS.md section 3) ---------------------------------------------------
+
+
+def test_a_change_made_elsewhere_shows_up_live_within_two_seconds(
+    host: DemoHost, browser: Browser, page: Page
+) -> None:
+    """An admin in another browser changes a member's document: the member's open page shows
+    the new value within 2 s, and says who changed it."""
+    users = host.platform("live", "ann\nboss --admin\n")
+    sign_in(page, host, users["ann"], "#/live")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    other = browser.new_context()
+    try:
+        admin = other.new_page()
+        sign_in(admin, host, users["boss"], "#/live/metadata/ann")
+        admin.click("#add-key")
+        admin.fill("tr.row:last-child input.key", "theme")
+        admin.fill("tr.row:last-child textarea.value", '"dark"')
+        admin.click("#save")
+        expect(admin.locator("#messages")).to_have_text("Saved: version 1.")
+        started = time.monotonic()
+        expect(value_box(page, "theme")).to_have_value('"dark"', timeout=2000)
+        assert time.monotonic() - started < 2
+        expect(page.locator("#last-change")).to_have_text(
+            "Changed live by boss (patch): version 1."
+        )
+    finally:
+        other.close()
+
+
+def test_a_live_change_keeps_the_edits_in_progress(
+    host: DemoHost, browser: Browser, page: Page
+) -> None:
+    """A change from another tab updates the keys the member is not editing and keeps the
+    edit in progress; saving then stores both."""
+    users = host.platform("merge", "ann\n")
+    params = {"platform_key": "merge"}
+    host.call(users["ann"], "PATCH", params=params, json={"metadata": {"a": 1, "b": 1}})
+    sign_in(page, host, users["ann"], "#/merge")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    value_box(page, "a").fill("2")
+    other = browser.new_context()
+    try:
+        tab = other.new_page()
+        sign_in(tab, host, users["ann"], "#/merge")
+        value_box(tab, "b").fill("5")
+        tab.click("#save")
+        expect(tab.locator("#messages")).to_have_text("Saved: version 2.")
+    finally:
+        other.close()
+    expect(value_box(page, "b")).to_have_value("5", timeout=2000)
+    expect(value_box(page, "a")).to_have_value("2")
+    page.click("#save")
+    expect(page.locator("#messages")).to_have_text("Saved: version 3.")
+    assert host.call(users["ann"], "GET", params=params).json()["metadata"] == {"a": 2, "b": 5}
+
+
+def test_the_event_stream_parser_reads_split_lines_comments_and_ids(
+    host: DemoHost, page: Page
+) -> None:
+    """sse.js parses the event-stream format however the network splits it: CRLF across
+    chunks, comments, multi-line data, and the last id to resume from."""
+    page.goto(host.base + "/")
+    seen = page.evaluate(
+        """async () => {
+        const { EventStreamParser } = await import("/demo/static/sse.js");
+        const seen = [];
+        const parser = new EventStreamParser((event) => seen.push(event));
+        for (const chunk of [": keep-alive\\r", "\\nid: 7\\r\\nevent: change\\r\\nda",
+                             'ta: {"a"', ":1}\\r\\n\\r", "\\ndata: x\\ndata: y\\n\\nid: 9\\n\\n"]) {
+          parser.push(chunk);
+        }
+        return { seen, last: parser.lastEventId };
+      }"""
+    )
+    assert seen == {
+        "seen": [
+            {"type": "change", "data": '{"a":1}', "id": "7"},
+            {"type": "message", "data": "x\ny", "id": "7"},
+        ],
+        "last": "9",
+    }
+
+
+def test_after_a_server_restart_the_page_resumes_with_last_event_id(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """The page's stream ends when its server stops; a change made meanwhile (through another
+    server on the same database) arrives once the server is back, the page asking from its
+    last event id on."""
+    database = f"sqlite:///{tmp_path / 'restart.db'}"
+    port = free_port()
+    context = browser.new_context()
+    page = context.new_page()
+    asked: list[dict[str, str]] = []
+    page.on("request", lambda r: "/events/" in r.url and asked.append(r.headers))
+    try:
+        with serving(database, tmp_path, port) as (base, proc, printed):
+            john = tokens(printed)["john_doe"]
+            restarted = DemoHost(base, database, tmp_path, {})
+            restarted.call(john, "PATCH", params={"platform_key": "acme-corp"},
+                           json={"metadata": {"theme": "dark"}})
+            sign_in(page, restarted, john, "#/acme-corp")
+            expect(page.locator("#live")).to_have_attribute("data-state", "live")
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+            expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+        with serving(database, tmp_path) as (other, _, _):
+            DemoHost(other, database, tmp_path, {}).call(
+                john, "PATCH", params={"platform_key": "acme-corp"},
+                json={"metadata": {"theme": "light"}},
+            )
+        with serving(database, tmp_path, port):
+            expect(value_box(page, "theme")).to_have_value('"light"', timeout=20_000)
+            expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    finally:
+        context.close()
+    assert "last-event-id" not in asked[0]
+    assert asked[-1].get("last-event-id")
