@@ -255,6 +255,7 @@ def test_history_lists_every_change_and_restore_brings_a_version_back(
     expect(revisions).to_have_count(3)
     expect(revisions.first).to_contain_text("Version 3")
     expect(revisions.first).to_contain_text("current")
+    expect(revisions.nth(2).locator("dl.changes")).to_have_text(re.compile(r"^theme\s*\"dark\"$"))
     expect(revisions.nth(2)).to_contain_text('"theme": "dark"')
     page.click('li[data-version="1"] button')
     expect(page.locator("#messages")).to_have_text("Restored version 1: it is now version 4.")
@@ -294,6 +295,7 @@ def test_html_in_keys_and_values_is_shown_as_text_and_runs_nothing(
     expect(page.locator("tr.row code.key").nth(1)).to_have_text(XSS)
     assert page.locator("img").count() == 0
     page.click("#tab-history")
+    expect(page.locator("#revisions dl.changes")).to_contain_text("<img src=x")
     expect(page.locator("#revisions pre")).to_contain_text("<img src=x")
     expect(page.locator("#revisions li.revision")).to_have_count(1)
     assert page.locator("img").count() == 0

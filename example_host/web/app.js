@@ -586,8 +586,17 @@ async function historyView(panel) {
         h("span.bar-fill"),
         restore,
       ),
-      h("p.meta", {}, revision.changed_keys.length ? `Changed: ${revision.changed_keys.join(", ")}` : "No key changed"),
-      h("pre.doc-json", {}, JSON.stringify(revision.metadata, null, 2)),
+      revision.changed_keys.length
+        ? h(
+            "dl.changes",
+            {},
+            revision.changed_keys.map((key) => [
+              h("dt", {}, h("code", {}, key)),
+              h("dd", {}, Object.hasOwn(revision.metadata, key) ? h("code", {}, jsonText(revision.metadata[key])) : h("em", {}, "removed")),
+            ]),
+          )
+        : h("p.meta", {}, "No key changed."),
+      h("details", {}, h("summary", {}, "Whole document after this change"), h("pre.doc-json", {}, JSON.stringify(revision.metadata, null, 2))),
     );
   }
 
