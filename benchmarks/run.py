@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/run.py --scale-compare     # 1,000 vs --records (1,000,000) rows
     .venv/bin/python benchmarks/run.py --policy-compare    # a platform policy in force vs none
     .venv/bin/python benchmarks/run.py --history-compare   # history kept (100/user) vs off
+    .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
 
 Every app is served by uvicorn (one worker, httptools, uvloop, access log off) on 127.0.0.1 and
 loaded by wrk (`--latency`; the Lua scripts are benchmarks/*.lua).  Each round runs every
@@ -139,6 +140,7 @@ class AppSpec:
     records: int = 0  # filler records written into its metadata table before the load
     policy: bool = False  # POLICY put in force by the tenant admin before the load
     history: int | None = None  # revisions kept per user (None: the host's default, 100)
+    streams: int = 0  # idle live-change streams held open (on the GET user) during the load
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,49 @@ def history_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("history-compare", apps, scenario_list, targets)
 
 
+def streams_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """The host with --streams idle live-change streams open against the same host with none
+    (the streams follow the GET user, whom no load writes: idle, but the hub still wakes for
+    every PATCH of the platform)."""
+    apps = []
+    for name, streams in (("streams", args.streams), ("none", 0)):
+        database = args.database or sqlite_url(tmp / f"{name}.db")
+        label = host_label(database, args.synchronous, 0)
+        apps.append(
+            AppSpec(
+                name,
+                f"example host, {label}, {streams:,} idle streams open",
+                host=True,
+                database=database,
+                synchronous=args.synchronous,
+                streams=streams,
+            )
+        )
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    pair = ("streams", "none")
+    targets = [
+        same("GET req/s", "get", "get", "rps", pair, ">=", 0.90),
+        same(f"{many} req/s", "patch_many_users", "patch", "rps", pair, ">=", 0.90),
+        same("GET p99", "get", "get", "p99", pair, "<="),
+        same(f"{many} p99", "patch_many_users", "patch", "p99", pair, "<="),
+    ]
+    return Plan("streams-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
+
+
+def hold_streams(args: argparse.Namespace, port: int, token: str, count: int, tmp: Path) -> Server:
+    """A client process holding `count` live-change streams open on the server (sse_client.py)."""
+    command = [args.python, str(HERE / "sse_client.py"), str(port), token, str(count)]
+    holder = Server("streams-holder", command, child_env(), tmp)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while "ready" not in holder.log_tail(5):
+        holder.check_alive()
+        if time.monotonic() > deadline:
+            raise Abort(f"the streams did not open:\n{holder.log_tail()}")
+        time.sleep(0.1)
+    return holder
+
+
 def put_policy(port: int, admin: str) -> None:
     """The tenant admin puts POLICY in force, over HTTP as any client would."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -415,6 +460,8 @@ def put_policy(port: int, admin: str) -> None:
 
 
 def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    if args.streams_compare:
+        return streams_plan(args, tmp)
     if args.history_compare:
         return history_plan(args, tmp)
     if args.policy_compare:
@@ -564,7 +611,7 @@ class Server:
 
     def __init__(self, name: str, command: list[str], env: dict[str, str], cwd: Path) -> None:
         self.name = name
-        self.port = int(command[command.index("--port") + 1])
+        self.port = int(command[command.index("--port") + 1]) if "--port" in command else 0
         self.log_path = cwd / f"{name}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -632,6 +679,8 @@ def start_server(python: str, spec: AppSpec, cwd: Path) -> Server:
     extra = {"DATABASE_URL": spec.database, "EXAMPLE_HOST_SQLITE_SYNCHRONOUS": spec.synchronous}
     if spec.history is not None:
         extra["EXAMPLE_HOST_HISTORY_PER_USER"] = str(spec.history)
+    if spec.streams:
+        extra["EXAMPLE_HOST_EVENTS_MAX_STREAMS"] = str(spec.streams + 10)
     env = child_env(extra)
     return Server(spec.name, uvicorn_command(python, target, free_port()), env, cwd)
 
@@ -1094,6 +1143,9 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for spec in plan.apps:
             if spec.policy:
                 put_policy(servers[spec.name].port, users.admin)
+            if spec.streams:
+                port = servers[spec.name].port
+                started.append(hold_streams(args, port, users.member, spec.streams, tmp))
         body_bytes = seed(servers, plan, users)
         announce(args, plan)
         load_before = os.getloadavg()
@@ -1343,6 +1395,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--history-compare",
         action="store_true",
         help="the host keeping history (100 revisions per user) vs history off",
+    )
+    mode.add_argument(
+        "--streams-compare",
+        action="store_true",
+        help="the host with --streams (1,000) idle live-change streams open vs none",
+    )
+    parser.add_argument(
+        "--streams", type=int, default=1000, help="streams held open by --streams-compare"
     )
     mode.add_argument(
         "--scale-compare",

@@ -33,6 +33,9 @@ __all__ = ["EventHub", "EventSettings", "Subscription", "TooManyStreams"]
 
 logger = logging.getLogger("starlette_platform_metadata")
 
+# Watched users of a platform named in the changes query at most; past it, all are read.
+_MAX_NAMED = 100
+
 
 @dataclass(frozen=True, slots=True)
 class EventSettings:
@@ -99,6 +102,9 @@ class EventHub:
         self.store = store
         self.settings = settings or EventSettings()
         self._subscriptions: dict[str, set[Subscription]] = {}
+        # The same subscriptions by whose changes they take: (platform, username or None).  A
+        # change is handed to its user's streams and the platform's, never offered to all.
+        self._by_target: dict[tuple[str, str | None], set[Subscription]] = {}
         self._last: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -125,6 +131,7 @@ class EventHub:
             self._last.setdefault(platform_key, seq)
         subscription = Subscription(platform_key, username, self.settings.max_queued)
         self._subscriptions.setdefault(platform_key, set()).add(subscription)
+        self._by_target.setdefault((platform_key, username), set()).add(subscription)
         self._start()
         return subscription
 
@@ -139,6 +146,12 @@ class EventHub:
         if subscriptions is None:
             return
         subscriptions.discard(subscription)
+        target = (platform, subscription.username)
+        same_target = self._by_target.get(target)
+        if same_target is not None:
+            same_target.discard(subscription)
+            if not same_target:
+                del self._by_target[target]
         if not subscriptions:
             # Nobody watches it: a later stream starts from the platform's position then,
             # not from a backlog.
@@ -216,15 +229,34 @@ class EventHub:
                 await asyncio.sleep(self.settings.poll_interval)
 
     async def _deliver(self, store: ChangeReader, platform: str) -> None:
+        """Hand the platform's new changes to its streams.
+
+        With no `all_users` stream open, only the changes of users with streams are read (a
+        platform busy with other users' writes costs one cheap query, no Python objects), and
+        the position moves to the platform's clock, read first: every change up to it is
+        committed, so nothing of a watched user is left behind."""
+        everyone = self._by_target.get((platform, None), ())
+        usernames: list[str] | None = None
+        through = 0
+        if not everyone:
+            usernames = [name for (p, name) in self._by_target if p == platform and name]
+            if len(usernames) > _MAX_NAMED:
+                usernames = None
+            else:
+                through, _ = await store.position(platform)
         while platform in self._last:
-            found = await store.changes(platform, after=self._last[platform], limit=500)
-            subscriptions = self._subscriptions.get(platform, ())
+            found = await store.changes(
+                platform, after=self._last[platform], limit=500, usernames=usernames
+            )
             for username, revision in found:
-                for subscription in subscriptions:
+                for subscription in (*everyone, *self._by_target.get((platform, username), ())):
                     subscription.push(username, revision)
-            if found and platform in self._last:
+            if platform not in self._last:
+                return
+            if found:
                 self._last[platform] = found[-1][1].seq or self._last[platform]
             if len(found) < 500:
+                self._last[platform] = max(self._last[platform], through)
                 return
 
     def _chain_signals(self) -> None:

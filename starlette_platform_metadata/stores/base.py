@@ -264,9 +264,15 @@ class ChangeReader(Protocol):
     """
 
     async def changes(
-        self, platform_key: str, *, after: int, limit: int = 500
+        self,
+        platform_key: str,
+        *,
+        after: int,
+        limit: int = 500,
+        usernames: Sequence[str] | None = None,
     ) -> list[tuple[str, Revision]]:
-        """Up to `limit` `(username, revision)` of the platform with `seq > after`, by `seq`."""
+        """Up to `limit` `(username, revision)` of the platform with `seq > after`, by `seq`;
+        only those of `usernames` if given (the users whose streams are open)."""
         ...
 
     async def position(self, platform_key: str) -> tuple[int, int]:

@@ -107,12 +107,17 @@ class MemoryStore:
         return found
 
     async def changes(
-        self, platform_key: str, *, after: int, limit: int = 500
+        self,
+        platform_key: str,
+        *,
+        after: int,
+        limit: int = 500,
+        usernames: Sequence[str] | None = None,
     ) -> list[tuple[str, Revision]]:
         found = [
             (username, revision)
             for (platform, username), kept in self._history.items()
-            if platform == platform_key
+            if platform == platform_key and (usernames is None or username in usernames)
             for revision in kept
             if (revision.seq or 0) > after
         ]

@@ -249,6 +249,9 @@ class PostgresEngine(SQLReads):
             + revision
             + " SELECT version, pg_notify($12, $1) FROM i"
         )
+        self._changes_of_sql = self._changes_sql.replace(
+            "AND seq > $2", "AND seq > $2 AND username = ANY($4::text[])"
+        )
         self._channel = f"spm_{t}".lower()
         self._listener: Any = None
         self._notified = True  # until the listener runs, every poll may have missed something

@@ -100,10 +100,23 @@ class SQLReads:
         )
 
     async def changes(
-        self, platform_key: str, after: int, limit: int
+        self, platform_key: str, after: int, limit: int, usernames: Sequence[str] | None
     ) -> list[tuple[str, Revision]]:
-        rows = await self.reader.fetch(self._changes_sql, platform_key, after, limit)
+        if usernames is None:
+            rows = await self.reader.fetch(self._changes_sql, platform_key, after, limit)
+        else:
+            # Only the watched users' rows become Python objects; the rest stay in the database.
+            rows = await self.reader.fetch(
+                self._changes_of_sql, platform_key, after, limit, self._names(usernames)
+            )
         return [(row[0], self._revision(row[1:])) for row in rows]
+
+    #: `_changes_sql` for the users in `$4` (each engine's way of passing a list).
+    _changes_of_sql = ""
+
+    def _names(self, usernames: Sequence[str]) -> Any:
+        """`usernames` as the engine's `$4` of `_changes_of_sql`."""
+        return list(usernames)
 
     async def position(self, platform_key: str) -> tuple[int, int]:
         rows = await self.reader.fetch(self._position_sql, platform_key)

@@ -246,12 +246,17 @@ class DatabaseStore(OpensOnFirstUse):
         return await self._engine.revisions(platform_key, username, before, limit)
 
     async def changes(
-        self, platform_key: str, *, after: int, limit: int = 500
+        self,
+        platform_key: str,
+        *,
+        after: int,
+        limit: int = 500,
+        usernames: Sequence[str] | None = None,
     ) -> list[tuple[str, Revision]]:
         """The platform's changes after `seq` (`ChangeReader`): one index range scan."""
         if not self._ready:
             await self.connect()
-        return await self._engine.changes(platform_key, after, limit)
+        return await self._engine.changes(platform_key, after, limit, usernames)
 
     async def position(self, platform_key: str) -> tuple[int, int]:
         if not self._ready:

@@ -473,6 +473,9 @@ class SQLiteEngine(SQLReads):
             "WHERE platform_key = ?1"
         )
         self._data_version: int | None = None
+        self._changes_of_sql = self._changes_sql.replace(
+            "AND seq > $2", "AND seq > $2 AND username IN (SELECT value FROM json_each($4))"
+        )
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -690,6 +693,9 @@ class SQLiteEngine(SQLReads):
         rows.records.clear()
         rows.revisions.clear()
         rows.trims.clear()  # the clocks stay: the group's later revisions count on from them
+
+    def _names(self, usernames: Sequence[str]) -> Any:
+        return dump(list(usernames))
 
     async def poll(self) -> bool:
         """Whether any connection (ours, another process's) committed since the last call:
