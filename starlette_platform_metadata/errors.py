@@ -1,6 +1,6 @@
 """Every error the endpoint can answer, in one table.
 
-The bodies are the contract's (../shared/API.md) and Django REST Framework's, byte for byte:
+The bodies are the contract's (docs/api.md) and Django REST Framework's, byte for byte:
 handlers raise, one place renders.  The failures below HTTP live with their layers: a store's
 `StoreUnavailable` in `stores/base.py`, a write's refusals in `changes.py`.
 """
