@@ -370,23 +370,25 @@ def policy_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("policy-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
 
 
+def host_variant(
+    args: argparse.Namespace, tmp: Path, name: str, what: str, **options: Any
+) -> AppSpec:
+    """The example host on a fresh SQLite file of its own (or on `--database`), with `options`
+    (AppSpec fields) set: one side of a comparison."""
+    database = args.database or sqlite_url(tmp / f"{name}.db")
+    label = f"{host_label(database, args.synchronous, 0)}, {what}"
+    return AppSpec(
+        name, label, host=True, database=database, synchronous=args.synchronous, **options
+    )
+
+
 def history_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     """The host keeping 100 revisions per user against the same host with history off, on
     fresh SQLite files, or both on `--database` (PostgreSQL: one table, run one at a time)."""
-    apps = []
-    for name, keep in (("history", 100), ("off", 0)):
-        database = args.database or sqlite_url(tmp / f"{name}.db")
-        label = host_label(database, args.synchronous, 0)
-        apps.append(
-            AppSpec(
-                name,
-                f"example host, {label}, history " + ("100/user" if keep else "off"),
-                host=True,
-                database=database,
-                synchronous=args.synchronous,
-                history=keep,
-            )
-        )
+    apps = [
+        host_variant(args, tmp, name, f"history {shown}", history=keep)
+        for name, keep, shown in (("history", 100, "100/user"), ("off", 0, "off"))
+    ]
     chosen = scenarios(args)
     many = f"PATCH {args.users} users"
     pair = ("history", "off")
@@ -404,20 +406,10 @@ def streams_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     """The host with --streams idle live-change streams open against the same host with none
     (the streams follow the GET user, whom no load writes: idle, but the hub still wakes for
     every PATCH of the platform)."""
-    apps = []
-    for name, streams in (("streams", args.streams), ("none", 0)):
-        database = args.database or sqlite_url(tmp / f"{name}.db")
-        label = host_label(database, args.synchronous, 0)
-        apps.append(
-            AppSpec(
-                name,
-                f"example host, {label}, {streams:,} idle streams open",
-                host=True,
-                database=database,
-                synchronous=args.synchronous,
-                streams=streams,
-            )
-        )
+    apps = [
+        host_variant(args, tmp, name, f"{streams:,} idle streams open", streams=streams)
+        for name, streams in (("streams", args.streams), ("none", 0))
+    ]
     chosen = scenarios(args)
     many = f"PATCH {args.users} users"
     pair = ("streams", "none")
