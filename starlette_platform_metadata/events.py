@@ -109,7 +109,10 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._signals_chained = False
-        feed.subscribe(self._committed)
+        # Told of this process's commits only while streams are open: with none, a write
+        # builds no `Committed` for us (`Feed.active` stays false without other listeners).
+        self._feed = feed
+        self._unfeed: Callable[[], None] | None = None
 
     @property
     def available(self) -> bool:
@@ -203,10 +206,20 @@ class EventHub:
         if self._task is not None and not self._task.done():
             return
         self._wake = asyncio.Event()
+        if self._unfeed is None:
+            self._unfeed = self._feed.subscribe(self._committed)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self._chain_signals()
 
     async def _run(self) -> None:
+        try:
+            await self._watch()
+        finally:
+            if self._unfeed is not None and not self._subscriptions:
+                self._unfeed()
+                self._unfeed = None
+
+    async def _watch(self) -> None:
         store = self.store
         assert isinstance(store, ChangeReader) and self._wake is not None
         wake = self._wake
