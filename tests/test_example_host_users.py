@@ -14,9 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from example_host import HostDB, UnknownPlatform
+from example_host.db import UnknownUser
+
 from .conftest import URL
-from .test_example_host import ROOT, TOKEN, auth, run_cli, started
+from .test_example_host import ROOT, TOKEN, auth, database_url, run_cli, started
 from .test_history_served import served
+
+__all__ = ["database_url"]  # the fixture, imported to be used here
 
 pytestmark = pytest.mark.anyio
 
@@ -235,3 +240,43 @@ def test_serve_on_a_database_with_data_prints_add_user_commands_that_work(
             r = httpx.get(f"{base}{URL}", params={"platform_key": P}, headers=auth(token))
             assert r.status_code == 200
     assert list_users(url, tmp_path) == ["ann member", "boss admin", "zed member"]
+
+
+async def test_host_db_user_commands_on_every_database(database_url: str) -> None:
+    """`HostDB`'s operator methods, on SQLite and PostgreSQL: `add_users` in one transaction
+    (all or nothing), `members`, `memberships`, `remove_user`, `revoke_token(s_of)`."""
+    async with started(database_url) as (app, client):
+        db: HostDB = app.state.db
+        await db.add_platform(P)
+        await db.add_platform("other")
+        with pytest.raises(UnknownPlatform):
+            await db.add_users("nope", [("x", False)])
+        tokens = await db.add_users(P, [("zoe", False), ("amir", True)])
+        other = await db.add_users("other", [("zoe", True)])
+        assert [(m.key, m.is_admin) for m in await db.members(P)] == [
+            ("amir", True),
+            ("zoe", False),
+        ]
+        me = await client.get(URL, params={"platform_key": P}, headers=auth(tokens[0]))
+        assert me.status_code == 200
+        zoe = await db.user_for_token(tokens[0])
+        assert zoe is not None
+        assert [(m.key, m.is_admin) for m in await db.memberships(zoe.id)] == [
+            (P, False),
+            ("other", True),
+        ]
+        platform, suggested = await db.suggested_users("missing")  # the oldest; members first
+        assert (platform, [m.key for m in suggested]) == (P, ["zoe", "amir"])
+        await db.remove_user("zoe", P)
+        with pytest.raises(UnknownUser):
+            await db.remove_user("zoe", P)
+        r = await client.get(URL, params={"platform_key": P}, headers=auth(tokens[0]))
+        assert r.status_code == 403
+        assert await db.revoke_token(other[0]) and not await db.revoke_token(other[0])
+        r = await client.get(URL, params={"platform_key": "other"}, headers=auth(other[0]))
+        assert r.status_code == 401
+        assert await db.revoke_tokens_of("amir") == 1
+        with pytest.raises(UnknownUser):
+            await db.revoke_tokens_of("ghost")
+        r = await client.get(URL, params={"platform_key": P}, headers=auth(tokens[1]))
+        assert r.status_code == 401
