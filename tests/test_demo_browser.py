@@ -351,6 +351,23 @@ def test_demo_me_names_the_user_and_its_platforms(host: DemoHost) -> None:
         assert refused.headers["www-authenticate"] == "Token"
 
 
+def test_a_user_of_several_platforms_switches_between_them(host: DemoHost, page: Page) -> None:
+    """The platform picker lists the user's platforms; on one where it is a tenant admin, the
+    admin's tabs appear."""
+    users = host.platform("pick-a", "pia\n")
+    host.platform("pick-b", "pia --admin\n")
+    sign_in(page, host, users["pia"], "#/pick-a")
+    picker = page.locator("select#platform")
+    expect(picker.locator("option")).to_have_text(["pick-a", "pick-b"])
+    expect(page.locator("#role")).to_have_text("member")
+    expect(page.locator("#tab-users")).to_have_count(0)
+    picker.select_option("pick-b")
+    expect(page.locator("#role")).to_have_text("tenant admin")
+    expect(page.locator("#panel-metadata h2")).to_have_text("Metadata of pia on pick-b")
+    page.click("#tab-policy")
+    expect(page.locator("#panel-policy h2")).to_have_text("Policy of pick-b")
+
+
 def test_a_revoked_token_signs_the_page_out(host: DemoHost, page: Page) -> None:
     """After `revoke-token`, the next request the page makes gets 401 and the page asks to
     sign in again, saying why."""
