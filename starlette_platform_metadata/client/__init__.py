@@ -21,11 +21,21 @@ from .errors import (
     Unavailable,
     ValidationError,
 )
-from .models import MetadataRecord, PlatformPolicy, PolicyUpdate, PolicyViolation, Revision
+from .models import (
+    Change,
+    ListedRecord,
+    MetadataRecord,
+    PlatformPolicy,
+    PolicyUpdate,
+    PolicyViolation,
+    Revision,
+)
 
 __all__ = [
     "DEFAULT_PATH",
     "AsyncMetadataClient",
+    "Change",
+    "ListedRecord",
     "MetadataClient",
     "MetadataClientError",
     "MetadataRecord",

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+)
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from . import calls
-from .calls import DEFAULT_PATH, Call
-from .errors import PreconditionFailed, Unavailable
-from .models import MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
+from .calls import DEFAULT_PATH, Call, ImportItem
+from .errors import MetadataClientError, PreconditionFailed, Unavailable
+from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
 
 __all__ = ["AsyncMetadataClient"]
 
 T = TypeVar("T")
 
-#: How `update` waits between tries (a module global so tests can record the waits).
+#: How `update` and `watch` wait between tries (a module global so tests can record the
+#: waits).
 sleep = asyncio.sleep
 
 Document = Mapping[str, Any] | None
@@ -77,6 +86,32 @@ class AsyncMetadataClient:
             call.method, call.url, params=call.params, headers=call.headers, content=call.content
         )
         return call.parse(response)
+
+    @contextlib.asynccontextmanager
+    async def _open(
+        self, call: Call[None], timeout: httpx.Timeout | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """A streamed answer, its body unread, once `call.parse` accepted its headers (a
+        refusal's body is read first, for its exception)."""
+        async with self._http.stream(
+            call.method,
+            call.url,
+            params=call.params,
+            headers=call.headers,
+            content=call.content,
+            timeout=self._http.timeout if timeout is None else timeout,
+        ) as response:
+            if response.status_code != 200:
+                await response.aread()
+            call.parse(response)
+            yield response
+
+    async def _pages(self, call: Call[Page[T]] | None) -> AsyncGenerator[T, None]:
+        while call is not None:
+            page = await self._send(call)
+            for item in page.results:
+                yield item
+            call = self._calls.next_page(call, page)
 
     async def get(self, platform_key: str, *, username: str | None = None) -> MetadataRecord:
         """The metadata of `username` (default: the caller) on `platform_key`."""
@@ -177,19 +212,12 @@ class AsyncMetadataClient:
         """Back to the default policy (tenant admins)."""
         await self._send(self._calls.delete_policy(platform_key, if_match=if_match))
 
-    async def history(
+    def history(
         self, platform_key: str, *, username: str | None = None, limit: int | None = None
-    ) -> AsyncIterator[Revision]:
+    ) -> AsyncGenerator[Revision, None]:
         """Every kept revision, newest first, fetched page by page (`limit` per page) as
         the iteration goes: `async for revision in client.history(...)`."""
-        call: Call[Page[Revision]] | None = self._calls.history(
-            platform_key, username=username, limit=limit
-        )
-        while call is not None:
-            page = await self._send(call)
-            for revision in page.results:
-                yield revision
-            call = self._calls.next_page(call, page)
+        return self._pages(self._calls.history(platform_key, username=username, limit=limit))
 
     async def restore(
         self,
@@ -202,3 +230,77 @@ class AsyncMetadataClient:
         """Write revision `version`'s document as a new change."""
         call = self._calls.restore(platform_key, version, username=username, if_match=if_match)
         return await self._send(call)
+
+    def list_users(
+        self,
+        platform_key: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncGenerator[ListedRecord, None]:
+        """As `MetadataClient.list_users`: `async for record in client.list_users(...)`."""
+        return self._pages(self._calls.list_users(platform_key, filter=filter, limit=limit))
+
+    def export(
+        self, platform_key: str, *, filter: Mapping[str, Any] | None = None
+    ) -> AsyncGenerator[ListedRecord, None]:
+        """As `MetadataClient.export`: one streamed NDJSON answer, read line by line."""
+        return self._export(self._calls.export(platform_key, filter=filter))
+
+    async def _export(self, call: Call[None]) -> AsyncGenerator[ListedRecord, None]:
+        async with self._open(call) as response:
+            reader = calls.ExportReader(response)
+            async for chunk in response.aiter_bytes():
+                for record in reader.feed(chunk):
+                    yield record
+            for record in reader.end():
+                yield record
+
+    async def import_(
+        self,
+        platform_key: str,
+        records: Iterable[ImportItem],
+    ) -> int:
+        """As `MetadataClient.import_`: returns how many records were imported."""
+        return await self._send(self._calls.import_(platform_key, records))
+
+    def watch(
+        self,
+        platform_key: str,
+        *,
+        username: str | None = None,
+        all_users: bool = False,
+        last_event_id: str | None = None,
+        reconnect: bool = True,
+    ) -> AsyncGenerator[Change, None]:
+        """As `MetadataClient.watch`: `async for change in client.watch(...)`.  To stop
+        early, `break` inside `async with contextlib.aclosing(client.watch(...)) as changes`
+        (or cancel the task), so the connection closes at once."""
+        state = calls.Watch(
+            self._calls,
+            platform_key,
+            username=username,
+            all_users=all_users,
+            last_event_id=last_event_id,
+            reconnect=reconnect,
+        )
+        return self._watch(state)
+
+    async def _watch(self, state: calls.Watch) -> AsyncGenerator[Change, None]:
+        timeout = state.timeout(self._http.timeout)
+        while True:
+            try:
+                async with self._open(state.call(), timeout) as response:
+                    state.connected()
+                    async for chunk in response.aiter_bytes():
+                        for change in state.feed(chunk):
+                            yield change
+            except (httpx.TransportError, MetadataClientError) as error:
+                delay = state.delay(error)
+                if delay is None:
+                    raise
+            else:
+                delay = state.delay(None)
+                if delay is None:
+                    return
+            await sleep(delay)

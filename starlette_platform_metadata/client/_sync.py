@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
 from . import calls
-from .calls import DEFAULT_PATH, Call
-from .errors import PreconditionFailed, Unavailable
-from .models import MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
+from .calls import DEFAULT_PATH, Call, ImportItem
+from .errors import MetadataClientError, PreconditionFailed, Unavailable
+from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
 
 __all__ = ["MetadataClient"]
 
 T = TypeVar("T")
 
-#: How `update` waits between tries (a module global so tests can record the waits).
+#: How `update` and `watch` wait between tries (a module global so tests can record the
+#: waits).
 sleep = time.sleep
 
 
@@ -74,6 +76,31 @@ class MetadataClient:
             call.method, call.url, params=call.params, headers=call.headers, content=call.content
         )
         return call.parse(response)
+
+    @contextlib.contextmanager
+    def _open(
+        self, call: Call[None], timeout: httpx.Timeout | None = None
+    ) -> Iterator[httpx.Response]:
+        """A streamed answer, its body unread, once `call.parse` accepted its headers (a
+        refusal's body is read first, for its exception)."""
+        with self._http.stream(
+            call.method,
+            call.url,
+            params=call.params,
+            headers=call.headers,
+            content=call.content,
+            timeout=self._http.timeout if timeout is None else timeout,
+        ) as response:
+            if response.status_code != 200:
+                response.read()
+            call.parse(response)
+            yield response
+
+    def _pages(self, call: Call[Page[T]] | None) -> Generator[T, None, None]:
+        while call is not None:
+            page = self._send(call)
+            yield from page.results
+            call = self._calls.next_page(call, page)
 
     def get(self, platform_key: str, *, username: str | None = None) -> MetadataRecord:
         """The metadata of `username` (default: the caller) on `platform_key`."""
@@ -177,16 +204,10 @@ class MetadataClient:
 
     def history(
         self, platform_key: str, *, username: str | None = None, limit: int | None = None
-    ) -> Iterator[Revision]:
+    ) -> Generator[Revision, None, None]:
         """Every kept revision, newest first, fetched page by page (`limit` per page) as
         the iteration goes."""
-        call: Call[Page[Revision]] | None = self._calls.history(
-            platform_key, username=username, limit=limit
-        )
-        while call is not None:
-            page = self._send(call)
-            yield from page.results
-            call = self._calls.next_page(call, page)
+        return self._pages(self._calls.history(platform_key, username=username, limit=limit))
 
     def restore(
         self,
@@ -199,3 +220,90 @@ class MetadataClient:
         """Write revision `version`'s document as a new change."""
         call = self._calls.restore(platform_key, version, username=username, if_match=if_match)
         return self._send(call)
+
+    def list_users(
+        self,
+        platform_key: str,
+        *,
+        filter: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Generator[ListedRecord, None, None]:
+        """The stored records of the platform's members, by username (tenant admins), fetched
+        page by page (`limit` per page, 1 to 1,000) as the iteration goes.  With `filter`,
+        those whose top-level keys hold equal JSON values.  `ListedRecord`s: no version, which
+        the listing does not carry."""
+        return self._pages(self._calls.list_users(platform_key, filter=filter, limit=limit))
+
+    def export(
+        self, platform_key: str, *, filter: Mapping[str, Any] | None = None
+    ) -> Generator[ListedRecord, None, None]:
+        """Every record `list_users` would give, in one streamed NDJSON answer read line by
+        line: memory holds one line, however large the platform (tenant admins)."""
+        return self._export(self._calls.export(platform_key, filter=filter))
+
+    def _export(self, call: Call[None]) -> Generator[ListedRecord, None, None]:
+        with self._open(call) as response:
+            reader = calls.ExportReader(response)
+            for chunk in response.iter_bytes():
+                yield from reader.feed(chunk)
+            yield from reader.end()
+
+    def import_(
+        self,
+        platform_key: str,
+        records: Iterable[ImportItem],
+    ) -> int:
+        """Replace each named user's document as a PUT would, all or nothing (tenant admins):
+        `records` are records (an `export`'s `ListedRecord`s, `MetadataRecord`s) or
+        `(username, metadata)` pairs.
+        Returns how many were imported.  A bad line, an unknown user or a schema violation
+        raises `ValidationError` (`errors["lines"]` by line number, from 1) with nothing
+        written."""
+        return self._send(self._calls.import_(platform_key, records))
+
+    def watch(
+        self,
+        platform_key: str,
+        *,
+        username: str | None = None,
+        all_users: bool = False,
+        last_event_id: str | None = None,
+        reconnect: bool = True,
+    ) -> Generator[Change, None, None]:
+        """Live changes, as they happen, for ever: the caller's (or `username`'s) record, or
+        with `all_users` (tenant admins) every user's of the platform.
+
+        A one-user stream starts with a `"snapshot"` (unless `last_event_id` resumes an
+        earlier watch), then one `"change"` per change.  A dropped connection or a restarted
+        server is reconnected with `Last-Event-ID` of the last event received, so nothing is
+        missed and nothing comes twice; refusals (401, 403, 404, 400) are raised, a 503 is
+        retried after its `Retry-After`.  With `reconnect=False` the iteration ends with the
+        first connection.  Break out of the loop (or `close()` the iterator) to stop.
+        """
+        state = calls.Watch(
+            self._calls,
+            platform_key,
+            username=username,
+            all_users=all_users,
+            last_event_id=last_event_id,
+            reconnect=reconnect,
+        )
+        return self._watch(state)
+
+    def _watch(self, state: calls.Watch) -> Generator[Change, None, None]:
+        timeout = state.timeout(self._http.timeout)
+        while True:
+            try:
+                with self._open(state.call(), timeout) as response:
+                    state.connected()
+                    for chunk in response.iter_bytes():
+                        yield from state.feed(chunk)
+            except (httpx.TransportError, MetadataClientError) as error:
+                delay = state.delay(error)
+                if delay is None:
+                    raise
+            else:
+                delay = state.delay(None)
+                if delay is None:
+                    return
+            sleep(delay)

@@ -87,11 +87,25 @@ class ValidationError(MetadataClientError):
 
     Field errors are DRF's shape, `{"metadata": ["..."], "delete_keys": {"0": ["..."]}}`;
     refusals worded as one sentence (`{"error": ...}`, `{"detail": ...}`) appear there too.
+    An import's refusal names its bad lines, `{"lines": {"3": ["..."]}}` (also as `lines`).
     """
 
     @property
     def errors(self) -> dict[str, Any]:
         return dict(self.body) if isinstance(self.body, dict) else {}
+
+    @property
+    def lines(self) -> dict[int, list[str]]:
+        """An import's refusal, `{"lines": {"3": [...]}}`, by line number (from 1); `{}` for
+        any other refusal."""
+        given = self.errors.get("lines")
+        if not isinstance(given, dict):
+            return {}
+        return {
+            int(number): [str(message) for message in messages]
+            for number, messages in given.items()
+            if isinstance(number, str) and number.isdigit() and isinstance(messages, list)
+        }
 
 
 class PreconditionFailed(MetadataClientError):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 __all__ = [
+    "Change",
+    "ListedRecord",
     "MetadataRecord",
     "Page",
     "PlatformPolicy",
@@ -38,6 +40,27 @@ class MetadataRecord:
     metadata: dict[str, Any]
     etag: str
     version: int
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListedRecord:
+    """One stored record as `list_users` and `export` give it: a `MetadataRecord` without
+    `etag` and `version`, which the listing's answers do not carry (`get` the record for
+    them).  `import_` takes these back as they are.
+
+    Attributes:
+        username: whose metadata it is.
+        platform_key: the platform it belongs to.
+        metadata: the document.
+        created_at: when the record was created.
+        updated_at: when it last changed.
+    """
+
+    username: str
+    platform_key: str
+    metadata: dict[str, Any]
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -122,3 +145,63 @@ class Page(Generic[T]):
 
     results: tuple[T, ...]
     next: str | None
+
+
+EventName = Literal["snapshot", "change", "reset"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One event of a live-changes stream (`watch`).
+
+    Attributes:
+        event: `"snapshot"` (the state now: first on a one-user stream opened without a
+            cursor, or resumed from one older than the history kept), `"change"` (one change,
+            in version order per user) or `"reset"` (an `all_users` stream resumed from a
+            cursor older than the history kept: list the users again, then follow on; every
+            field below is empty in it).
+        id: the event's id, the cursor `watch` resumes from (`last_event_id=` takes it).
+        platform_key: the platform.
+        username: whose record changed; `None` in a `"reset"`.
+        metadata: the document after the change, as this caller may see it (`{}` after a
+            delete, and in a `"reset"`).
+        version: the record's version after it (0 in the snapshot of a record never
+            written); `None` in a `"reset"`.
+        actor: who made the change; `None` in a snapshot or a reset.
+        operation: `"patch"`, `"put"` (an import's too), `"delete"` or `"restore"`; `None`
+            in a snapshot or a reset.
+        created_at: as a GET shows it (`None` when nothing is stored).
+        updated_at: as a GET shows it (`None` when nothing is stored).
+    """
+
+    event: EventName
+    id: str
+    platform_key: str
+    username: str | None
+    metadata: dict[str, Any]
+    version: int | None
+    actor: str | None
+    operation: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @property
+    def etag(self) -> str | None:
+        """The ETag of the version this event leaves (the version quoted), to pass as
+        `if_match`; `None` in a `"reset"`."""
+        return None if self.version is None else f'"{self.version}"'
+
+    @property
+    def record(self) -> MetadataRecord | None:
+        """The record as this event leaves it, ETag included; `None` in a `"reset"`."""
+        if self.username is None or self.version is None:
+            return None
+        return MetadataRecord(
+            username=self.username,
+            platform_key=self.platform_key,
+            metadata=self.metadata,
+            etag=f'"{self.version}"',
+            version=self.version,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
