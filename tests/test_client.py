@@ -1400,6 +1400,10 @@ def test_watch_backoff_is_bounded_and_starts_again_after_a_delivery() -> None:
     watch.feed(b": keep-alive\n\n")
     first = watch.delay(None)
     assert first is not None and first <= calls.WATCH_BACKOFF_BASE
+    for fatal in (httpx.UnsupportedProtocol("ftp"), httpx.LocalProtocolError("bad header")):
+        assert watch.delay(fatal) is None
+    for dropped in (httpx.ReadTimeout("slow"), httpx.ProxyError("gone"), httpx.WriteError("w")):
+        assert watch.delay(dropped) is not None
     timeout = watch.timeout(httpx.Timeout(10.0))
     assert timeout.read == calls.WATCH_READ_TIMEOUT and timeout.connect == 10.0
     assert watch.timeout(httpx.Timeout(None)).read is None

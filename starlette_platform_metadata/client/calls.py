@@ -601,6 +601,14 @@ class ExportReader:
 
 
 _EVENTS: frozenset[str] = frozenset(("snapshot", "change", "reset"))
+#: The network failures `watch` reconnects after (not `UnsupportedProtocol` or
+#: `LocalProtocolError`: those would fail the same way again).
+_DROPPED = (
+    httpx.NetworkError,
+    httpx.TimeoutException,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
 
 
 class Watch:
@@ -713,8 +721,8 @@ class Watch:
         the iteration when there is none).
 
         Refusals (401, 403, 404, 400) are raised; a 503 waits its `Retry-After`; a network
-        error, a gateway's 5xx or a stream the server ended reconnect after a bounded,
-        jittered backoff that starts again once a connection delivers.
+        error or timeout, a gateway's 5xx or a stream the server ended reconnect after a
+        bounded, jittered backoff that starts again once a connection delivers.
         """
         if not self.reconnect:
             return None
@@ -723,7 +731,7 @@ class Watch:
         backoff = random.uniform(0.5, 1.0) * bound
         if self.retry is not None:
             backoff = max(backoff, min(self.retry, WATCH_BACKOFF_CAP))
-        if error is None or isinstance(error, httpx.TransportError):
+        if error is None or isinstance(error, _DROPPED):
             return backoff
         if isinstance(error, Unavailable):
             if error.retry_after is not None:
