@@ -9,6 +9,8 @@ python -m example_host add-users --platform KEY FILE [--admin] [--database URL]
 python -m example_host list-users --platform KEY [--database URL]
 python -m example_host remove-user USERNAME --platform KEY [--database URL]
 python -m example_host revoke-token (TOKEN | --user USERNAME) [--database URL]
+python -m example_host export --platform KEY [--filter JSON] [--database URL]
+python -m example_host import --platform KEY FILE [--database URL]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from databases import DatabaseURL
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from . import commands as user_commands
+from . import transfer
 from .app import HISTORY_ENV, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
 
@@ -157,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--platform", required=True, metavar="KEY")
     user.add_argument("--admin", action="store_true", help="make the user a tenant admin")
     user_commands.add_parsers(commands, [database])
+    transfer.add_parsers(commands, [database])
     return parser
 
 
@@ -323,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(url, args.host, args.port, args.workers, _serve_options(parser, args))
         if args.command in user_commands.COMMANDS:
             return asyncio.run(user_commands.COMMANDS[args.command](url, args))
+        if args.command in transfer.COMMANDS:
+            return asyncio.run(transfer.COMMANDS[args.command](url, args))
         if args.command == "add-platform":
             if not args.key:
                 parser.error("KEY may not be empty")
