@@ -22,6 +22,7 @@ from .policy import PolicyLimits
 __all__ = ["build", "render"]
 
 _JSON = "application/json"
+NDJSON = "application/x-ndjson"
 _NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]*$"
 # Escaped one by one, as both Python's `re` and ECMA-262 (JSON Schema's dialect) read them.
 _REGEX_SYNTAX = re.compile(r"([\\^$.|?*+()\[\]{}])")
@@ -774,6 +775,175 @@ def _history_parameters() -> dict[str, Any]:
     }
 
 
+def _users_paths() -> dict[str, Any]:
+    """`/users/` (EXTENSIONS.md section 4): the admin listing, export and import."""
+    listing = _operation(
+        "A page of the platform's stored records of members, or all of them as NDJSON "
+        "(tenant admins)",
+        {
+            "200": {
+                "description": (
+                    "`application/json`: a page by username, `next` the next page's absolute "
+                    "URL or null (a page may come back short while former members' records "
+                    "are skipped). `application/x-ndjson` (ask with `Accept`): every "
+                    "matching record, one success body per line, streamed; `cursor` and "
+                    "`limit` do not apply."
+                ),
+                "content": {
+                    **_json(_ref("schemas", "UsersPage")),
+                    NDJSON: {"schema": {"type": "string"}},
+                },
+            }
+        },
+        conditional=(),
+        parameters=("platform_key", "filter", "cursor", "users_limit"),
+        bad_request="UsersBadRequest",
+        forbidden="UsersForbidden",
+        not_found="UsersNotFound",
+    )
+    load = _operation(
+        "Replace the named members' documents from NDJSON, all or nothing (tenant admins)",
+        {
+            "200": {
+                "description": "Every line was written, as a PUT by the admin would.",
+                "content": _json(_ref("schemas", "ImportResult")),
+            }
+        },
+        conditional=(),
+        parameters=("platform_key",),
+        bad_request="ImportBadRequest",
+        forbidden="UsersForbidden",
+        not_found="UsersNotFound",
+    )
+    load["requestBody"] = {
+        "required": True,
+        "content": {
+            NDJSON: {
+                "schema": {
+                    "type": "string",
+                    "description": (
+                        'One `{"username": ..., "metadata": {...}}` per line (an export\'s '
+                        "lines work as they are: other fields are ignored)."
+                    ),
+                }
+            }
+        },
+    }
+    responses = load["responses"]
+    responses["413"] = _ref("responses", "ContentTooLarge")
+    responses["415"] = _ref("responses", "UnsupportedMediaType")
+    for status in ("500", "503"):  # keep the document's order: 4xx, then 5xx
+        responses[status] = responses.pop(status)
+    return {
+        "/users/": {
+            "description": "A platform's stored metadata, for its tenant admins.",
+            "get": listing,
+            "post": load,
+        }
+    }
+
+
+def _users_schemas() -> dict[str, Any]:
+    strings = {"type": "array", "items": {"type": "string"}}
+    return {
+        "UsersPage": {
+            "type": "object",
+            "required": ["next", "results"],
+            "properties": {
+                "next": {"type": ["string", "null"]},
+                "results": {"type": "array", "items": _ref("schemas", "Record")},
+            },
+            "additionalProperties": False,
+        },
+        "ImportResult": {
+            "type": "object",
+            "required": ["imported"],
+            "properties": {"imported": {"type": "integer", "minimum": 0}},
+            "additionalProperties": False,
+        },
+        "UsersValidationError": {
+            "type": "object",
+            "minProperties": 1,
+            "properties": {
+                "limit": {**strings, "description": "Not an integer in 1..1000."},
+                "filter": {**strings, "description": "Not a JSON object."},
+            },
+            "additionalProperties": False,
+        },
+        "ImportRefused": {
+            "type": "object",
+            "required": ["lines"],
+            "properties": {
+                "lines": {
+                    "type": "object",
+                    "description": "Each bad line's number, from 1, to its messages.",
+                    "propertyNames": {"pattern": "^[1-9][0-9]*$"},
+                    "additionalProperties": strings,
+                }
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def _users_responses() -> dict[str, Any]:
+    return {
+        "UsersBadRequest": {
+            "description": "A bad query (`error`), `limit` or `filter`.",
+            "content": _json(
+                {"anyOf": [_ref("schemas", "QueryError"), _ref("schemas", "UsersValidationError")]}
+            ),
+        },
+        "ImportBadRequest": {
+            "description": "A bad query, or bad lines: nothing was written.",
+            "content": _json(
+                {"anyOf": [_ref("schemas", "QueryError"), _ref("schemas", "ImportRefused")]}
+            ),
+        },
+        "UsersForbidden": {
+            "description": "Not a tenant admin of the platform.",
+            "content": _json(_error(errors.ADMIN_ONLY)),
+        },
+        "UsersNotFound": {
+            "description": (
+                "Unknown platform, a bad cursor, or a store that cannot list (GET) or write a "
+                "batch (POST)."
+            ),
+            "content": _json(
+                {
+                    "anyOf": [
+                        _error(errors.PLATFORM_NOT_FOUND),
+                        _detail(errors.INVALID_CURSOR, "Not found."),
+                    ]
+                }
+            ),
+        },
+    }
+
+
+def _users_parameters(limits: Limits) -> dict[str, Any]:
+    return {
+        "filter": {
+            "name": "filter",
+            "in": "query",
+            "required": False,
+            "description": (
+                'A JSON object, e.g. `{"plan": "pro", "beta": true}`: only records storing '
+                "each key with an equal JSON value (numbers by value, booleans never equal "
+                f"numbers, objects and arrays as JSON); at most {limits.max_keys} keys."
+            ),
+            "schema": {"type": "string"},
+        },
+        "users_limit": {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "Records per page (refused, not clamped, outside 1..1000).",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        },
+    }
+
+
 def build(
     limits: Limits, auth: AuthScheme | None = None, policy_limits: PolicyLimits | None = None
 ) -> dict[str, Any]:
@@ -828,18 +998,25 @@ def build(
             "/policy/": _policy_path(),
             **_history_paths(),
             "/events/": _events_path(),
+            **_users_paths(),
         },
         "components": {
             "schemas": {
                 **_schemas(limits),
                 **_policy_schemas(limits, policy_limits),
                 **_history_schemas(),
+                **_users_schemas(),
             },
-            "responses": {**_responses(limits, auth.challenge), **_history_responses()},
+            "responses": {
+                **_responses(limits, auth.challenge),
+                **_history_responses(),
+                **_users_responses(),
+            },
             "parameters": {
                 **_parameters(limits),
                 "dry_run": _dry_run(),
                 **_history_parameters(),
+                **_users_parameters(limits),
             },
             "securitySchemes": {
                 name: dict(scheme) for name, scheme in auth.security_schemes.items()

@@ -55,6 +55,12 @@ _CONFIG = schemathesis.Config.from_dict(
         }
     }
 )
+# The import's body (`POST /users/`): the generated string as the NDJSON text.
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: Any, value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else json.dumps(value).encode()
+
+
 # A live-changes stream never ends on its own, and the ASGI transport waits for the whole
 # response: its refusals are checked over real HTTP in tests/test_events.py instead.
 schema = schemathesis.openapi.from_asgi(URL + "openapi.json", _app, config=_CONFIG).exclude(
@@ -89,7 +95,10 @@ def test_openapi_document_names_the_mounted_path() -> None:
     raw = schema.raw_schema
     assert raw["openapi"] == "3.1.0"
     assert raw["servers"] == [{"url": URL.rstrip("/")}]
-    assert list(raw["paths"])[:5] == ["/", "/policy/", "/history/", "/restore/", "/events/"]
+    assert list(raw["paths"])[:6] == [
+        "/", "/policy/", "/history/", "/restore/", "/events/", "/users/"
+    ]
+    assert set(raw["paths"]["/users/"]) >= {"get", "post"}
     assert set(raw["paths"]["/history/"]) >= {"get"} and set(raw["paths"]["/restore/"]) >= {"post"}
     assert set(raw["paths"]["/policy/"]) >= {"get", "put", "delete", "options"}
     assert set(raw["paths"]["/"]) >= {"get", "put", "patch", "delete", "options"}
