@@ -40,7 +40,7 @@ class Limits:
     max_delete_keys: int = 512
     max_query_value_length: int = 256
     max_etags: int = 64
-    max_import_bytes: int = 8 * 1024 * 1024
+    max_import_bytes: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         check_positive(self)

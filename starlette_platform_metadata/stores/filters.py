@@ -9,11 +9,14 @@ one) and, where SQL alone could differ from `matches`, the engine checks the can
 - SQLite: `json_type` and `json_extract` on the key's path (`json_each` for a key whose JSON
   text needs escapes, which SQLite's paths do not decode).  `json_type` tells `true` from `1`;
   SQLite compares an integer with a real exactly, as Python does: exact for every scalar.
-- PostgreSQL: containment `(metadata::jsonb) @> probe` for strings, booleans and null, served
-  by the GIN index `<table>_metadata_jsonb` (`jsonb_path_ops`).  Numbers are compared as
-  `float8` (jsonb's `numeric` compares decimal text, so `1152921504606846976` and the float
-  `1.152921504606847e18` would differ, where Python finds them equal), and objects and arrays
-  by containment of their non-number parts: both only narrow, and `matches` decides.
+- PostgreSQL: containment `(metadata::jsonb) @> probe`, served by the GIN index
+  `<table>_metadata_jsonb` (`jsonb_path_ops`), for strings, booleans, null and numbers within
+  +-2**53.  jsonb compares numbers as decimals: for the shortest round-trip text the package
+  writes (`7`, `7.0`, `0.1`, `1e+16`) that is Python's comparison.  Beyond 2**53 an integer
+  and a float may be equal as doubles but not as decimals (`1152921504606846976` and
+  `1.152921504606847e18`): those numbers are compared as `float8`, which only narrows.  Objects
+  and arrays narrow by containment of their non-number parts.  `matches` decides whatever
+  only narrowed.
 """
 
 from __future__ import annotations
@@ -117,6 +120,10 @@ def _without_numbers(value: Any) -> Any:
     return value
 
 
+#: Numbers up to this magnitude compare alike as jsonb decimals and as Python numbers.
+_EXACT = 2**53
+
+
 def postgres_filter(filter: Mapping[str, Any], first: int) -> SQLFilter:
     """The filter on PostgreSQL's `metadata` json column, as `jsonb` (the GIN index's
     expression)."""
@@ -130,7 +137,7 @@ def postgres_filter(filter: Mapping[str, Any], first: int) -> SQLFilter:
         return f"${first + len(params) - 1}"
 
     for key, value in filter.items():
-        if _is_number(value):
+        if _is_number(value) and abs(value) > _EXACT:
             k = param(key)
             clauses.append(
                 f"(CASE WHEN jsonb_typeof((metadata::jsonb) -> {k}::text) = 'number' "
