@@ -328,3 +328,16 @@ async def test_a_store_without_records_answers_404() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get("/users/", params={"platform_key": P}, headers=admin)
     assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+
+
+async def test_head_answers_the_headers_of_a_page_and_of_an_export(
+    client: httpx.AsyncClient, acme: dict[str, dict[str, str]]
+) -> None:
+    await put(client, acme["john"], {"a": 1})
+    for accept, media in (("application/json", "application/json"),
+                          ("application/x-ndjson", "application/x-ndjson")):  # fmt: skip
+        response = await client.head(
+            USERS, params={"platform_key": P}, headers={**acme["admin"], "Accept": accept}
+        )
+        assert (response.status_code, response.content) == (200, b"")
+        assert response.headers["content-type"] == media
