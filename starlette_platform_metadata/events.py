@@ -66,7 +66,7 @@ class EventSettings:
 
 
 class TooManyStreams(Exception):
-    """The process already has `EventSettings.max_streams` streams open."""
+    """The process already has `EventSettings.max_streams` streams open, or is shutting down."""
 
 
 class Subscription:
@@ -109,6 +109,9 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._signals_chained = False
+        # Set by SIGINT/SIGTERM: the server still accepts connections for a moment after the
+        # signal, and a stream opened then would hold its shutdown up; it gets a 503 instead.
+        self.shutting_down = False
         # Told of this process's commits only while streams are open: with none, a write
         # builds no `Committed` for us (`Feed.active` stays false without other listeners).
         self._feed = feed
@@ -126,7 +129,7 @@ class EventHub:
         """A new stream's subscription, receiving every change the hub reads from now on."""
         store = self.store
         assert isinstance(store, ChangeReader)
-        if self.open_streams >= self.settings.max_streams:
+        if self.shutting_down or self.open_streams >= self.settings.max_streams:
             raise TooManyStreams
         if platform_key not in self._last:
             seq, _ = await store.position(platform_key)
@@ -290,6 +293,7 @@ class EventHub:
         self, loop: asyncio.AbstractEventLoop, previous: Callable[[int, FrameType | None], Any]
     ) -> Callable[[int, FrameType | None], Any]:
         def handler(number: int, frame: FrameType | None) -> Any:
+            self.shutting_down = True
             loop.call_soon_threadsafe(self.close_all)
             return previous(number, frame)
 

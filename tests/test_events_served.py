@@ -121,3 +121,28 @@ async def test_a_postgresql_restart_ends_or_resumes_streams_and_wedges_nothing(
                 assert (await events.next()).data["metadata"] == {"after": 1}
                 await client.patch(META, json={"metadata": {"again": 2}}, headers=john)
                 assert (await events.next(timeout=3)).data["metadata"] == {"after": 1, "again": 2}
+
+
+async def test_streams_asked_for_during_shutdown_are_refused_not_held(tmp_path: Path) -> None:
+    """Between SIGINT and the listening socket's close the server still accepts: a stream
+    opened then gets 503 (or the connection is refused), and never holds the exit up."""
+    with served(f"sqlite:///{tmp_path / 'h.db'}", tmp_path) as (base, proc, printed):
+        john = auth(tokens(printed)["john_doe"])
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            async with stream(client, EVENTS, john) as first:
+                await first.next()
+                proc.send_signal(signal.SIGINT)
+                started = time.monotonic()
+                answers = []
+                while proc.poll() is None and time.monotonic() - started < 5:
+                    try:
+                        async with httpx.AsyncClient(base_url=base, timeout=2) as late:
+                            async with stream(late, EVENTS, john) as events:
+                                answers.append(events.response.status_code)
+                    except httpx.HTTPError:
+                        answers.append(0)  # refused: the socket is closed
+                    await asyncio.sleep(0.01)
+                await first.wait_end(timeout=5)
+                await asyncio.to_thread(proc.wait, 10)
+                assert time.monotonic() - started < 5
+        assert set(answers) <= {0, 503}, answers
