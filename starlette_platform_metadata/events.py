@@ -35,6 +35,8 @@ logger = logging.getLogger("starlette_platform_metadata")
 
 # Watched users of a platform named in the changes query at most; past it, all are read.
 _MAX_NAMED = 100
+# Seconds between two passes of the hub at most once woken (a change waits at most this long).
+_COALESCE = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +242,9 @@ class EventHub:
                     continue
                 for platform in list(self._subscriptions):
                     await self._deliver(store, platform)
+                # Under a stream of writes, a pass every few milliseconds picks up many
+                # changes at once, instead of three statements per change.
+                await asyncio.sleep(_COALESCE)
             except Exception as exc:  # a database outage: streams wait, the hub goes on
                 logger.warning("live changes: cannot read changes (%s); retrying", exc)
                 await asyncio.sleep(self.settings.poll_interval)

@@ -467,9 +467,13 @@ class SQLiteEngine(SQLReads):
             "ON CONFLICT (platform_key) DO UPDATE SET seq = excluded.seq"
         )
         # Before retention drops a user's oldest revisions: the newest `seq` among them.
+        # One statement per platform and group: `?2` is a JSON array of [username, version
+        # bound] pairs, one primary-key probe each, in SQLite's C rather than a statement each
+        # (CROSS JOIN keeps the pairs the outer loop: the other order scans the history).
         self._horizon_sql = (
-            f"UPDATE {t}_clock SET horizon = max(horizon, coalesce((SELECT max(seq) FROM "
-            f"{t}_history WHERE platform_key = ?1 AND username = ?2 AND version <= ?3), 0)) "
+            f"UPDATE {t}_clock SET horizon = max(horizon, coalesce((SELECT max(h.seq) FROM "
+            f"json_each(?2) AS bound CROSS JOIN {t}_history AS h ON h.platform_key = ?1 "
+            "AND h.username = bound.value ->> 0 AND h.version <= bound.value ->> 1), 0)) "
             "WHERE platform_key = ?1"
         )
         self._data_version: int | None = None
@@ -688,7 +692,12 @@ class SQLiteEngine(SQLReads):
             connection.executemany(self._insert_revision_sql, rows.revisions)
             connection.executemany(self._clock_sql, rows.clocks.items())
         if rows.trims:
-            connection.executemany(self._horizon_sql, rows.trims)
+            bounds: dict[str, list[tuple[str, int]]] = {}
+            for platform_key, username, version in rows.trims:
+                bounds.setdefault(platform_key, []).append((username, version))
+            connection.executemany(
+                self._horizon_sql, [(key, dump(pairs)) for key, pairs in bounds.items()]
+            )
             connection.executemany(self._trim_sql_native, rows.trims)
         rows.records.clear()
         rows.revisions.clear()
