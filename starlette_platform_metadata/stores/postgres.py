@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..jsontext import dump
+from ..jsontext import keys_json
 from .base import EMPTY, Change, Record, StoreUnavailable, Write
 from .reads import SQLReads
 
@@ -310,7 +310,7 @@ class PostgresEngine(SQLReads):
             revision.actor,
             revision.at,
             revision.metadata_json,
-            dump(revision.changed_keys),
+            keys_json(revision.changed_keys),
             *(() if first else (revision.version - write.keep_revisions,)),
             self._channel,
         )

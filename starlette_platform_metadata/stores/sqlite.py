@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ..jsontext import dump
+from ..jsontext import dump, keys_json
 from .base import EMPTY, Change, Record, StoreUnavailable
 from .reads import SQLReads
 
@@ -51,9 +51,12 @@ _BACKOFF = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 #: Updates written in one transaction at most.
 MAX_GROUP = 512
-#: Rows written between two checkpoints (SQLite's own automatic checkpoint comes every 1,000
-#: WAL pages; a small row is about one page).
-CHECKPOINT_ROWS = 1000
+#: Rows written between two checkpoints.  SQLite's own automatic checkpoint comes every 1,000
+#: WAL pages; a write with history changes about four rows (the record, its revision, the
+#: revision retention drops, the platform's clock) on fewer pages, so 4,000 rows keep about
+#: SQLite's rhythm (measured in-process, 64 writers with history: 56 us a write at 1,000, 49
+#: at 4,000; the WAL stays under about 16 MB).
+CHECKPOINT_ROWS = 4000
 
 
 def _code(exc: sqlite3.Error) -> int:
@@ -419,6 +422,7 @@ class _Pending:
     group: asyncio.Future[None] | None = None
 
 
+@functools.lru_cache(maxsize=4096)  # a record's created_at is written again with every change
 def _timestamp(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
@@ -672,7 +676,7 @@ class SQLiteEngine(SQLReads):
                         revision.actor,
                         at,
                         revision.metadata_json,
-                        dump(revision.changed_keys),
+                        keys_json(revision.changed_keys),
                         _timestamp(revision.created_at),
                         seq,
                     )
