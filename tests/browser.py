@@ -11,10 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,9 +22,10 @@ import httpx
 from playwright.sync_api import Browser, Page, Playwright
 
 from .conftest import URL
-from .test_example_host import ROOT, free_port, run_cli, wait_for
+from .hosts import served, tokens
+from .test_example_host import run_cli
 
-__all__ = ["DemoHost", "demo_host", "launch_chromium", "serving", "sign_in", "tokens"]
+__all__ = ["DemoHost", "chromium_installed", "demo_host", "launch_chromium", "serving", "sign_in", "tokens"]
 
 #: `$CHROMIUM`, else `chromium` on the PATH (Debian's package installs /usr/bin/chromium).
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -45,8 +43,12 @@ CHROMIUM_ARGS = [
 ]
 
 
+def chromium_installed() -> bool:
+    return Path(CHROMIUM).exists()
+
+
 def launch_chromium(playwright: Playwright) -> Browser:
-    if not Path(CHROMIUM).exists():
+    if not chromium_installed():
         raise RuntimeError(
             f"no Chromium at {CHROMIUM}: `apt-get install chromium` (as .ci/run does), "
             "or set $CHROMIUM"
@@ -94,39 +96,9 @@ def serving(
     database: str, folder: Path, port: int | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], str]]:
     """`python -m example_host serve` on `database` (and `port`, else a free one); yields its
-    base URL, the process and what it printed.  It listens before it prints, so it answers
-    once the demo's address is printed, the last line before serving."""
-    port = port or free_port()
-    out = folder / f"stdout-{port}-{time.monotonic_ns()}"
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["PYTHONPATH"] = str(ROOT)
-    command = ["serve", "--port", str(port), "--database", database, "--no-access-log"]
-    with out.open("wb") as stdout:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "example_host", *command],
-            cwd=folder,
-            env=env,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,
-        )
-    try:
-        printed = wait_for(
-            lambda: "Demo web app:" in out.read_text() and out.read_text(), 60, "serve", proc
-        )
-        yield f"http://127.0.0.1:{port}", proc, printed
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def tokens(printed: str) -> dict[str, str]:
-    """The demo users' tokens in what `serve` printed on an empty database."""
-    return dict(re.findall(r"^\s+(\w+)\s.*token ([0-9a-f]{40})$", printed, re.M))
+    base URL, the process and what it printed (tests/hosts.py)."""
+    with served(database, folder, port=port) as running:
+        yield running
 
 
 @contextmanager

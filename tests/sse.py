@@ -31,7 +31,11 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(app, port=port, log_level="warning", lifespan="off")
+    # A graceful stop: connections still streaming end (their clients are gone by then) and
+    # are closed, rather than left for the garbage collector (a ResourceWarning).
+    config = uvicorn.Config(
+        app, port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -42,7 +46,6 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        server.force_exit = True
         await asyncio.wait_for(task, 10)
 
 

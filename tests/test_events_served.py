@@ -16,7 +16,7 @@ import pytest
 from .conftest import URL
 from .sse import stream
 from .test_example_host import auth, database_url
-from .test_history_served import served, tokens
+from .hosts import served, tokens
 from .test_postgres_faults import Cluster, cluster, running
 
 __all__ = ["cluster", "database_url", "running"]  # fixtures, imported to be used here

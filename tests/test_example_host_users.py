@@ -19,7 +19,7 @@ from example_host.db import UnknownUser
 
 from .conftest import URL
 from .test_example_host import ROOT, TOKEN, auth, database_url, run_cli, started
-from .test_history_served import served
+from .hosts import served
 
 __all__ = ["database_url"]  # the fixture, imported to be used here
 

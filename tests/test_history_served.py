@@ -5,13 +5,7 @@ of a stream of writes leaves every acknowledged write with its revision."""
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +13,8 @@ import httpx
 import pytest
 
 from .conftest import URL
-from .test_example_host import ROOT, auth, database_url, free_port, wait_for
+from .hosts import served, tokens
+from .test_example_host import auth, database_url
 
 __all__ = ["database_url"]  # the fixture, imported to be used here
 
@@ -27,52 +22,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 P = "acme-corp"
 HISTORY = URL + "history/"
-
-
-def answers(port: int) -> bool:
-    try:
-        httpx.get(f"http://127.0.0.1:{port}{URL}", timeout=1)
-    except httpx.HTTPError:
-        return False
-    return True
-
-
-@contextmanager
-def served(
-    database: str, tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[bytes], str]]:
-    """`serve` on `database` (with `env` added); yields its base URL, the process and what it
-    printed once it answers HTTP."""
-    port = free_port()
-    out = tmp_path / f"stdout-{port}"
-    extra = env or {}
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["PYTHONPATH"] = str(ROOT)
-    env.update(extra)
-    command = ["serve", "--port", str(port), "--database", database, "--no-access-log", *args]
-    with out.open("wb") as stdout:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "example_host", *command],
-            cwd=tmp_path,
-            env=env,
-            stdout=stdout,
-            stderr=subprocess.DEVNULL,
-        )
-    try:
-        wait_for(lambda: answers(port), 60, "serve", proc)
-        yield f"http://127.0.0.1:{port}", proc, out.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def tokens(printed: str) -> dict[str, str]:
-    return dict(re.findall(r"^\s+(\w+)\s.*token ([0-9a-f]{40})$", printed, re.M))
 
 
 async def all_revisions(client: httpx.AsyncClient, headers: dict[str, str]) -> list[Any]:

@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import URL
 from .test_example_host import auth, database_url, run_cli
-from .test_history_served import served, tokens
+from .hosts import served, tokens
 
 __all__ = ["database_url"]  # the fixture, imported to be used here
 
