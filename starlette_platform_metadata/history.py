@@ -127,19 +127,7 @@ class Writer:
 
         record = await self.store.update(platform_key, username, kept)
         if last:
-            current, write = last[0]
-            if write is not None and write.record.version != current.version:
-                await self.feed.publish(
-                    Committed(
-                        platform_key,
-                        username,
-                        write.record.version,
-                        write.operation,
-                        write.actor,
-                        write.revision.at if write.revision else write.record.updated_at or utcnow(),
-                        write.record.metadata_json if write.record.exists else "{}",
-                    )
-                )
+            await self._publish(platform_key, username, *last[0])
         return record
 
     async def write_many(
@@ -169,18 +157,24 @@ class Writer:
         )
         if self.feed.active:
             for username, _ in updates:
-                current, write = last[username]
-                if write is None or write.record.version == current.version:
-                    continue
-                await self.feed.publish(
-                    Committed(
-                        platform_key,
-                        username,
-                        write.record.version,
-                        write.operation,
-                        write.actor,
-                        write.revision.at if write.revision else write.record.updated_at or utcnow(),
-                        write.record.metadata_json if write.record.exists else "{}",
-                    )
-                )
+                await self._publish(platform_key, username, *last[username])
         return records
+
+    async def _publish(
+        self, platform_key: str, username: str, current: Record, write: Write | None
+    ) -> None:
+        """Tell the feed of a write the store kept, if it changed the record."""
+        if write is None or write.record.version == current.version:
+            return  # nothing stored, or a purge with nothing stored: not a change
+        record = write.record
+        await self.feed.publish(
+            Committed(
+                platform_key,
+                username,
+                record.version,
+                write.operation,
+                write.actor,
+                write.revision.at if write.revision else record.updated_at or utcnow(),
+                record.metadata_json if record.exists else "{}",
+            )
+        )
