@@ -114,8 +114,8 @@ class EventHub:
         # Set by SIGINT/SIGTERM: the server still accepts connections for a moment after the
         # signal, and a stream opened then would hold its shutdown up; it gets a 503 instead.
         self.shutting_down = False
-        # Told of this process's commits only while streams are open: with none, a write
-        # builds no `Committed` for us (`Feed.active` stays false without other listeners).
+        # Told which platform committed, only while streams are open: a write builds no
+        # `Committed` for the hub (the changes themselves are read from history).
         self._feed = feed
         self._unfeed: Callable[[], None] | None = None
 
@@ -203,8 +203,8 @@ class EventHub:
 
     # --- the hub's one task ------------------------------------------------------------------
 
-    def _committed(self, change: Committed) -> None:
-        if self._wake is not None and change.platform_key in self._subscriptions:
+    def _committed(self, platform_key: str) -> None:
+        if self._wake is not None and platform_key in self._subscriptions:
             self._wake.set()
 
     def _start(self) -> None:
@@ -212,7 +212,7 @@ class EventHub:
             return
         self._wake = asyncio.Event()
         if self._unfeed is None:
-            self._unfeed = self._feed.subscribe(self._committed)
+            self._unfeed = self._feed.on_platform(self._committed)
         self._task = asyncio.get_running_loop().create_task(self._run())
         self._chain_signals()
 

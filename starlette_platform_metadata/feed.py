@@ -59,11 +59,34 @@ class Feed:
 
     def __init__(self) -> None:
         self._callbacks: list[OnChange] = []
+        # Told only which platform committed (the live-changes hub, which reads the rest from
+        # history): cheaper than a `Committed` for every write.
+        self._platform_listeners: list[Callable[[str], None]] = []
 
     @property
     def active(self) -> bool:
-        """Whether anyone listens (else a write builds no `Committed` at all)."""
+        """Whether anyone listens for `Committed` changes (else a write builds none)."""
         return bool(self._callbacks)
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone listens for committed platforms."""
+        return bool(self._platform_listeners)
+
+    def on_platform(self, listener: Callable[[str], None]) -> Callable[[], None]:
+        """Call `listener(platform_key)` after every write that may have changed a record of
+        that platform (sync, must not raise); returns the unsubscriber."""
+        self._platform_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._platform_listeners:
+                self._platform_listeners.remove(listener)
+
+        return unsubscribe
+
+    def committed(self, platform_key: str) -> None:
+        for listener in self._platform_listeners:
+            listener(platform_key)
 
     def subscribe(self, callback: OnChange) -> Callable[[], None]:
         """Call `callback` with every committed change from now on; returns the unsubscriber."""

@@ -115,7 +115,10 @@ class Writer:
         """Run `change` in the store with history; refusals propagate (nothing stored)."""
         recorded = changes.with_history(change, self.keep, purge=purge)
         if not self.feed.active:
-            return await self.store.update(platform_key, username, recorded)
+            record = await self.store.update(platform_key, username, recorded)
+            if self.feed.watched:
+                self.feed.committed(platform_key)
+            return record
         # The store keeps the result of the last call of the change (it may call it again
         # after losing a race): that is the write to publish.
         last: list[tuple[Record, Write | None]] = []
@@ -126,6 +129,8 @@ class Writer:
             return write
 
         record = await self.store.update(platform_key, username, kept)
+        if self.feed.watched:
+            self.feed.committed(platform_key)
         if last:
             await self._publish(platform_key, username, *last[0])
         return record
@@ -155,6 +160,8 @@ class Writer:
         records = await store.update_many(
             platform_key, [(username, kept(username, change)) for username, change in updates]
         )
+        if self.feed.watched:
+            self.feed.committed(platform_key)
         if self.feed.active:
             for username, _ in updates:
                 await self._publish(platform_key, username, *last[username])

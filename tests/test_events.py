@@ -388,13 +388,14 @@ async def test_hosts_watch_the_same_feed_from_python(served: Served, acme: Heade
 async def test_writes_build_nothing_for_live_changes_while_no_stream_is_open(
     served: Served, acme: Headers
 ) -> None:
-    """The feed stays inactive without listeners: a write takes its plain path."""
-    assert not served.app.feed.active
+    """The hub listens only while streams are open, and then only for which platform
+    committed: a write never builds a `Committed` for it."""
+    assert not served.app.feed.watched and not served.app.feed.active
     async with stream(served.client, EVENTS, acme["john"]) as events:
         await events.next()
-        assert served.app.feed.active
+        assert served.app.feed.watched and not served.app.feed.active
     await open_streams(served.app, 0)
     deadline = time.monotonic() + 2
-    while served.app.feed.active and time.monotonic() < deadline:
+    while served.app.feed.watched and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert not served.app.feed.active
+    assert not served.app.feed.watched
