@@ -52,11 +52,11 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 #: Updates written in one transaction at most.
 MAX_GROUP = 512
 #: A checkpoint comes after this many written rows, or this many commits, whichever is first:
-#: about SQLite's own rhythm (every 1,000 WAL pages), which we cannot count.  Not fewer: a
-#: reader looks pages up in the WAL index, one hash table per 4,096 frames, newest first, so
-#: a longer WAL slows every read until the next checkpoint (a run with 4,000 rows gave GET
-#: 0.68 of the bare endpoint against 0.73 at 1,000; writes with history gained little).  The
-#: commit count bounds the WAL when writes come one at a time (about five pages each).
+#: about SQLite's own rhythm (every 1,000 WAL pages), which we cannot count.  A longer WAL
+#: costs readers (they look pages up in the WAL index, one hash table per 4,096 frames), and
+#: 4,000 rows, tried, changed neither writes with history nor GETs beyond this machine's
+#: run-to-run spread.  The commit count bounds the WAL when writes come one at a time (about
+#: five pages each).
 CHECKPOINT_ROWS = 1000
 CHECKPOINT_COMMITS = 200
 
