@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import changes
+from .conditional import Conditions
 from .feed import Committed, Feed
 from .policy import Policy
 from .stores.base import (
@@ -67,7 +68,7 @@ def restore_change(
     policy: Policy | None,
     member: bool,
     actor: str | None,
-    conditions: Any = None,
+    conditions: Conditions | None = None,
     max_bytes: int | None = None,
 ) -> Change:
     """Revision's document as a new change, under the rules of a PUT by the same caller.

@@ -669,6 +669,19 @@ def _events_path() -> dict[str, Any]:
     return {"description": "Changes of users' metadata, live.", "get": operation}
 
 
+def _page(item: str) -> dict[str, Any]:
+    """DRF's cursor-pagination shape (EXTENSIONS.md's common rules) of `item` schemas."""
+    return {
+        "type": "object",
+        "required": ["next", "results"],
+        "properties": {
+            "next": {"type": ["string", "null"]},
+            "results": {"type": "array", "items": _ref("schemas", item)},
+        },
+        "additionalProperties": False,
+    }
+
+
 def _history_schemas() -> dict[str, Any]:
     return {
         "Revision": {
@@ -684,15 +697,7 @@ def _history_schemas() -> dict[str, Any]:
             },
             "additionalProperties": False,
         },
-        "HistoryPage": {
-            "type": "object",
-            "required": ["next", "results"],
-            "properties": {
-                "next": {"type": ["string", "null"]},
-                "results": {"type": "array", "items": _ref("schemas", "Revision")},
-            },
-            "additionalProperties": False,
-        },
+        "HistoryPage": _page("Revision"),
         "RestoreRequest": {
             "type": "object",
             "required": ["version"],
@@ -846,15 +851,7 @@ def _users_paths() -> dict[str, Any]:
 def _users_schemas() -> dict[str, Any]:
     strings = {"type": "array", "items": {"type": "string"}}
     return {
-        "UsersPage": {
-            "type": "object",
-            "required": ["next", "results"],
-            "properties": {
-                "next": {"type": ["string", "null"]},
-                "results": {"type": "array", "items": _ref("schemas", "Record")},
-            },
-            "additionalProperties": False,
-        },
+        "UsersPage": _page("Record"),
         "ImportResult": {
             "type": "object",
             "required": ["imported"],
