@@ -21,9 +21,21 @@ def dump(value: Any) -> str:
     return text
 
 
-def keys_json(keys: Sequence[str]) -> str:
-    """`dump(list(keys))`, without the encoder for the common case of plain keys (history
-    writes one such array with every change)."""
-    if all(_PLAIN.fullmatch(key) for key in keys):
-        return '["' + '","'.join(keys) + '"]' if keys else "[]"
-    return dump(list(keys))
+def keys_json(keys: Sequence[str], _memo: dict[tuple[str, ...], str] = {}) -> str:  # noqa: B006
+    """`dump(list(keys))`, for the changed keys history writes with every change.
+
+    A service changes the same few sets of keys over and over: their texts are remembered (a
+    bounded memo, emptied when full, so keys sent by clients cannot grow it), and a new plain
+    set is joined without the encoder."""
+    key = tuple(keys)
+    text = _memo.get(key)
+    if text is None:
+        if all(_PLAIN.fullmatch(name) for name in key):
+            text = '["' + '","'.join(key) + '"]' if key else "[]"
+        else:
+            text = dump(list(key))
+        if len(_memo) >= 1024:
+            _memo.clear()
+        if sum(map(len, key)) <= 256:  # long key sets are rare: not worth holding
+            _memo[key] = text
+    return text

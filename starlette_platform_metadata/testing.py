@@ -628,3 +628,24 @@ class ChangeReaderContract:
         await store.update(P, U, changes.with_history(changes.delete(), 3, purge=True))
         assert await store.position(P) == (6, 2)
         assert [r.seq for _, r in await store.changes(P, after=0)] == [6]
+
+    async def test_retention_of_concurrent_changes_keeps_each_users_newest(
+        self, store: Store
+    ) -> None:
+        """Many changes of the same users at once (a store may write them together): each
+        user keeps exactly its newest, and the horizon is the newest change dropped."""
+        assert isinstance(store, ChangeReader) and isinstance(store, HistoryReader)
+        await asyncio.gather(
+            *(
+                store.update(P, f"user{n % 2}", changes.with_history(changes.patch({"n": n}), 3))
+                for n in range(20)
+            )
+        )
+        for name in ("user0", "user1"):
+            kept = await store.revisions(P, name, limit=100)
+            assert [r.version for r in kept] == [10, 9, 8]
+            assert all(r.metadata["n"] % 2 == int(name[-1]) for r in kept)
+        stored = {r.seq for _, r in await store.changes(P, after=0, limit=100)}
+        assert len(stored) == 6
+        dropped = set(range(1, 21)) - stored
+        assert await store.position(P) == (20, max(dropped))

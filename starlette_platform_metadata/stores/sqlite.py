@@ -427,9 +427,13 @@ class _Pending:
     group: asyncio.Future[None] | None = None
 
 
-@functools.lru_cache(maxsize=4096)  # a record's created_at is written again with every change
-def _timestamp(value: datetime | None) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+# A record's created_at is written again with every change: render each once (bounded).  Not
+# for `updated_at`, new with every write: its misses would only push the created_at out.
+_timestamp = functools.lru_cache(maxsize=4096)(_iso)
 
 
 # A record is read far more often than written, so the same timestamps come back read after
@@ -647,16 +651,16 @@ class SQLiteEngine(SQLReads):
                 outcomes.append(current)
                 continue
             record = write.record
+            updated = None
             if record.version != current.version:
-                updated = _timestamp(record.updated_at)
-                rows.records.append(
-                    (
-                        *pending.key,
-                        record.metadata_json if record.exists else None,
-                        record.version,
-                        _timestamp(record.created_at),
-                        updated,
-                    )
+                updated = _iso(record.updated_at)
+                # The record's last state in the group is the one written.
+                rows.records[pending.key] = (
+                    *pending.key,
+                    record.metadata_json if record.exists else None,
+                    record.version,
+                    _timestamp(record.created_at),
+                    updated,
                 )
                 written[pending.key] = record
             else:
@@ -672,7 +676,11 @@ class SQLiteEngine(SQLReads):
                     row = connection.execute(self._position_sql_native, (platform_key,)).fetchone()
                     seq = row[0] if row else 0
                 clocks[platform_key] = seq = seq + 1
-                at = updated if revision.at == record.updated_at else _timestamp(revision.at)
+                at = (
+                    updated
+                    if updated is not None and revision.at == record.updated_at
+                    else _iso(revision.at)
+                )
                 rows.revisions.append(
                     (
                         *pending.key,
@@ -687,27 +695,30 @@ class SQLiteEngine(SQLReads):
                     )
                 )
                 # Versions are distinct and at most `version`: with no more than `keep` of
-                # them possible, there is nothing to trim.
+                # them possible, there is nothing to trim.  A user's later revision in the
+                # group moves the bound up: one range delete per user and group.
                 if revision.version > write.keep_revisions:
-                    rows.trims.append((*pending.key, revision.version - write.keep_revisions))
+                    rows.trims[pending.key] = revision.version - write.keep_revisions
             outcomes.append(record)
         self._write_rows(connection, rows)
         return outcomes
 
     def _write_rows(self, connection: sqlite3.Connection, rows: _GroupRows) -> None:
         if rows.records:
-            connection.executemany(self._put_sql, rows.records)
+            connection.executemany(self._put_sql, rows.records.values())
         if rows.revisions:
             connection.executemany(self._insert_revision_sql, rows.revisions)
             connection.executemany(self._clock_sql, rows.clocks.items())
         if rows.trims:
             bounds: dict[str, list[tuple[str, int]]] = {}
-            for platform_key, username, version in rows.trims:
+            for (platform_key, username), version in rows.trims.items():
                 bounds.setdefault(platform_key, []).append((username, version))
             connection.executemany(
                 self._horizon_sql, [(key, dump(pairs)) for key, pairs in bounds.items()]
             )
-            connection.executemany(self._trim_sql_native, rows.trims)
+            connection.executemany(
+                self._trim_sql_native, [(*key, version) for key, version in rows.trims.items()]
+            )
         rows.records.clear()
         rows.revisions.clear()
         rows.trims.clear()  # the clocks stay: the group's later revisions count on from them
@@ -730,12 +741,16 @@ class SQLiteEngine(SQLReads):
 
 @dataclass(slots=True)
 class _GroupRows:
-    """Rows a group writes, in order: records, revisions, platform clocks, retention."""
+    """Rows a group writes, in order: records, revisions, platform clocks, retention.
 
-    records: list[tuple[Any, ...]] = field(default_factory=list)
+    Records and retention bounds are keyed by (platform, user): when the group changes a user
+    several times (one popular record), only the last state and the highest bound are written,
+    the same rows as one write after another would leave, in one statement each."""
+
+    records: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     revisions: list[tuple[Any, ...]] = field(default_factory=list)
     clocks: dict[str, int] = field(default_factory=dict)
-    trims: list[tuple[Any, ...]] = field(default_factory=list)
+    trims: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 def _fail(pending: _Pending, exc: BaseException) -> None:
