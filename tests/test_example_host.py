@@ -581,16 +581,22 @@ async def test_the_served_app_freezes_what_startup_left_alive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`create_app_from_env` (what `serve` runs) hands the objects alive after startup to
-    `gc.freeze()`, so full collections stop walking them; `create_app` leaves GC alone."""
+    `gc.freeze()`, so full collections stop walking them, and raises the young generation's
+    threshold while it serves (put back at shutdown); `create_app` leaves GC alone."""
     import gc
 
-    from example_host.app import create_app, create_app_from_env
+    from example_host.app import YOUNG_GC_THRESHOLD, create_app, create_app_from_env
 
     frozen: list[bool] = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'gc.db'}")
+    before = gc.get_threshold()
+    assert before[0] != YOUNG_GC_THRESHOLD
     plain = create_app(f"sqlite:///{tmp_path / 'plain.db'}")
     for app, expected in ((plain, []), (create_app_from_env(), [True])):
         frozen.clear()
         async with app.router.lifespan_context(app):
             assert frozen == expected
+            serving = gc.get_threshold()
+            assert serving == ((YOUNG_GC_THRESHOLD, *before[1:]) if expected else before)
+        assert gc.get_threshold() == before
