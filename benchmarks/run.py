@@ -654,16 +654,17 @@ class Server:
         self._log.close()
 
 
-def uvicorn_command(python: str, target: list[str], port: int) -> list[str]:
+def uvicorn_command(python: str, target: list[str], port: int, loop: str = "uvloop") -> list[str]:
     return [
         python, "-m", "uvicorn", *target,
         "--host", "127.0.0.1", "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools",
+        "--loop", loop, "--http", "httptools",
         "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
 
 
-def start_server(python: str, spec: AppSpec, cwd: Path) -> Server:
+def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop") -> Server:
+    """The bare baseline on uvloop, its fastest; the example host on `host_loop`."""
     if not spec.host:
         target = ["bare_app:app", "--app-dir", str(HERE)]
         return Server(spec.name, uvicorn_command(python, target, free_port()), child_env(), cwd)
@@ -674,7 +675,7 @@ def start_server(python: str, spec: AppSpec, cwd: Path) -> Server:
     if spec.streams:
         extra["EXAMPLE_HOST_EVENTS_MAX_STREAMS"] = str(spec.streams + 10)
     env = child_env(extra)
-    return Server(spec.name, uvicorn_command(python, target, free_port()), env, cwd)
+    return Server(spec.name, uvicorn_command(python, target, free_port(), host_loop), env, cwd)
 
 
 @contextlib.contextmanager
@@ -1053,7 +1054,7 @@ def start_apps(
 ) -> dict[str, Server]:
     """Every app's server, answering (the host has created its tables by then)."""
     for spec in plan.apps:
-        servers.append(start_server(args.python, spec, tmp))
+        servers.append(start_server(args.python, spec, tmp, args.host_loop))
     for server in servers:
         server.wait_ready(users.member)
     return {server.name: server for server in servers}
@@ -1098,7 +1099,8 @@ def announce(args: argparse.Namespace, plan: Plan) -> None:
     print(
         f"Load ({plan.mode}): {args.warmup:g} s warm-up + {args.duration:g} s per run, "
         f"{args.rounds} rounds x {len(plan.scenarios)} scenarios x {len(plan.apps)} apps "
-        f"(~{args.rounds * per_round / 60:.1f} min)",
+        f"(~{args.rounds * per_round / 60:.1f} min); the example host on {args.host_loop}, "
+        "the bare baseline on uvloop",
         flush=True,
     )
 
@@ -1184,6 +1186,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "wrk_timeout_s": args.wrk_timeout,
         "database": "sqlite (temp files)" if not args.database else _redact(args.database),
         "patch_keys": PATCH_KEYS,
+        "host_loop": args.host_loop,
+        "baseline_loop": "uvloop",
     }
 
 
@@ -1442,6 +1446,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the report here")
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter for the servers and the CLI"
+    )
+    parser.add_argument(
+        "--host-loop",
+        choices=("asyncio", "uvloop"),
+        default="uvloop",
+        help="the example host's event loop (default uvloop, as the baseline's; asyncio: see "
+        "benchmarks/README.md, 'Which event loop')"
     )
     args = parser.parse_args(argv)
     check_args(parser, args)

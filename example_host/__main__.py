@@ -2,7 +2,7 @@
 
 python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
     [--no-access-log] [--http {h11,httptools}] [--max-header-bytes N]
-    [--timeout-keep-alive SECONDS] [--limit-concurrency N]
+    [--timeout-keep-alive SECONDS] [--limit-concurrency N] [--loop {auto,asyncio,uvloop}]
 python -m example_host add-platform KEY [--database URL]
 python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
 python -m example_host add-users --platform KEY FILE [--admin] [--database URL]
@@ -39,6 +39,7 @@ DEMO_MEMBER = "john_doe"
 DEMO_ADMIN = "acme_admin"
 APP_FACTORY = "example_host.app:create_app_from_env"
 HTTP_PARSERS = ("h11", "httptools")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class ServeOptions:
     limit_concurrency: int = 1000  # open connections (idle ones too) per worker, then 503
     access_log: bool = True
     history_per_user: int | None = None  # None: $EXAMPLE_HOST_HISTORY_PER_USER, else 100
+    # uvicorn's choice (uvloop when installed); asyncio trades a few percent of a saturated
+    # worker's rate for a much shorter latency tail (benchmarks/README.md, "Which event loop").
+    loop: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,16 @@ def _parser() -> argparse.ArgumentParser:
             f"HTTP/1.1 parser (default: {default.http}, which caps request headers at "
             "--max-header-bytes); httptools is faster but enforces no header size limit, so "
             "use it only behind a proxy that bounds headers"
+        ),
+    )
+    serve.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        default=default.loop,
+        help=(
+            f"event loop (default: {default.loop}, uvicorn's: uvloop when installed); on a "
+            "saturated worker asyncio serves a few percent fewer requests with a much shorter "
+            "tail of slow answers (p99 a third or a quarter of uvloop's)"
         ),
     )
     serve.add_argument(
@@ -244,6 +258,7 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
         h11_max_incomplete_event_size=options.max_header_bytes,  # only h11 reads it
         timeout_keep_alive=options.timeout_keep_alive,
         limit_concurrency=options.limit_concurrency,
+        loop=options.loop,
     )
     sockets: list[socket.socket] = []
 
@@ -313,6 +328,7 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         limit_concurrency=args.limit_concurrency,
         access_log=args.access_log,
         history_per_user=args.history_per_user,
+        loop=args.loop,
     )
 
 

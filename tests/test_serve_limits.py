@@ -193,3 +193,30 @@ def test_limits_that_cannot_hold_are_refused_before_serving(
     assert exited.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "h.db").exists()
+
+
+@pytest.mark.parametrize(
+    "args, loop", [([], "auto"), (["--loop", "asyncio"], "asyncio"), (["--loop", "uvloop"], "uvloop")]
+)
+def test_serve_hands_uvicorn_the_event_loop_asked_for(
+    args: list[str], loop: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn's own choice unless `--loop` names one (asyncio's shorter tail under load:
+    benchmarks/README.md); an unknown loop is a usage error."""
+    import uvicorn
+
+    seen: list[str] = []
+
+    def run(self: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        seen.append(self.config.loop)
+        for sock in sockets or []:
+            sock.close()  # as uvicorn does when it stops
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    database = f"sqlite:///{tmp_path / 'h.db'}"
+    assert main(["serve", "--port", str(free_port()), "--database", database, *args]) == 0
+    assert seen == [loop]
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--database", database, "--loop", "trio"])
+    assert exited.value.code == 2
