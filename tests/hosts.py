@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from .conftest import URL
-from .test_example_host import ROOT, free_port, wait_for
+from .test_example_host import ROOT, free_port, stop, wait_for
 
-__all__ = ["answers", "served", "tokens"]
+__all__ = ["answers", "follow_pages", "served", "tokens"]
 
 
 def answers(port: int) -> bool:
@@ -60,13 +60,22 @@ def served(
         wait_for(lambda: answers(port), 60, "serve", proc)
         yield f"http://127.0.0.1:{port}", proc, out.read_text()
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        stop(proc)
+
+
+async def follow_pages(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str]
+) -> list[Any]:
+    """Every result of a cursor-paginated resource, following `next` (an absolute URL)."""
+    seen: list[Any] = []
+    following: str | None = url
+    while following:
+        response = await client.get(following, headers=headers)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        seen += page["results"]
+        following = page["next"]
+    return seen
 
 
 def tokens(printed: str) -> dict[str, str]:

@@ -180,6 +180,17 @@ def wait_for(check: Any, seconds: float, what: str, proc: subprocess.Popen[bytes
     pytest.fail(f"timed out after {seconds} s waiting for {what}")
 
 
+def stop(proc: subprocess.Popen[bytes], seconds: float = 20) -> None:
+    """Stop a served process as an operator does (SIGINT); killed if still there `seconds` later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_on_an_empty_database_creates_demo_users_and_serves(
@@ -227,13 +238,7 @@ def test_serve_on_an_empty_database_creates_demo_users_and_serves(
             r = client.get(URL, params={"platform_key": P, "username": "acme_admin"}, headers=john)
             assert r.status_code == 403
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
     assert proc.returncode == 0, err.read_text()
     assert err.read_text().count("Application shutdown complete") == workers
 

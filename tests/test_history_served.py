@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from .conftest import URL
-from .hosts import served, tokens
+from .hosts import follow_pages, served, tokens
 from .test_example_host import auth, database_url
 
 __all__ = ["database_url"]  # the fixture, imported to be used here
@@ -26,15 +26,7 @@ HISTORY = URL + "history/"
 
 async def all_revisions(client: httpx.AsyncClient, headers: dict[str, str]) -> list[Any]:
     """Every page, by following `next` (an absolute URL) to the end."""
-    seen: list[Any] = []
-    url: str | None = f"{HISTORY}?platform_key={P}&limit=100"
-    while url:
-        response = await client.get(url, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        seen += page["results"]
-        url = page["next"]
-    return seen
+    return await follow_pages(client, f"{HISTORY}?platform_key={P}&limit=100", headers)
 
 
 async def test_ninety_concurrent_writes_leave_ninety_gapless_revisions(

@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import URL
 from .test_example_host import auth, database_url, run_cli
-from .hosts import served, tokens
+from .hosts import follow_pages, served, tokens
 
 __all__ = ["database_url"]  # the fixture, imported to be used here
 
@@ -33,15 +33,7 @@ def add_users(database: str, tmp_path: Path, names: list[str]) -> None:
 
 
 async def walk(client: httpx.AsyncClient, headers: dict[str, str], limit: int) -> list[Any]:
-    seen: list[Any] = []
-    url: str | None = f"{USERS}?platform_key={P}&limit={limit}"
-    while url:
-        response = await client.get(url, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        seen += page["results"]
-        url = page["next"]
-    return seen
+    return await follow_pages(client, f"{USERS}?platform_key={P}&limit={limit}", headers)
 
 
 async def export(client: httpx.AsyncClient, headers: dict[str, str]) -> list[Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 
 from example_host.__main__ import main
 
-from .test_example_host import ROOT, free_port, wait_for
+from .test_example_host import ROOT, free_port, stop, wait_for
 
 # Served without a token, so a status here is the server's answer, not the auth layer's.
 OPENAPI = "/api/core/users/platform-metadata/openapi.json"
@@ -68,13 +67,7 @@ def serving(tmp_path: Path, *args: str) -> Iterator[Server]:
         )
         yield Server(port, proc, log)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc, 10)
 
 
 def request_bytes(extra_headers: bytes = b"") -> bytes:
