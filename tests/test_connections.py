@@ -193,6 +193,42 @@ async def test_the_store_checkpoints_so_the_wal_stays_bounded(tmp_path: Path) ->
             assert other.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
 
 
+async def test_checkpoints_come_every_thousand_pages_however_large_the_rows(
+    tmp_path: Path,
+) -> None:
+    """Rows of 12 KB (four pages each, written in groups): the WAL still starts over at about
+    1,000 pages.  Counted in rows alone (a checkpoint every 1,000 rows), it grew to 3,100."""
+    from starlette_platform_metadata import changes
+
+    path = tmp_path / "big.db"
+    async with DatabaseStore(f"sqlite:///{path}") as store:
+        for start in range(0, 1500, 50):
+            await asyncio.gather(
+                *(
+                    store.update("p", f"u{i}", changes.replace({"k": f"{i:05d}" * 2400}))
+                    for i in range(start, start + 50)
+                )
+            )
+        await asyncio.sleep(0.3)  # a checkpoint in progress ends
+        assert (await store.get("p", "u1499")).metadata == {"k": "01499" * 2400}
+        wal = (tmp_path / "big.db-wal").stat().st_size  # its largest: it never shrinks
+    assert wal < 8 * 1024 * 1024, wal  # 1,000 pages and a group: about 5 MB
+
+
+def test_the_rows_between_checkpoints_follow_what_a_row_cost() -> None:
+    """After each checkpoint the store writes as many rows as fill about 1,000 WAL pages,
+    within bounds: history (a revision and a retention delete beside each record, 1,000
+    rows filled 360 pages) checkpoints after 2,777 rows; small rows not more often than every
+    20,000 (then 200 commits bound the WAL); large documents not less often than every 250."""
+    from starlette_platform_metadata.stores.sqlite import rows_until_checkpoint
+
+    assert rows_until_checkpoint(1000, 360) == 2777
+    assert rows_until_checkpoint(1000, 48) == 20_000
+    assert rows_until_checkpoint(250, 4000) == 250
+    assert rows_until_checkpoint(500, 0) == 20_000  # nothing reached the WAL
+    assert rows_until_checkpoint(500, -1) == 250  # SQLite could not say: as often as allowed
+
+
 @pytest.mark.skipif(POSTGRES_URL is None, reason="TEST_POSTGRES_URL is not set (CI sets it)")
 async def test_pooled_connections_are_handed_out_first_come_first_served() -> None:
     """Thirty callers over a pool of three, each asking again as soon as it is served: every
