@@ -509,6 +509,11 @@ class ManyReaderContract:
         assert many[0] == EMPTY and many[2] == Record("{}", 2, None, None)
         assert many[3].metadata == {"a": 1}
         assert await store.get_many(P, []) == []
+        # A long list (a store may read a few names and many differently).
+        names = [f"nobody{i}" for i in range(12)] + ["alice", "carol", "alice", POLICY_USERNAME]
+        many = await store.get_many(P, names)
+        assert many == [await store.get(P, name) for name in names]
+        assert many[12].metadata == many[14].metadata == {"a": 1} and many[13] == EMPTY
 
 
 @pytest.mark.anyio
