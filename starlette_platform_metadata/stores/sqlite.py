@@ -55,9 +55,7 @@ MAX_GROUP = 512
 #: automatic checkpoint, off on our writer, runs at 1,000), or after this many commits, whichever
 #: is first.  The commit count bounds the WAL when writes come one at a time (about five pages
 #: each).  Checkpointing more often costs writes: each checkpoint holds them back for its copy,
-#: its fsyncs and two trips to a thread.  (Every 1,000 rows, as before, was every 360 pages with
-#: history; PATCH with history, against history off, went from 0.83-0.87 to 0.83-0.96, median
-#: 0.89, without it.)
+#: its fsyncs and two trips to a thread (benchmarks/README.md, "The checkpoint rhythm").
 CHECKPOINT_PAGES = 1000
 CHECKPOINT_COMMITS = 200
 #: Pages cannot be counted as they are written, rows can (`total_changes`): each checkpoint
@@ -531,7 +529,7 @@ class SQLiteEngine(SQLReads):
             return []
         sql = self._many_sql.get(len(usernames))
         if sql is None:
-            sql = _many_sql(self._many_one, len(usernames))
+            sql = _select_many(self._many_one, len(usernames))
             if len(usernames) <= _FEW:  # one text per count (a GET asks for two): keep a few
                 self._many_sql[len(usernames)] = sql
         rows = await self.connection.fetch(sql, platform_key, *usernames)
@@ -785,7 +783,7 @@ class _GroupRows:
 _FEW = 8
 
 
-def _many_sql(one: str, count: int) -> str:
+def _select_many(one: str, count: int) -> str:
     """The statement of `get_many` for `count` names (`?2`...), `one` ending in `username `.
 
     A few names: a search each, `UNION ALL` (a name twice comes back twice, which the caller's
