@@ -18,8 +18,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store
+from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store, changes
 from starlette_platform_metadata.feed import Committed
+from starlette_platform_metadata.stores.base import Record, Write
 
 from .conftest import URL, FakeAuth
 
@@ -550,7 +551,78 @@ async def test_a_schema_1_sqlite_table_is_upgraded_and_keeps_its_records(tmp_pat
     finally:
         await store.disconnect()
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT version FROM platform_metadata_schema").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM platform_metadata_schema").fetchall() == [(3,)]
+    db.close()
+
+
+# Schema version 2 on SQLite, as development builds before user ids created it.
+_SCHEMA_2_HISTORY = (
+    "CREATE TABLE platform_metadata_history (platform_key TEXT NOT NULL, username TEXT NOT NULL,"
+    " version INTEGER NOT NULL, seq INTEGER NOT NULL, operation TEXT NOT NULL, actor TEXT,"
+    " at TEXT NOT NULL, created_at TEXT, metadata TEXT NOT NULL, changed_keys TEXT NOT NULL,"
+    " PRIMARY KEY (platform_key, username, version));"
+    "CREATE INDEX platform_metadata_history_seq ON platform_metadata_history (platform_key, seq);"
+    "CREATE TABLE platform_metadata_clock (platform_key TEXT PRIMARY KEY, seq INTEGER NOT NULL,"
+    " horizon INTEGER NOT NULL);"
+)
+
+
+async def test_a_schema_2_sqlite_history_is_converted_to_user_ids_and_keeps_every_revision(
+    tmp_path: Path,
+) -> None:
+    """Revisions, their order, their `seq` and retention's horizon survive; the same username
+    on two platforms becomes two users; new writes continue the versions and the clock."""
+    path = tmp_path / "v2.db"
+    at = "2026-01-01T00:00:00Z"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE platform_metadata (platform_key TEXT NOT NULL, username TEXT NOT NULL,"
+            " metadata TEXT, version INTEGER NOT NULL, created_at TEXT, updated_at TEXT,"
+            " PRIMARY KEY (platform_key, username));"
+            "CREATE TABLE platform_metadata_schema (version INTEGER NOT NULL);"
+            "INSERT INTO platform_metadata_schema VALUES (2);" + _SCHEMA_2_HISTORY
+        )
+        for platform, user, version, seq in [("p", "u", 1, 1), ("p", "u", 2, 3), ("q", "u", 1, 1),
+                                             ("p", "v", 1, 2)]:
+            document = f'{{"n":{version}}}'
+            db.execute(
+                "INSERT INTO platform_metadata_history VALUES (?, ?, ?, ?, 'patch', ?, ?, ?, ?, "
+                "'[\"n\"]')",
+                (platform, user, version, seq, user, at, at, document),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO platform_metadata VALUES (?, ?, ?, ?, ?, ?)",
+                (platform, user, document, version, at, at),
+            )
+        db.execute("INSERT INTO platform_metadata_clock VALUES ('p', 3, 0), ('q', 1, 0)")
+    db.close()
+    store = DatabaseStore(f"sqlite:///{path}")
+    auth = FakeAuth()
+    headers = auth.add("p", "u")
+    try:
+        assert [(r.version, r.seq, r.metadata_json) for r in await store.revisions("p", "u")] == [
+            (2, 3, '{"n":2}'),
+            (1, 1, '{"n":1}'),
+        ]
+        assert [r.version for r in await store.revisions("q", "u")] == [1]
+        changes = await store.changes("p", after=0)
+        assert [(name, r.seq) for name, r in changes] == [("u", 1), ("v", 2), ("u", 3)]
+        async with mounted(auth, store) as client:
+            body = {"metadata": {"n": 3}}
+            response = await client.patch(f"{URL}?platform_key=p", json=body, headers=headers)
+        assert response.status_code == 200
+        newest = (await store.revisions("p", "u", limit=1))[0]
+        assert (newest.version, newest.seq) == (3, 4)
+        assert [r.version for r in await store.revisions("q", "u")] == [1]
+    finally:
+        await store.disconnect()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM platform_metadata_schema").fetchall() == [(3,)]
+        columns = {row[1] for row in db.execute("PRAGMA table_info(platform_metadata_history)")}
+        assert "username" not in columns and "user_id" in columns
+        assert db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE '%_v2'"
+        ).fetchone() == (0,)
     db.close()
 
 
@@ -568,3 +640,52 @@ async def test_the_newest_page_is_one_primary_key_range_scan(tmp_path: Path) -> 
     details = " | ".join(str(row[-1]) for row in plan)
     assert "USING INDEX" in details and "version<?" in details, details
     assert "TEMP B-TREE" not in details and "SCAN" not in details, details
+
+
+# --- SQLite's user ids --------------------------------------------------------------------------
+
+
+def _put(n: int, keep: int = 10) -> Any:
+    return changes.with_history(changes.replace({"n": n}), keep)
+
+
+async def test_an_id_assigned_in_a_rolled_back_write_is_not_remembered(tmp_path: Path) -> None:
+    """The id a refused group assigned goes back to SQLite, which may give it to another user;
+    the store must not keep using it for the first one."""
+    path = tmp_path / "ids.db"
+    store = DatabaseStore(f"sqlite:///{path}")
+    try:
+        await store.update("p", "first", _put(0))  # id 1
+        def refused(current: Record) -> Write | None:
+            raise ValueError("refused")
+
+        with pytest.raises(ValueError):
+            await store.update_many("p", [("new", _put(1)), ("first", refused)])
+        with sqlite3.connect(path) as other:  # another process takes the next id
+            other.execute("INSERT INTO platform_metadata_user_ids VALUES (2, 'p', 'x')")
+        other.close()
+        await store.update("p", "new", _put(2))
+        assert [r.metadata for r in await store.revisions("p", "new")] == [{"n": 2}]
+        assert await store.revisions("p", "x") == []
+    finally:
+        await store.disconnect()
+
+
+async def test_the_same_username_on_two_platforms_has_two_histories_past_the_id_memo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette_platform_metadata.stores import sqlite as engine
+
+    monkeypatch.setattr(engine, "_USER_IDS", 2)  # the memo starts over again and again
+    store = DatabaseStore(f"sqlite:///{tmp_path / 'two.db'}")
+    try:
+        for n in range(3):
+            for platform in ("p", "q", "r"):
+                await store.update(platform, "u", _put(n if platform == "p" else 10 * n, keep=2))
+                await store.update(platform, f"{platform}-only", _put(n, keep=2))
+        assert [r.metadata for r in await store.revisions("p", "u")] == [{"n": 2}, {"n": 1}]
+        assert [r.metadata for r in await store.revisions("q", "u")] == [{"n": 20}, {"n": 10}]
+        assert [r.version for r in await store.revisions("r", "p-only")] == []
+        assert [name for name, _ in await store.changes("q", after=0)] == ["u", "q-only"] * 2
+    finally:
+        await store.disconnect()

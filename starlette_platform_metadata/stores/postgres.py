@@ -219,8 +219,14 @@ class PostgresEngine(SQLReads):
         # history.  `$12` is `version - keep`; the clock row is locked until COMMIT, so the
         # platform's `seq` follows commit order; NOTIFY is sent at COMMIT.
         clock = f"{t}_clock"
+        h = f"{t}_history"
+        self._purge_sql = f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2"
+        # Retention: the revisions of versions older than the newest `keep` (`$12` is
+        # `version - keep`), one range of the primary key.
+        trim = f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2 AND version <= $12"
         revision = (
-            f"r AS (INSERT INTO {self._history_columns} "
+            f"r AS (INSERT INTO {h} (platform_key, username, version, operation, actor, at, "
+            "metadata, changed_keys, created_at, seq) "
             "SELECT $1, $2, $4, $7, $8, $9, $10::json, $11, $5, c.seq FROM c "
             "ON CONFLICT (platform_key, username, version) DO UPDATE SET "
             "operation = excluded.operation, actor = excluded.actor, at = excluded.at, "
@@ -233,7 +239,7 @@ class PostgresEngine(SQLReads):
             "horizon = GREATEST(k.horizon, excluded.horizon) RETURNING seq"
         )
         self._update_revision_sql = (
-            f"WITH d AS ({self._trim_sql.replace('$3', '$12')} RETURNING seq), "
+            f"WITH d AS ({trim} RETURNING seq), "
             "c AS ("
             + tick.format(source="VALUES ($1, 1, COALESCE((SELECT max(seq) FROM d), 0))")
             + f"), w AS ({self._update_sql}), "

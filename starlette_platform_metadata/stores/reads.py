@@ -1,6 +1,8 @@
-"""The SQL both databases share: reading records and history, keeping history.
+"""The SQL both databases share: reading records and history.
 
-Written once with `$1` placeholders (SQLite's engine translates them to `?1`)."""
+Written once with `$1` placeholders (SQLite's engine translates them to `?1`).  SQLite keys
+its history by user ids (stores/sql.py, `history_schema`): its engine rewrites the two history
+reads for that layout."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ __all__ = ["SQLReads"]
 
 # `CAST(... AS TEXT)`: PostgreSQL's `json` column as the exact text stored; a no-op on SQLite.
 _COLUMNS = "CAST(metadata AS TEXT), version, created_at, updated_at"
-_REVISION_COLUMNS = (
+REVISION_COLUMNS = (
     "version, operation, actor, at, CAST(metadata AS TEXT), changed_keys, created_at, seq"
 )
 #: Above every version: "before nothing" when paging history from its newest revision.
@@ -47,22 +49,11 @@ class SQLReads:
         h = f"{table}_history"
         # The newest page: a backward range scan of the primary key, `limit` rows.
         self._revisions_sql = (
-            f"SELECT {_REVISION_COLUMNS} FROM {h} WHERE platform_key = $1 AND username = $2 "
+            f"SELECT {REVISION_COLUMNS} FROM {h} WHERE platform_key = $1 AND username = $2 "
             "AND version < $3 ORDER BY version DESC LIMIT $4"
         )
-        # Keeping history, in the write's own transaction.
-        self._purge_sql = f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2"
-        # Retention: the revisions of versions older than the newest `keep` (`$3` is
-        # `version - keep`), one range of the primary key.
-        self._trim_sql = (
-            f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2 AND version <= $3"
-        )
-        self._history_columns = (
-            f"{h} (platform_key, username, version, operation, actor, at, metadata, "
-            "changed_keys, created_at, seq)"
-        )
         self._changes_sql = (
-            f"SELECT username, {_REVISION_COLUMNS} FROM {h} WHERE platform_key = $1 "
+            f"SELECT username, {REVISION_COLUMNS} FROM {h} WHERE platform_key = $1 "
             "AND seq > $2 ORDER BY seq LIMIT $3"
         )
         self._position_sql = f"SELECT seq, horizon FROM {table}_clock WHERE platform_key = $1"

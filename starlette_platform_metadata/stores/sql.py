@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DatabaseStore"]
 
-#: 1: the metadata table; 2: its history table (`<table>_history`), added on first use.
-SCHEMA_VERSION = 2
+#: 1: the metadata table; 2: its history table (`<table>_history`), added on first use; 3: on
+#: SQLite, history keyed by user ids (`<table>_user_ids`), converted from 2 on first use.
+SCHEMA_VERSION = 3
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Column types of the document, the version and the timestamps.  PostgreSQL keeps the
 # document as `json`, not `jsonb`: see stores/postgres.py.
@@ -38,7 +39,8 @@ def schema(table: str, dialect: str) -> list[str]:
     """The DDL: one row per (platform, user); a delete leaves a tombstone row (document and
     timestamps NULL, version kept), so a version never names two states.  The primary key's
     B-tree serves every statement: O(log n) per record.  Running it again upgrades a table of
-    schema version 1 (it adds the history table)."""
+    schema version 1 (it adds the history tables); `DatabaseStore` converts SQLite's history
+    of version 2 first (`sqlite_history_upgrade`)."""
     t = check_identifier(table)
     types = _TYPES[dialect]
     return [
@@ -58,23 +60,61 @@ def schema(table: str, dialect: str) -> list[str]:
 def history_schema(table: str, dialect: str) -> list[str]:
     """One row per kept revision, and each platform's change clock.
 
-    The primary key (platform, user, version) serves a user's history: the newest page (a
-    backward range scan), the insert, and retention (a range delete), each O(log n) plus the
-    rows it touches.  `seq` numbers a platform's changes in commit order (the clock row is
-    locked by every write of the platform until it commits); its index serves live changes
-    ("the platform's changes after seq n").  `changed_keys` is a JSON array."""
+    The primary key (user, version) serves a user's history: the newest page (a backward
+    range scan), the insert, and retention (a range delete), each O(log n) plus the rows it
+    touches.  `seq` numbers a platform's changes in commit order (the clock row is locked by
+    every write of the platform until it commits); its index serves live changes ("the
+    platform's changes after seq n").  `changed_keys` is a JSON array.
+
+    On PostgreSQL the user is (platform_key, username).  On SQLite it is an integer id from
+    `<table>_user_ids`, which numbers each (platform, user) once and never renumbers: a
+    revision's key is then two integers instead of two strings, so a user's whole history
+    fits a few hundred bytes of index and four or more users share a leaf page; a write dirties
+    (and the WAL receives) about half the pages (benchmarks/README.md, "What history costs")."""
     types = _TYPES[dialect]
     h = f"{table}_history"
+    columns = (
+        f"version {types['int']} NOT NULL, seq {types['int']} NOT NULL, "
+        f"operation TEXT NOT NULL, actor TEXT, at {types['ts']} NOT NULL, "
+        f"created_at {types['ts']}, metadata {types['doc']} NOT NULL, changed_keys TEXT NOT NULL"
+    )
+    if dialect == "sqlite":
+        tables = [
+            f"CREATE TABLE IF NOT EXISTS {table}_user_ids (id INTEGER PRIMARY KEY, "
+            "platform_key TEXT NOT NULL, username TEXT NOT NULL, UNIQUE (platform_key, username))",
+            f"CREATE TABLE IF NOT EXISTS {h} (user_id INTEGER NOT NULL, "
+            f"platform_key TEXT NOT NULL, {columns}, PRIMARY KEY (user_id, version))",
+        ]
+    else:
+        tables = [
+            f"CREATE TABLE IF NOT EXISTS {h} (platform_key TEXT NOT NULL, "
+            f"username TEXT NOT NULL, {columns}, PRIMARY KEY (platform_key, username, version))"
+        ]
     return [
-        f"CREATE TABLE IF NOT EXISTS {h} ("
-        f"platform_key TEXT NOT NULL, username TEXT NOT NULL, version {types['int']} NOT NULL, "
-        f"seq {types['int']} NOT NULL, operation TEXT NOT NULL, actor TEXT, "
-        f"at {types['ts']} NOT NULL, created_at {types['ts']}, "
-        f"metadata {types['doc']} NOT NULL, changed_keys TEXT NOT NULL, "
-        "PRIMARY KEY (platform_key, username, version))",
+        *tables,
         f"CREATE INDEX IF NOT EXISTS {h}_seq ON {h} (platform_key, seq)",
         f"CREATE TABLE IF NOT EXISTS {table}_clock (platform_key TEXT PRIMARY KEY, "
         f"seq {types['int']} NOT NULL, horizon {types['int']} NOT NULL)",
+    ]
+
+
+def sqlite_history_upgrade(table: str) -> list[str]:
+    """SQLite, schema version 2 to 3: the history table keyed by (platform, username, version)
+    becomes the one keyed by (user id, version), its rows kept.  Run inside one transaction,
+    before `schema()`, only on a history table that still has a `username` column."""
+    h = f"{table}_history"
+    columns = "version, seq, operation, actor, at, created_at, metadata, changed_keys"
+    return [
+        f"DROP INDEX IF EXISTS {h}_seq",
+        f"ALTER TABLE {h} RENAME TO {h}_v2",
+        *history_schema(table, "sqlite")[:2],
+        f"INSERT OR IGNORE INTO {table}_user_ids (platform_key, username) "
+        f"SELECT platform_key, username FROM {h}_v2 ORDER BY platform_key, username",
+        f"INSERT INTO {h} (user_id, platform_key, {columns}) SELECT u.id, o.platform_key, "
+        f"{', '.join('o.' + c for c in columns.split(', '))} FROM {h}_v2 AS o "
+        f"JOIN {table}_user_ids AS u "
+        "ON u.platform_key = o.platform_key AND u.username = o.username",
+        f"DROP TABLE {h}_v2",
     ]
 
 
@@ -178,6 +218,11 @@ class DatabaseStore(OpensOnFirstUse):
                 if self.dialect == "postgresql":
                     # Several workers may start at once, and CREATE TABLE IF NOT EXISTS races.
                     await tx.fetch("SELECT pg_advisory_xact_lock(720531, hashtext($1))", t)
+                else:
+                    columns = await tx.fetch(f"SELECT name FROM pragma_table_info('{t}_history')")
+                    if ("username",) in {tuple(row) for row in columns}:
+                        for statement in sqlite_history_upgrade(t):
+                            await tx.fetch(statement)
                 for statement in self.schema():
                     await tx.fetch(statement)
         try:

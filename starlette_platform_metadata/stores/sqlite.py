@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from ..jsontext import dump, keys_json
 from .base import EMPTY, Change, Record, StoreUnavailable
-from .reads import SQLReads
+from .reads import REVISION_COLUMNS, SQLReads
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -490,34 +490,51 @@ class SQLiteEngine(SQLReads):
             "version = excluded.version, created_at = excluded.created_at, "
             "updated_at = excluded.updated_at"
         )
+        # History is keyed by user ids (stores/sql.py, `history_schema`).  A reader finds the
+        # id in the statement itself (one search of the UNIQUE index, evaluated once).
+        h, users = f"{t}_history", f"{t}_user_ids"
+        self._user_id_sql = f"SELECT id FROM {users} WHERE platform_key = ?1 AND username = ?2"
+        self._new_user_sql = f"INSERT INTO {users} (platform_key, username) VALUES (?1, ?2)"
+        self._user_ids: dict[tuple[str, str], int] = {}
+        user = f"(SELECT id FROM {users} WHERE platform_key = $1 AND username = $2)"
+        self._revisions_sql = (
+            f"SELECT {REVISION_COLUMNS} FROM {h} WHERE user_id = {user} "
+            "AND version < $3 ORDER BY version DESC LIMIT $4"
+        )
+        self._changes_sql = (
+            f"SELECT u.username, {REVISION_COLUMNS} FROM {h} AS h JOIN {users} AS u "
+            "ON u.id = h.user_id WHERE h.platform_key = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        )
+        self._changes_of_sql = self._changes_sql.replace(
+            "AND seq > $2", "AND seq > $2 AND u.username IN (SELECT value FROM json_each($4))"
+        )
         self._insert_revision_sql = (
-            f"INSERT INTO {self._history_columns} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
-            "?10) ON CONFLICT (platform_key, username, version) DO UPDATE SET "
+            f"INSERT INTO {h} (user_id, platform_key, version, operation, actor, at, metadata, "
+            "changed_keys, created_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+            "ON CONFLICT (user_id, version) DO UPDATE SET "
             "operation = excluded.operation, actor = excluded.actor, at = excluded.at, "
             "metadata = excluded.metadata, changed_keys = excluded.changed_keys, "
             "created_at = excluded.created_at, seq = excluded.seq"
         )
-        self._purge_sql_native = translate(self._purge_sql)
-        self._trim_sql_native = translate(self._trim_sql)
+        self._purge_sql = f"DELETE FROM {h} WHERE user_id = ?1"
+        # Retention: the revisions of versions older than the newest `keep` (`?2` is
+        # `version - keep`), one range of the primary key.
+        self._trim_sql = f"DELETE FROM {h} WHERE user_id = ?1 AND version <= ?2"
         self._position_sql_native = translate(self._position_sql)
         self._clock_sql = (
             f"INSERT INTO {t}_clock (platform_key, seq, horizon) VALUES (?1, ?2, 0) "
             "ON CONFLICT (platform_key) DO UPDATE SET seq = excluded.seq"
         )
         # Before retention drops a user's oldest revisions: the newest `seq` among them.
-        # One statement per platform and group: `?2` is a JSON array of [username, version
+        # One statement per platform and group: `?2` is a JSON array of [user id, version
         # bound] pairs, one primary-key probe each, in SQLite's C rather than a statement each
         # (CROSS JOIN keeps the pairs the outer loop: the other order scans the history).
         self._horizon_sql = (
             f"UPDATE {t}_clock SET horizon = max(horizon, coalesce((SELECT max(h.seq) FROM "
-            f"json_each(?2) AS bound CROSS JOIN {t}_history AS h ON h.platform_key = ?1 "
-            "AND h.username = bound.value ->> 0 AND h.version <= bound.value ->> 1), 0)) "
-            "WHERE platform_key = ?1"
+            f"json_each(?2) AS bound CROSS JOIN {h} AS h ON h.user_id = bound.value ->> 0 "
+            "AND h.version <= bound.value ->> 1), 0)) WHERE platform_key = ?1"
         )
         self._data_version: int | None = None
-        self._changes_of_sql = self._changes_sql.replace(
-            "AND seq > $2", "AND seq > $2 AND username IN (SELECT value FROM json_each($4))"
-        )
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -567,10 +584,11 @@ class SQLiteEngine(SQLReads):
             _Pending((platform_key, username), change, loop.create_future(), 0.0)
             for username, change in updates
         ]
+        new_ids: dict[tuple[str, str], int] = {}
 
         def work(connection: sqlite3.Connection) -> list[Record]:
             records: list[Record] = []
-            for outcome in self._write_group(connection, group):
+            for outcome in self._write_group(connection, group, new_ids):
                 if isinstance(outcome, BaseException):
                     raise outcome  # write_then_commit rolls the whole group back
                 records.append(outcome)
@@ -580,7 +598,7 @@ class SQLiteEngine(SQLReads):
         attempt = 0
         while True:
             try:
-                return await self.connection.write_then_commit(work)
+                records = await self.connection.write_then_commit(work)
             except LockBusy:
                 now = loop.time()
                 if now >= deadline:
@@ -588,6 +606,9 @@ class SQLiteEngine(SQLReads):
                 step = _BACKOFF[min(attempt, len(_BACKOFF) - 1)]
                 await asyncio.sleep(min(step, deadline - now))
                 attempt += 1
+                continue
+            self._remember(new_ids)
+            return records
 
     async def _flush(self) -> None:
         """Write what is queued, a group per transaction, until nothing is left.
@@ -614,9 +635,10 @@ class SQLiteEngine(SQLReads):
                 del self._queue[:MAX_GROUP]
                 if not group:
                     continue
+                new_ids: dict[tuple[str, str], int] = {}
                 try:
                     outcomes = await self.connection.write_then_commit(
-                        functools.partial(self._write_group, group=group)
+                        functools.partial(self._write_group, group=group, new_ids=new_ids)
                     )
                 except LockBusy:
                     done.set_result(None)
@@ -636,6 +658,7 @@ class SQLiteEngine(SQLReads):
                         raise
                     continue
                 done.set_result(None)
+                self._remember(new_ids)
                 attempt = 0
                 for pending, outcome in zip(group, outcomes, strict=True):
                     if pending.future.done():
@@ -648,7 +671,10 @@ class SQLiteEngine(SQLReads):
             self._flusher = None
 
     def _write_group(
-        self, connection: sqlite3.Connection, group: list[_Pending]
+        self,
+        connection: sqlite3.Connection,
+        group: list[_Pending],
+        new_ids: dict[tuple[str, str], int],
     ) -> list[Record | BaseException]:
         """Inside the group's transaction: for each update, read and change; then the writes.
 
@@ -658,7 +684,7 @@ class SQLiteEngine(SQLReads):
         """
         written: dict[tuple[str, str], Record] = {}
         outcomes: list[Record | BaseException] = []
-        rows = _GroupRows()
+        rows = _GroupRows(new_ids)
         clocks = rows.clocks
         for pending in group:
             if pending.future.done():  # cancelled while the group waited: never written
@@ -693,10 +719,13 @@ class SQLiteEngine(SQLReads):
                 record = current
             if write.purge:  # after this record's earlier revisions, before its next ones
                 self._write_rows(connection, rows)
-                connection.execute(self._purge_sql_native, pending.key)
+                user_id = self._found_user_id(connection, pending.key, rows.new_ids)
+                if user_id is not None:
+                    connection.execute(self._purge_sql, (user_id,))
             revision = write.revision
             if revision is not None:
                 platform_key = pending.key[0]
+                user_id = self._user_id(connection, pending.key, rows.new_ids)
                 seq = clocks.get(platform_key)
                 if seq is None:  # the group holds the write lock: nobody else moves it
                     row = connection.execute(self._position_sql_native, (platform_key,)).fetchone()
@@ -709,7 +738,8 @@ class SQLiteEngine(SQLReads):
                 )
                 rows.revisions.append(
                     (
-                        *pending.key,
+                        user_id,
+                        platform_key,
                         revision.version,
                         revision.operation,
                         revision.actor,
@@ -724,10 +754,39 @@ class SQLiteEngine(SQLReads):
                 # them possible, there is nothing to trim.  A user's later revision in the
                 # group moves the bound up: one range delete per user and group.
                 if revision.version > write.keep_revisions:
-                    rows.trims[pending.key] = revision.version - write.keep_revisions
+                    rows.trims[user_id] = (platform_key, revision.version - write.keep_revisions)
             outcomes.append(record)
         self._write_rows(connection, rows)
         return outcomes
+
+    def _found_user_id(
+        self, connection: sqlite3.Connection, key: tuple[str, str], new_ids: _Ids
+    ) -> int | None:
+        """The user's id in `<table>_user_ids` if it has one, inside the group's transaction:
+        remembered, or found (committed, by us or another process: it never changes)."""
+        user_id = self._user_ids.get(key) or new_ids.get(key)
+        if user_id is None:
+            row = connection.execute(self._user_id_sql, key).fetchone()
+            if row is not None:
+                user_id = row[0]
+                self._remember({key: user_id})
+        return user_id
+
+    def _user_id(self, connection: sqlite3.Connection, key: tuple[str, str], new_ids: _Ids) -> int:
+        """The user's id, assigned now if it has none; a new id goes to `new_ids`, for the
+        engine to remember once the transaction has committed."""
+        user_id = self._found_user_id(connection, key, new_ids)
+        if user_id is None:
+            user_id = connection.execute(self._new_user_sql, key).lastrowid
+            assert user_id is not None
+            new_ids[key] = user_id
+        return user_id
+
+    def _remember(self, ids: dict[tuple[str, str], int]) -> None:
+        """Keep committed user ids; a bounded memo (the table has them all)."""
+        if len(self._user_ids) + len(ids) > _USER_IDS:
+            self._user_ids.clear()
+        self._user_ids.update(ids)
 
     def _write_rows(self, connection: sqlite3.Connection, rows: _GroupRows) -> None:
         if rows.records:
@@ -736,14 +795,14 @@ class SQLiteEngine(SQLReads):
             connection.executemany(self._insert_revision_sql, rows.revisions)
             connection.executemany(self._clock_sql, rows.clocks.items())
         if rows.trims:
-            bounds: dict[str, list[tuple[str, int]]] = {}
-            for (platform_key, username), version in rows.trims.items():
-                bounds.setdefault(platform_key, []).append((username, version))
+            bounds: dict[str, list[tuple[int, int]]] = {}
+            for user_id, (platform_key, version) in rows.trims.items():
+                bounds.setdefault(platform_key, []).append((user_id, version))
             connection.executemany(
                 self._horizon_sql, [(key, dump(pairs)) for key, pairs in bounds.items()]
             )
             connection.executemany(
-                self._trim_sql_native, [(*key, version) for key, version in rows.trims.items()]
+                self._trim_sql, [(user_id, bound) for user_id, (_, bound) in rows.trims.items()]
             )
         rows.records.clear()
         rows.revisions.clear()
@@ -769,15 +828,22 @@ class SQLiteEngine(SQLReads):
 class _GroupRows:
     """Rows a group writes, in order: records, revisions, platform clocks, retention.
 
-    Records and retention bounds are keyed by (platform, user): when the group changes a user
-    several times (one popular record), only the last state and the highest bound are written,
-    the same rows as one write after another would leave, in one statement each."""
+    Records and retention bounds are keyed by user: when the group changes a user several
+    times (one popular record), only the last state and the highest bound are written, the
+    same rows as one write after another would leave, in one statement each.  `new_ids`: the
+    user ids this transaction assigned, remembered by the engine only once it has committed."""
 
+    new_ids: dict[tuple[str, str], int]
     records: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     revisions: list[tuple[Any, ...]] = field(default_factory=list)
     clocks: dict[str, int] = field(default_factory=dict)
-    trims: dict[tuple[str, str], int] = field(default_factory=dict)
+    trims: dict[int, tuple[str, int]] = field(default_factory=dict)
 
+
+_Ids = dict[tuple[str, str], int]  # (platform, username): user id
+
+#: User ids the engine remembers, at most (about 100 bytes each); past it, it starts over.
+_USER_IDS = 100_000
 
 #: Up to this many names, `get_many` runs one primary-key search per name.
 _FEW = 8
