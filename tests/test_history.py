@@ -689,3 +689,32 @@ async def test_the_same_username_on_two_platforms_has_two_histories_past_the_id_
         assert [name for name, _ in await store.changes("q", after=0)] == ["u", "q-only"] * 2
     finally:
         await store.disconnect()
+
+
+async def test_an_id_not_remembered_comes_with_the_record_read_and_history_off_never_reads_it(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'read.db'}"
+    first = DatabaseStore(url)
+    try:
+        for name in ("u0", "u1"):
+            await first.update("p", name, _put(0))
+    finally:
+        await first.disconnect()
+    store = DatabaseStore(url)  # a new process: it remembers no id
+    try:
+        await store.connect()
+        assert store.connection._writer is not None
+        statements: list[str] = []
+        store.connection._writer.set_trace_callback(statements.append)
+        await store.update("p", "u0", changes.replace({"off": True}))  # history off
+        assert statements and not any("user_ids" in s for s in statements), statements
+        await store.update("p", "u0", _put(1))  # the first revision this engine writes
+        statements.clear()
+        await store.update("p", "u1", _put(1))
+        reads = [s for s in statements if s.startswith("SELECT")]
+        assert len(reads) == 2, reads  # the record with its id, and the platform's clock
+        assert "user_ids" in reads[0] and "FROM platform_metadata WHERE" in reads[0]
+        assert [r.metadata for r in await store.revisions("p", "u1")] == [{"n": 1}, {"n": 0}]
+    finally:
+        await store.disconnect()

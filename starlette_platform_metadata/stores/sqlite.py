@@ -493,10 +493,15 @@ class SQLiteEngine(SQLReads):
         # History is keyed by user ids (stores/sql.py, `history_schema`).  A reader finds the
         # id in the statement itself (one search of the UNIQUE index, evaluated once).
         h, users = f"{t}_history", f"{t}_user_ids"
-        self._user_id_sql = f"SELECT id FROM {users} WHERE platform_key = ?1 AND username = ?2"
+        find_user = f"SELECT id FROM {users} WHERE platform_key = $1 AND username = $2"
+        user = f"({find_user})"
+        self._user_id_sql = translate(find_user)
         self._new_user_sql = f"INSERT INTO {users} (platform_key, username) VALUES (?1, ?2)"
         self._user_ids: dict[tuple[str, str], int] = {}
-        user = f"(SELECT id FROM {users} WHERE platform_key = $1 AND username = $2)"
+        # Once this engine has written a revision, a record read for a user whose id it does
+        # not remember also reads the id (hosts with history off never pay for it).
+        self._keeps_history = False
+        self._get_with_id_sql = translate(self._get_sql.replace(" FROM ", f", {user} FROM ", 1))
         self._revisions_sql = (
             f"SELECT {REVISION_COLUMNS} FROM {h} WHERE user_id = {user} "
             "AND version < $3 ORDER BY version DESC LIMIT $4"
@@ -692,7 +697,15 @@ class SQLiteEngine(SQLReads):
                 continue
             current = written.get(pending.key)
             if current is None:
-                row = connection.execute(self._get_sql_native, pending.key).fetchone()
+                if self._keeps_history and pending.key not in self._user_ids:
+                    # Its id, if it has one, comes with the record: no statement of its own.
+                    row = connection.execute(self._get_with_id_sql, pending.key).fetchone()
+                    if row is not None:
+                        if row[4] is not None:
+                            self._remember({pending.key: row[4]})
+                        row = row[:4]
+                else:
+                    row = connection.execute(self._get_sql_native, pending.key).fetchone()
                 current = self._record(row)
             try:
                 write = pending.change(current)
@@ -724,8 +737,11 @@ class SQLiteEngine(SQLReads):
                     connection.execute(self._purge_sql, (user_id,))
             revision = write.revision
             if revision is not None:
+                self._keeps_history = True
                 platform_key = pending.key[0]
-                user_id = self._user_id(connection, pending.key, rows.new_ids)
+                user_id = self._user_ids.get(pending.key) or self._user_id(
+                    connection, pending.key, rows.new_ids
+                )
                 seq = clocks.get(platform_key)
                 if seq is None:  # the group holds the write lock: nobody else moves it
                     row = connection.execute(self._position_sql_native, (platform_key,)).fetchone()
