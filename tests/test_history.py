@@ -531,16 +531,22 @@ async def test_hosts_read_history_and_restore_from_python(
 # --- upgrading a database of the previous release -----------------------------------------------
 
 
+def _metadata_table(schema_version: int) -> str:
+    """The metadata table as every schema version has it, and the version row."""
+    return (
+        "CREATE TABLE platform_metadata (platform_key TEXT NOT NULL, username TEXT NOT NULL,"
+        " metadata TEXT, version INTEGER NOT NULL, created_at TEXT, updated_at TEXT,"
+        " PRIMARY KEY (platform_key, username));"
+        "CREATE TABLE platform_metadata_schema (version INTEGER NOT NULL);"
+        f"INSERT INTO platform_metadata_schema VALUES ({schema_version});"
+    )
+
+
 async def test_a_schema_1_sqlite_table_is_upgraded_and_keeps_its_records(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
         db.executescript(
-            "CREATE TABLE platform_metadata (platform_key TEXT NOT NULL, username TEXT NOT NULL,"
-            " metadata TEXT, version INTEGER NOT NULL, created_at TEXT, updated_at TEXT,"
-            " PRIMARY KEY (platform_key, username));"
-            "CREATE TABLE platform_metadata_schema (version INTEGER NOT NULL);"
-            "INSERT INTO platform_metadata_schema VALUES (1);"
-            "INSERT INTO platform_metadata VALUES ('p', 'u', '{\"a\":1}', 4,"
+            _metadata_table(1) + "INSERT INTO platform_metadata VALUES ('p', 'u', '{\"a\":1}', 4,"
             " '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z');"
         )
     db.close()
@@ -575,13 +581,7 @@ async def test_a_schema_2_sqlite_history_is_converted_to_user_ids_and_keeps_ever
     path = tmp_path / "v2.db"
     at = "2026-01-01T00:00:00Z"
     with sqlite3.connect(path) as db:
-        db.executescript(
-            "CREATE TABLE platform_metadata (platform_key TEXT NOT NULL, username TEXT NOT NULL,"
-            " metadata TEXT, version INTEGER NOT NULL, created_at TEXT, updated_at TEXT,"
-            " PRIMARY KEY (platform_key, username));"
-            "CREATE TABLE platform_metadata_schema (version INTEGER NOT NULL);"
-            "INSERT INTO platform_metadata_schema VALUES (2);" + _SCHEMA_2_HISTORY
-        )
+        db.executescript(_metadata_table(2) + _SCHEMA_2_HISTORY)
         for platform, user, version, seq in [("p", "u", 1, 1), ("p", "u", 2, 3), ("q", "u", 1, 1),
                                              ("p", "v", 1, 2)]:
             document = f'{{"n":{version}}}'
@@ -594,7 +594,7 @@ async def test_a_schema_2_sqlite_history_is_converted_to_user_ids_and_keeps_ever
                 "INSERT OR REPLACE INTO platform_metadata VALUES (?, ?, ?, ?, ?, ?)",
                 (platform, user, document, version, at, at),
             )
-        db.execute("INSERT INTO platform_metadata_clock VALUES ('p', 3, 0), ('q', 1, 0)")
+        db.execute("INSERT INTO platform_metadata_clock VALUES ('p', 3, 0), ('q', 7, 5)")
     db.close()
     store = DatabaseStore(f"sqlite:///{path}")
     auth = FakeAuth()
@@ -605,6 +605,7 @@ async def test_a_schema_2_sqlite_history_is_converted_to_user_ids_and_keeps_ever
             (1, 1, '{"n":1}'),
         ]
         assert [r.version for r in await store.revisions("q", "u")] == [1]
+        assert await store.position("q") == (7, 5)
         changes = await store.changes("p", after=0)
         assert [(name, r.seq) for name, r in changes] == [("u", 1), ("v", 2), ("u", 3)]
         async with mounted(auth, store) as client:
