@@ -70,7 +70,8 @@ def history_schema(table: str, dialect: str) -> list[str]:
     `<table>_user_ids`, which numbers each (platform, user) once and never renumbers: a
     revision's key is then two integers instead of two strings, so a user's whole history
     fits a few hundred bytes of index and four or more users share a leaf page; a write dirties
-    (and the WAL receives) about half the pages (benchmarks/README.md, "What history costs")."""
+    (and the WAL receives) about half the pages (benchmarks/README.md, "History keyed by
+    integer user ids")."""
     types = _TYPES[dialect]
     h = f"{table}_history"
     columns = (
