@@ -21,6 +21,7 @@ from starlette.routing import Mount
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store, changes
 from starlette_platform_metadata.feed import Committed
 from starlette_platform_metadata.stores.base import Record, Write
+from starlette_platform_metadata.stores.sql import history_schema
 
 from .conftest import URL, FakeAuth
 
@@ -717,5 +718,28 @@ async def test_an_id_not_remembered_comes_with_the_record_read_and_history_off_n
         assert len(reads) == 2, reads  # the record with its id, and the platform's clock
         assert "user_ids" in reads[0] and "FROM platform_metadata WHERE" in reads[0]
         assert [r.metadata for r in await store.revisions("p", "u1")] == [{"n": 1}, {"n": 0}]
+    finally:
+        await store.disconnect()
+
+
+async def test_a_store_that_connects_again_to_a_new_file_forgets_the_old_ids(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "again.db"
+    store = DatabaseStore(f"sqlite:///{path}")
+    try:
+        await store.update("p", "old", _put(0))  # id 1, remembered
+        await store.disconnect()
+        for leftover in tmp_path.glob("again.db*"):
+            leftover.unlink()
+        with sqlite3.connect(path) as other:  # the new file gives id 1 to someone else
+            other.executescript(_metadata_table(3) + "".join(
+                statement + ";" for statement in history_schema("platform_metadata", "sqlite")
+            ))
+            other.execute("INSERT INTO platform_metadata_user_ids VALUES (1, 'p', 'new')")
+        other.close()
+        await store.update("p", "old", _put(1))
+        assert [r.metadata for r in await store.revisions("p", "old")] == [{"n": 1}]
+        assert await store.revisions("p", "new") == []
     finally:
         await store.disconnect()

@@ -697,7 +697,8 @@ class SQLiteEngine(SQLReads):
                 continue
             current = written.get(pending.key)
             if current is None:
-                if self._keeps_history and pending.key not in self._user_ids:
+                known = pending.key in self._user_ids or pending.key in new_ids
+                if self._keeps_history and not known:
                     # Its id, if it has one, comes with the record: no statement of its own.
                     row = connection.execute(self._get_with_id_sql, pending.key).fetchone()
                     if row is not None:
@@ -837,7 +838,10 @@ class SQLiteEngine(SQLReads):
         return moved
 
     async def close(self) -> None:
-        """Nothing of its own to release (the connection is the store's)."""
+        """Forget the user ids: the store may connect again to another file of the same name.
+        (The connection is the store's.)"""
+        self._user_ids.clear()
+        self._keeps_history = False
 
 
 @dataclass(slots=True)
