@@ -658,6 +658,7 @@ async def test_an_id_assigned_in_a_rolled_back_write_is_not_remembered(tmp_path:
     store = DatabaseStore(f"sqlite:///{path}")
     try:
         await store.update("p", "first", _put(0))  # id 1
+
         def refused(current: Record) -> Write | None:
             raise ValueError("refused")
 
@@ -733,9 +734,8 @@ async def test_a_store_that_connects_again_to_a_new_file_forgets_the_old_ids(
         for leftover in tmp_path.glob("again.db*"):
             leftover.unlink()
         with sqlite3.connect(path) as other:  # the new file gives id 1 to someone else
-            other.executescript(_metadata_table(3) + "".join(
-                statement + ";" for statement in history_schema("platform_metadata", "sqlite")
-            ))
+            tables = history_schema("platform_metadata", "sqlite")
+            other.executescript(_metadata_table(3) + "".join(f"{t};" for t in tables))
             other.execute("INSERT INTO platform_metadata_user_ids VALUES (1, 'p', 'new')")
         other.close()
         await store.update("p", "old", _put(1))
