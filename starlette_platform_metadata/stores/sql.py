@@ -74,22 +74,12 @@ def history_schema(table: str, dialect: str) -> list[str]:
     integer user ids")."""
     types = _TYPES[dialect]
     h = f"{table}_history"
-    columns = (
-        f"version {types['int']} NOT NULL, seq {types['int']} NOT NULL, "
-        f"operation TEXT NOT NULL, actor TEXT, at {types['ts']} NOT NULL, "
-        f"created_at {types['ts']}, metadata {types['doc']} NOT NULL, changed_keys TEXT NOT NULL"
-    )
     if dialect == "sqlite":
-        tables = [
-            f"CREATE TABLE IF NOT EXISTS {table}_user_ids (id INTEGER PRIMARY KEY, "
-            "platform_key TEXT NOT NULL, username TEXT NOT NULL, UNIQUE (platform_key, username))",
-            f"CREATE TABLE IF NOT EXISTS {h} (user_id INTEGER NOT NULL, "
-            f"platform_key TEXT NOT NULL, {columns}, PRIMARY KEY (user_id, version))",
-        ]
+        tables = _sqlite_history_tables(table)
     else:
         tables = [
-            f"CREATE TABLE IF NOT EXISTS {h} (platform_key TEXT NOT NULL, "
-            f"username TEXT NOT NULL, {columns}, PRIMARY KEY (platform_key, username, version))"
+            f"CREATE TABLE IF NOT EXISTS {h} (platform_key TEXT NOT NULL, username TEXT NOT "
+            f"NULL, {_revision_columns(dialect)}, PRIMARY KEY (platform_key, username, version))"
         ]
     return [
         *tables,
@@ -97,6 +87,27 @@ def history_schema(table: str, dialect: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {table}_clock (platform_key TEXT PRIMARY KEY, "
         f"seq {types['int']} NOT NULL, horizon {types['int']} NOT NULL)",
     ]
+
+
+def _sqlite_history_tables(table: str) -> list[str]:
+    """SQLite's user ids, and its history keyed by them."""
+    columns = _revision_columns("sqlite")
+    return [
+        f"CREATE TABLE IF NOT EXISTS {table}_user_ids (id INTEGER PRIMARY KEY, "
+        "platform_key TEXT NOT NULL, username TEXT NOT NULL, UNIQUE (platform_key, username))",
+        f"CREATE TABLE IF NOT EXISTS {table}_history (user_id INTEGER NOT NULL, "
+        f"platform_key TEXT NOT NULL, {columns}, PRIMARY KEY (user_id, version))",
+    ]
+
+
+def _revision_columns(dialect: str) -> str:
+    """A revision's own columns, the same on both databases but for their types."""
+    types = _TYPES[dialect]
+    return (
+        f"version {types['int']} NOT NULL, seq {types['int']} NOT NULL, "
+        f"operation TEXT NOT NULL, actor TEXT, at {types['ts']} NOT NULL, "
+        f"created_at {types['ts']}, metadata {types['doc']} NOT NULL, changed_keys TEXT NOT NULL"
+    )
 
 
 def sqlite_history_upgrade(table: str) -> list[str]:
@@ -108,7 +119,7 @@ def sqlite_history_upgrade(table: str) -> list[str]:
     return [
         f"DROP INDEX IF EXISTS {h}_seq",
         f"ALTER TABLE {h} RENAME TO {h}_v2",
-        *history_schema(table, "sqlite")[:2],
+        *_sqlite_history_tables(table),
         f"INSERT OR IGNORE INTO {table}_user_ids (platform_key, username) "
         f"SELECT platform_key, username FROM {h}_v2 ORDER BY platform_key, username",
         f"INSERT INTO {h} (user_id, platform_key, {columns}) SELECT u.id, o.platform_key, "

@@ -49,6 +49,8 @@ _UNAVAILABLE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlit
 # schedule (sqliteDefaultBusyCallback), then its last step for as long as the deadline allows.
 _BACKOFF = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05, 0.1)
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+#: User ids by (platform, username): assigned in a transaction, or remembered once committed.
+_Ids = dict[tuple[str, str], int]
 #: Updates written in one transaction at most.
 MAX_GROUP = 512
 #: A checkpoint comes once the WAL holds about this many pages, SQLite's own rhythm (its
@@ -497,7 +499,7 @@ class SQLiteEngine(SQLReads):
         user = f"({find_user})"
         self._user_id_sql = translate(find_user)
         self._new_user_sql = f"INSERT INTO {users} (platform_key, username) VALUES (?1, ?2)"
-        self._user_ids: dict[tuple[str, str], int] = {}
+        self._user_ids: _Ids = {}
         # Once this engine has written a revision, a record read for a user whose id it does
         # not remember also reads the id (hosts with history off never pay for it).
         self._keeps_history = False
@@ -591,7 +593,7 @@ class SQLiteEngine(SQLReads):
             _Pending((platform_key, username), change, loop.create_future(), 0.0)
             for username, change in updates
         ]
-        new_ids: dict[tuple[str, str], int] = {}
+        new_ids: _Ids = {}
 
         def work(connection: sqlite3.Connection) -> list[Record]:
             records: list[Record] = []
@@ -642,7 +644,7 @@ class SQLiteEngine(SQLReads):
                 del self._queue[:MAX_GROUP]
                 if not group:
                     continue
-                new_ids: dict[tuple[str, str], int] = {}
+                new_ids: _Ids = {}
                 try:
                     outcomes = await self.connection.write_then_commit(
                         functools.partial(self._write_group, group=group, new_ids=new_ids)
@@ -681,7 +683,7 @@ class SQLiteEngine(SQLReads):
         self,
         connection: sqlite3.Connection,
         group: list[_Pending],
-        new_ids: dict[tuple[str, str], int],
+        new_ids: _Ids,
     ) -> list[Record | BaseException]:
         """Inside the group's transaction: for each update, read and change; then the writes.
 
@@ -691,7 +693,7 @@ class SQLiteEngine(SQLReads):
         """
         written: dict[tuple[str, str], Record] = {}
         outcomes: list[Record | BaseException] = []
-        rows = _GroupRows(new_ids)
+        rows = _GroupRows()
         clocks = rows.clocks
         for pending in group:
             if pending.future.done():  # cancelled while the group waited: never written
@@ -699,8 +701,11 @@ class SQLiteEngine(SQLReads):
                 continue
             current = written.get(pending.key)
             if current is None:
-                known = pending.key in self._user_ids or pending.key in new_ids
-                if self._keeps_history and not known:
+                if (
+                    self._keeps_history
+                    and pending.key not in self._user_ids
+                    and pending.key not in new_ids
+                ):
                     # Its id, if it has one, comes with the record: no statement of its own.
                     row = connection.execute(self._get_with_id_sql, pending.key).fetchone()
                     if row is not None:
@@ -735,7 +740,7 @@ class SQLiteEngine(SQLReads):
                 record = current
             if write.purge:  # after this record's earlier revisions, before its next ones
                 self._write_rows(connection, rows)
-                user_id = self._found_user_id(connection, pending.key, rows.new_ids)
+                user_id = self._found_user_id(connection, pending.key, new_ids)
                 if user_id is not None:
                     connection.execute(self._purge_sql, (user_id,))
             revision = write.revision
@@ -743,7 +748,7 @@ class SQLiteEngine(SQLReads):
                 self._keeps_history = True
                 platform_key = pending.key[0]
                 user_id = self._user_ids.get(pending.key) or self._user_id(
-                    connection, pending.key, rows.new_ids
+                    connection, pending.key, new_ids
                 )
                 seq = clocks.get(platform_key)
                 if seq is None:  # the group holds the write lock: nobody else moves it
@@ -801,7 +806,7 @@ class SQLiteEngine(SQLReads):
             new_ids[key] = user_id
         return user_id
 
-    def _remember(self, ids: dict[tuple[str, str], int]) -> None:
+    def _remember(self, ids: _Ids) -> None:
         """Keep committed user ids; a bounded memo (the table has them all)."""
         if len(self._user_ids) + len(ids) > _USER_IDS:
             self._user_ids.clear()
@@ -852,17 +857,13 @@ class _GroupRows:
 
     Records and retention bounds are keyed by user: when the group changes a user several
     times (one popular record), only the last state and the highest bound are written, the
-    same rows as one write after another would leave, in one statement each.  `new_ids`: the
-    user ids this transaction assigned, remembered by the engine only once it has committed."""
+    same rows as one write after another would leave, in one statement each."""
 
-    new_ids: dict[tuple[str, str], int]
     records: dict[tuple[str, str], tuple[Any, ...]] = field(default_factory=dict)
     revisions: list[tuple[Any, ...]] = field(default_factory=list)
     clocks: dict[str, int] = field(default_factory=dict)
     trims: dict[int, tuple[str, int]] = field(default_factory=dict)
 
-
-_Ids = dict[tuple[str, str], int]  # (platform, username): user id
 
 #: User ids the engine remembers, at most (about 100 bytes each); past it, it starts over.
 _USER_IDS = 100_000
