@@ -95,6 +95,9 @@ async def measure(args: argparse.Namespace, port: int, pid: int, token: str) -> 
     }
 
 
+STREAM_BOUNDS = ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=1000)
@@ -108,8 +111,11 @@ def main() -> None:
         database = args.database or sqlite_url(tmp / "events.db")
         run_cli(args.python, ["add-platform", PLATFORM], database, tmp)
         token = add_user(args.python, MEMBER, database, tmp)
+        # Every stream is the one member's: lift the per-caller and per-platform shares too.
+        bound = str(args.streams + 10)
         env = child_env(
-            {"DATABASE_URL": database, "EXAMPLE_HOST_EVENTS_MAX_STREAMS": str(args.streams + 10)}
+            {"DATABASE_URL": database}
+            | {f"EXAMPLE_HOST_EVENTS_{name}": bound for name in STREAM_BOUNDS}
         )
         target = ["example_host.app:create_app_from_env", "--factory"]
         server = Server("events", uvicorn_command(args.python, target, free_port()), env, tmp)

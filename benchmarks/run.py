@@ -673,7 +673,9 @@ def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop
     if spec.history is not None:
         extra["EXAMPLE_HOST_HISTORY_PER_USER"] = str(spec.history)
     if spec.streams:
-        extra["EXAMPLE_HOST_EVENTS_MAX_STREAMS"] = str(spec.streams + 10)
+        # The idle streams are a few users' own: lift the per-caller and per-platform shares.
+        for name in ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM"):
+            extra[f"EXAMPLE_HOST_EVENTS_{name}"] = str(spec.streams + 10)
     env = child_env(extra)
     return Server(spec.name, uvicorn_command(python, target, free_port(), host_loop), env, cwd)
 

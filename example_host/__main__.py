@@ -27,11 +27,12 @@ from inspect import signature
 
 from databases import DatabaseURL
 
+from starlette_platform_metadata.events import EventSettings
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from . import commands as user_commands
 from . import transfer
-from .app import HISTORY_ENV, MOUNT_PATH
+from .app import EVENTS_ENV, HISTORY_ENV, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
 
 DEMO_PLATFORM = "acme-corp"
@@ -63,6 +64,13 @@ class DemoUser:
     username: str
     role: str
     token: str
+
+
+def max_streams(limit_concurrency: int) -> int:
+    """Open streams per worker: at most half its connections, so that however many streams
+    are open, plain requests always find a connection (`$EXAMPLE_HOST_EVENTS_MAX_STREAMS`
+    overrides it)."""
+    return max(1, min(EventSettings().max_streams, limit_concurrency // 2))
 
 
 def database_url(given: str | None) -> str:
@@ -247,6 +255,7 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
     os.environ["DATABASE_URL"] = url
     if options.history_per_user is not None:
         os.environ[HISTORY_ENV] = str(options.history_per_user)
+    os.environ.setdefault(EVENTS_ENV + "MAX_STREAMS", str(max_streams(options.limit_concurrency)))
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,

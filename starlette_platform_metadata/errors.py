@@ -49,6 +49,8 @@ INTEGER_TOO_LARGE = "Ensure this value is less than or equal to {}."
 REQUIRED = "This field is required."
 ALL_USERS_WITH_USERNAME = "Give either username or all_users, not both."
 TOO_MANY_STREAMS = "Too many open event streams. Try again shortly."
+TOO_MANY_STREAMS_OF_YOURS = "You have too many open event streams. Close one and try again."
+TOO_MANY_PLATFORM_STREAMS = "Too many open event streams on this platform. Try again later."
 STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
 SERVER_ERROR = "A server error occurred."
 
@@ -87,6 +89,9 @@ class AuthenticationFailed(PlatformMetadataError):
 
 
 RETRY_AFTER_SECONDS = 1
+# A caller's or a platform's own streams free up only when some of them close: a client
+# told to come back in a second would only be refused again.
+STREAM_QUOTA_RETRY_AFTER_SECONDS = 10
 
 
 def not_authenticated(challenge: str = TOKEN_CHALLENGE) -> ApiError:
@@ -247,6 +252,15 @@ def service_unavailable() -> ApiError:
 def too_many_streams() -> ApiError:
     return ApiError(
         503, {"detail": TOO_MANY_STREAMS}, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def stream_quota(bound: str) -> ApiError:
+    """429 (DRF's throttled shape): the caller's, or the platform's, share of streams is
+    taken; the process has room for others."""
+    detail = TOO_MANY_STREAMS_OF_YOURS if bound == "identity" else TOO_MANY_PLATFORM_STREAMS
+    return ApiError(
+        429, {"detail": detail}, {"Retry-After": str(STREAM_QUOTA_RETRY_AFTER_SECONDS)}
     )
 
 

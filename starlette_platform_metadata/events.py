@@ -20,11 +20,11 @@ import asyncio
 import logging
 import signal
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, fields
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from .feed import Committed, Feed
 from .stores.base import ChangeReader, Revision, Store
@@ -45,6 +45,13 @@ class EventSettings:
 
     Attributes:
         max_streams: open streams at most; past it a new one is answered 503 + Retry-After.
+            Keep it well below the server's connection bound (uvicorn's
+            `--limit-concurrency`), so that streams never take the connections plain
+            requests need.
+        max_streams_per_identity: open streams of one caller (one username) at most; past
+            it 429 + Retry-After, so that one token cannot hold every stream.
+        max_streams_per_platform: open streams on one platform at most; past it 429 +
+            Retry-After, so that one tenant cannot hold every stream of the process.
         heartbeat: seconds between comment lines on an idle stream (proxies close silent ones).
         recheck: seconds between checks that the caller may still read the stream (a revoked
             token, a lost membership or a platform gone end it).
@@ -53,7 +60,9 @@ class EventSettings:
         send_timeout: seconds a client may take to accept one event before it is dropped.
     """
 
-    max_streams: int = 1000
+    max_streams: int = 500
+    max_streams_per_identity: int = 10
+    max_streams_per_platform: int = 250
     heartbeat: float = 15.0
     recheck: float = 30.0
     poll_interval: float = 0.2
@@ -68,15 +77,28 @@ class EventSettings:
 
 
 class TooManyStreams(Exception):
-    """The process already has `EventSettings.max_streams` streams open, or is shutting down."""
+    """A bound of `EventSettings` is reached, or the process is shutting down.
+
+    Attributes:
+        bound: `"process"` (`max_streams`, or shutting down), `"identity"`
+            (`max_streams_per_identity`) or `"platform"` (`max_streams_per_platform`).
+    """
+
+    def __init__(self, bound: Literal["process", "identity", "platform"] = "process") -> None:
+        super().__init__(bound)
+        self.bound = bound
 
 
 class Subscription:
     """One open stream's place at the hub: the changes waiting for it, and why it must end."""
 
-    def __init__(self, platform_key: str, username: str | None, max_queued: int) -> None:
+    def __init__(
+        self, platform_key: str, username: str | None, max_queued: int, owner: str | None = None
+    ) -> None:
         self.platform_key = platform_key
         self.username = username  # None: every user of the platform
+        # Who opened it (a stream's caller); None for the host's own `watch()`.
+        self.owner = owner
         self.queue: deque[tuple[str, Revision]] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
@@ -108,6 +130,10 @@ class EventHub:
         # change is handed to its user's streams and the platform's, never offered to all.
         self._by_target: dict[tuple[str, str | None], set[Subscription]] = {}
         self._last: dict[str, int] = {}
+        # Callers' open streams, by caller and by platform (the host's own watchers are not
+        # counted here: they are bounded by `max_streams` alone).
+        self._by_owner: Counter[str] = Counter()
+        self._owned_by_platform: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._signals_chained = False
@@ -127,17 +153,40 @@ class EventHub:
     def open_streams(self) -> int:
         return sum(len(subscriptions) for subscriptions in self._subscriptions.values())
 
-    async def subscribe(self, platform_key: str, username: str | None) -> Subscription:
-        """A new stream's subscription, receiving every change the hub reads from now on."""
+    async def subscribe(
+        self, platform_key: str, username: str | None, owner: str | None = None
+    ) -> Subscription:
+        """A new stream's subscription, receiving every change the hub reads from now on.
+
+        `owner` is the caller who opens it, counted against the per-identity and
+        per-platform bounds; raises `TooManyStreams` naming the bound reached."""
         store = self.store
         assert isinstance(store, ChangeReader)
-        if self.shutting_down or self.open_streams >= self.settings.max_streams:
-            raise TooManyStreams
+        settings = self.settings
+        if self.shutting_down or self.open_streams >= settings.max_streams:
+            raise TooManyStreams("process")
+        if owner is not None:
+            if self._by_owner[owner] >= settings.max_streams_per_identity:
+                raise TooManyStreams("identity")
+            if self._owned_by_platform[platform_key] >= settings.max_streams_per_platform:
+                raise TooManyStreams("platform")
+            # Counted before the first await below, so that concurrent opens see each other.
+            self._by_owner[owner] += 1
+            self._owned_by_platform[platform_key] += 1
+        try:
+            return await self._subscribe(store, platform_key, username, owner)
+        except BaseException:
+            self._release(owner, platform_key)
+            raise
+
+    async def _subscribe(
+        self, store: ChangeReader, platform_key: str, username: str | None, owner: str | None
+    ) -> Subscription:
         if platform_key not in self._last:
             seq, _ = await store.position(platform_key)
             # Another stream of the platform may have started meanwhile: keep its position.
             self._last.setdefault(platform_key, seq)
-        subscription = Subscription(platform_key, username, self.settings.max_queued)
+        subscription = Subscription(platform_key, username, self.settings.max_queued, owner)
         self._subscriptions.setdefault(platform_key, set()).add(subscription)
         self._by_target.setdefault((platform_key, username), set()).add(subscription)
         self._start()
@@ -148,12 +197,21 @@ class EventHub:
         assert isinstance(store, ChangeReader)
         return await store.position(platform_key)
 
+    def _release(self, owner: str | None, platform_key: str) -> None:
+        if owner is None:
+            return
+        for counter, key in ((self._by_owner, owner), (self._owned_by_platform, platform_key)):
+            counter[key] -= 1
+            if counter[key] <= 0:
+                del counter[key]
+
     def unsubscribe(self, subscription: Subscription) -> None:
         platform = subscription.platform_key
         subscriptions = self._subscriptions.get(platform)
-        if subscriptions is None:
+        if subscriptions is None or subscription not in subscriptions:
             return
         subscriptions.discard(subscription)
+        self._release(subscription.owner, platform)
         target = (platform, subscription.username)
         same_target = self._by_target.get(target)
         if same_target is not None:

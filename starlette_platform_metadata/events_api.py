@@ -50,8 +50,9 @@ _HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _CURSOR = re.compile(r"([vs])\.([0-9]{1,18})")
-# A one-user stream replays at most this many missed changes before it sends a snapshot.
-_REPLAY_PAGE = 500
+# Changes read from history per page of a replay: what a replay holds at a time is this many
+# revisions (each at most `Limits.max_document_bytes`), whatever the client's pace.
+_REPLAY_PAGE = 16
 
 Kind = Literal["user", "platform"]
 
@@ -140,9 +141,11 @@ class EventsEndpoint(MetadataEndpoint):
         kind: Kind = "user" if username is not None else "platform"
         cursor = _read_cursor(kind, header)
         try:
-            subscription = await self.hub.subscribe(platform_key, username)
-        except TooManyStreams:
-            raise errors.too_many_streams() from None
+            subscription = await self.hub.subscribe(platform_key, username, identity.username)
+        except TooManyStreams as refused:
+            if refused.bound == "process":
+                raise errors.too_many_streams() from None
+            raise errors.stream_quota(refused.bound) from None
         stream = _Stream(self, conn, identity, subscription, target, is_admin, cursor)
         if username is None and cursor is None:
             # Before the headers go: the stream carries every change committed after them.
@@ -162,23 +165,32 @@ class EventsEndpoint(MetadataEndpoint):
             raise errors.admin_only()
         return True
 
-    async def still_allowed(
+    async def view_now(
         self, conn: HTTPConnection, identity: Identity, platform_key: str, target: str | None,
         all_users: bool,
-    ) -> bool:
-        """The checks of the stream's request, again: the token, the platform, the membership
-        (or admin role), and the same caller."""
+    ) -> bool | None:
+        """The stream's request authorized again, as the request path authorizes it: the
+        token, the same caller, the platform, the membership or admin role.  Whether the
+        caller is a tenant admin now (which view its events take), or `None`: the stream
+        must end."""
         try:
             again = await self._authenticate(conn)
             if again.username != identity.username:
-                return False
+                return None
             if all_users:
-                await self._authorize_platform(again, platform_key)
-            else:
-                await self._authorize(again, platform_key, target)
+                return await self._authorize_platform(again, platform_key)
+            return (await self._authorize(again, platform_key, target))[1]
         except ApiError:
-            return False
-        return True
+            return None
+
+
+class _SendFailed(Exception):
+    """The client did not take an event in time, or its connection is gone."""
+
+
+class _Ended(Exception):
+    """The stream must end cleanly: the caller may no longer read it, or it can no longer
+    carry every change (the client resumes with its last id)."""
 
 
 class _Stream:
@@ -202,6 +214,7 @@ class _Stream:
         self.identity = identity
         self.subscription = subscription
         self.target = target
+        # The view events take: derived again before every batch of changes (`_authorize`).
         self.is_admin = is_admin
         self.cursor = cursor
         self.platform_key = subscription.platform_key
@@ -218,15 +231,32 @@ class _Stream:
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             await self._run(send)
-            if not self.disconnected.is_set():
-                await self._send(send, b"", more=False)
-        except (OSError, TimeoutError, StoreUnavailable) as exc:
+            await self._end(send)
+        except (_SendFailed, OSError) as exc:
+            # Nothing more can reach this client; the server closes the connection, and this
+            # stream's queue, subscription and pages go with this frame.
+            logger.info("live changes: stream of %r dropped: %r", self.platform_key, exc)
+        except _Ended:
+            await self._end(send)
+        except StoreUnavailable as exc:
+            # A database outage: end the response properly (the last chunk), so that the
+            # client sees an end and resumes with Last-Event-ID, not a broken read.
             logger.info("live changes: stream of %r ended: %r", self.platform_key, exc)
+            await self._end(send)
+        except Exception:
+            logger.exception("live changes: stream of %r ended by an error", self.platform_key)
+            await self._end(send)
         finally:
             hub.unsubscribe(self.subscription)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+    async def _end(self, send: Send) -> None:
+        if self.disconnected.is_set():
+            return
+        with contextlib.suppress(_SendFailed, OSError):
+            await self._send(send, b"", more=False)
 
     async def _watch(self, receive: Receive) -> None:
         while True:
@@ -238,8 +268,13 @@ class _Stream:
 
     async def _send(self, send: Send, body: bytes, *, more: bool = True) -> None:
         # A client that stops reading makes `send` wait for the socket to drain: bounded.
-        async with asyncio.timeout(self.endpoint.hub.settings.send_timeout):
-            await send({"type": "http.response.body", "body": body, "more_body": more})
+        # Servers write an event into their buffer only once the earlier ones drained
+        # (uvicorn waits before writing), so a client that never reads holds one event there.
+        try:
+            async with asyncio.timeout(self.endpoint.hub.settings.send_timeout):
+                await send({"type": "http.response.body", "body": body, "more_body": more})
+        except (TimeoutError, OSError) as exc:
+            raise _SendFailed(repr(exc)) from None
 
     async def _run(self, send: Send) -> None:
         settings = self.endpoint.hub.settings
@@ -257,10 +292,7 @@ class _Stream:
                 continue
             now = loop.time()
             if now >= recheck_at:
-                if not await self.endpoint.still_allowed(
-                    self.conn, self.identity, self.platform_key, self.target, self.kind == "platform"
-                ):
-                    return
+                await self._refresh_view()
                 recheck_at = loop.time() + settings.recheck
             if now - last_sent >= settings.heartbeat:
                 await self._send(send, b": keep-alive\n\n")
@@ -272,6 +304,16 @@ class _Stream:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(timeout, 0.0)):
                     await subscription.wake.wait()
+
+    async def _refresh_view(self) -> None:
+        """Authorize the stream again, as a request is: a role changed since the last
+        batch changes the view of the next one; a lost right ends the stream."""
+        is_admin = await self.endpoint.view_now(
+            self.conn, self.identity, self.platform_key, self.target, self.kind == "platform"
+        )
+        if is_admin is None:
+            raise _Ended
+        self.is_admin = is_admin
 
     # --- what a stream starts with -------------------------------------------------------------
 
@@ -290,9 +332,11 @@ class _Stream:
                 return
             self.position = cursor
             while True:
-                found = await store.changes(self.platform_key, after=self.position, limit=500)
+                found = await store.changes(
+                    self.platform_key, after=self.position, limit=_REPLAY_PAGE
+                )
                 await self._send_revisions(send, found)
-                if len(found) < 500:
+                if len(found) < _REPLAY_PAGE:
                     return
         else:
             await self._begin_user(send)
@@ -306,13 +350,7 @@ class _Stream:
         cursor = self.cursor
         if cursor is not None and 0 <= cursor <= record.version:
             assert isinstance(store, HistoryReader)
-            missed = await store.revisions(
-                self.platform_key, self.username, limit=min(record.version - cursor, _REPLAY_PAGE) + 1
-            )
-            missed = [r for r in reversed(missed) if r.version > cursor]
-            if record.version == cursor or (missed and missed[0].version == cursor + 1):
-                self.position = cursor
-                await self._send_revisions(send, [(self.username, r) for r in missed])
+            if await self._replay(send, store, cursor, record.version):
                 return
         # No cursor, one older than the history kept, or one we never issued: the state now.
         policy = None if current.policy.is_default else current.policy
@@ -320,6 +358,30 @@ class _Stream:
         data = _data(self.username, self.platform_key, record, hide, None, None)
         await self._send(send, _event("snapshot", _cursor("user", record.version), data))
         self.position = record.version
+
+    async def _replay(self, send: Send, store: HistoryReader, cursor: int, through: int) -> bool:
+        """The user's changes after `cursor` up to `through`, a page at a time (a page is
+        all the replay holds: a client that reads slowly pins one page, not the history);
+        `False` when history no longer keeps the first of them."""
+        assert self.username is not None
+        self.position = cursor
+        while self.position < through:
+            first = self.position + 1
+            page = await store.revisions(
+                self.platform_key,
+                self.username,
+                before=min(first + _REPLAY_PAGE, through + 1),
+                limit=_REPLAY_PAGE,
+            )
+            found = [r for r in reversed(page) if r.version >= first]
+            if not found or found[0].version != first:
+                if first == cursor + 1:
+                    return False  # older than the history kept: a snapshot instead
+                # Trimmed while replaying: what was missed is gone; a resume from the last
+                # id sent gets the snapshot, never a gap.
+                raise _Ended
+            await self._send_revisions(send, [(self.username, r) for r in found])
+        return True
 
     # --- changes -------------------------------------------------------------------------------
 
@@ -329,25 +391,25 @@ class _Stream:
         await self._send_revisions(send, batch)
 
     async def _send_revisions(self, send: Send, found: list[tuple[str, Revision]]) -> None:
+        """Each change as its own event, sent once the client took the one before it."""
         if not found:
             return
+        await self._refresh_view()
         hide: Policy | None = None
         if not self.is_admin:
             policy = (await self.endpoint.policies.current(self.platform_key)).policy
             hide = _hidden(None if policy.is_default else policy, True)
-        chunks = []
         for username, revision in found:
             if self.kind == "user":
                 if revision.version <= self.position:
                     continue  # already in the snapshot, or replayed
-                self.position = revision.version
                 event_id = _cursor("user", revision.version)
+                position = revision.version
             else:
-                seq = revision.seq or 0
-                if seq <= self.position:
+                position = revision.seq or 0
+                if position <= self.position:
                     continue
-                self.position = seq
-                event_id = _cursor("platform", seq)
+                event_id = _cursor("platform", position)
             data = _data(
                 username,
                 self.platform_key,
@@ -356,6 +418,5 @@ class _Stream:
                 revision.actor,
                 revision.operation,
             )
-            chunks.append(_event("change", event_id, data))
-        if chunks:
-            await self._send(send, b"".join(chunks))
+            await self._send(send, _event("change", event_id, data))
+            self.position = position

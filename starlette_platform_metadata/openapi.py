@@ -665,6 +665,7 @@ def _events_path() -> dict[str, Any]:
         conditional=(),
         parameters=("platform_key", "username", "all_users", "last_event_id", "LastEventID"),
     )
+    operation["responses"]["429"] = _ref("responses", "TooManyOwnStreams")
     operation["responses"]["503"] = _ref("responses", "EventsUnavailable")
     return {"description": "Changes of users' metadata, live.", "get": operation}
 
@@ -708,6 +709,14 @@ def _history_schemas() -> dict[str, Any]:
 
 def _history_responses() -> dict[str, Any]:
     return {
+        "TooManyOwnStreams": {
+            "description": "The caller's, or the platform's, share of this process's streams "
+            "is taken.",
+            "headers": {"Retry-After": _header("Seconds to wait.", {"type": "string"})},
+            "content": _json(
+                _detail(errors.TOO_MANY_STREAMS_OF_YOURS, errors.TOO_MANY_PLATFORM_STREAMS)
+            ),
+        },
         "EventsUnavailable": {
             "description": "Too many open streams in this process, or the store is unavailable.",
             "headers": {"Retry-After": _header("Seconds to wait.", {"type": "string"})},

@@ -5,6 +5,7 @@ plain SQL; a PostgreSQL restart; shutdown with streams open."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sqlite3
 import time
@@ -146,3 +147,26 @@ async def test_streams_asked_for_during_shutdown_are_refused_not_held(tmp_path: 
                 await asyncio.to_thread(proc.wait, 10)
                 assert time.monotonic() - started < 5
         assert set(answers) <= {0, 503}, answers
+
+
+async def test_one_members_streams_leave_room_for_everyone_else(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Scaled down from the probe (40 streams, 60 connections): one token's streams stop at
+    its share (429), and another user still opens a stream and gets plain answers."""
+    with served(database_url, tmp_path, "--limit-concurrency", "24") as (base, _, printed):
+        john, other = auth(tokens(printed)["john_doe"]), auth(tokens(printed)["acme_admin"])
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            async with contextlib.AsyncExitStack() as held:
+                johns = [await held.enter_async_context(stream(client, EVENTS, john)) for _ in range(11)]
+                assert [s.response.status_code for s in johns] == [200] * 10 + [429]
+                assert johns[-1].response.headers["Retry-After"] == "10"
+                others = await held.enter_async_context(stream(client, EVENTS, other))
+                assert (await others.next()).event == "snapshot"
+                # Half of the 24 connections (12) may stream: past that, 503 for streams...
+                more = [await held.enter_async_context(stream(client, EVENTS, other)) for _ in range(2)]
+                assert [s.response.status_code for s in more] == [200, 503]
+                # ...while plain requests still have the other half.
+                for _ in range(5):
+                    response = await client.get(META, headers=other)
+                    assert response.status_code == 200, response.text
