@@ -16,7 +16,7 @@ import pytest
 
 from .conftest import URL
 from .sse import stream
-from .test_example_host import auth, database_url
+from .test_example_host import auth, database_url, run_cli
 from .hosts import served, tokens
 from .test_postgres_faults import Cluster, cluster, running
 
@@ -170,3 +170,25 @@ async def test_one_members_streams_leave_room_for_everyone_else(
                 for _ in range(5):
                     response = await client.get(META, headers=other)
                     assert response.status_code == 200, response.text
+
+
+async def test_a_postgresql_outage_longer_than_the_recheck_ends_streams_cleanly(
+    running: Cluster, tmp_path: Path
+) -> None:
+    """The probe's case, with the re-check at 0.5 s instead of 30 s: the database stays down
+    past a re-check, and the stream ends with its last chunk (an EOF the client resumes
+    from), not an incomplete chunked read."""
+    with served(running.url, tmp_path, env=FAST) as (base, _, _printed):
+        # A new token: the cluster's database is shared by this module's tests, so the demo
+        # users' tokens were printed (once) to an earlier test.
+        issued = run_cli("add-user", "john_doe", "--platform", P, "--database", running.url, cwd=tmp_path)
+        john = auth(issued.stdout.strip().splitlines()[-1])
+        async with httpx.AsyncClient(base_url=base, timeout=15) as client:
+            async with stream(client, EVENTS, john) as events:
+                await events.next()
+                await running.stop()
+                try:
+                    assert await events.wait_end(timeout=10) == []
+                    assert events.ended
+                finally:
+                    await running.start()
