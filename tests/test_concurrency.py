@@ -626,9 +626,10 @@ async def test_lock_held_at_first_use_answers_503_then_connects(
     path = tmp_path / "busy.db"
     first = DatabaseStore(f"sqlite:///{path}")
     await first.connect()  # creates the file and tables, in WAL mode
+    assert open_handles(path) > 0  # what the checks below count, while a store holds it
     await first.disconnect()
     store = DatabaseStore(f"sqlite:///{path}", busy_timeout=0.2)
-    await wait_for_threads(0)  # the first store's thread ends soon after disconnect()
+    await wait_for_closed(path)  # the first store's connections close with disconnect()
     try:
         async with client_for(mount(auth, store)) as client:
             with write_lock_held(path):
@@ -641,7 +642,10 @@ async def test_lock_held_at_first_use_answers_503_then_connects(
                 opening.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await opening
-                await wait_for_threads(0)
+            # SQLite keeps a closed connection's descriptors while another connection of the
+            # process holds a lock on the file (closing them would drop that lock): counted
+            # once the holder is gone.
+            await wait_for_closed(path)
             written = await client.patch(ACME, json={"metadata": {"a": 1}}, headers=acme["john"])
             assert (written.status_code, version(written)) == (200, 1)
     finally:
@@ -649,17 +653,49 @@ async def test_lock_held_at_first_use_answers_503_then_connects(
     assert_write_lock_free(str(path))
 
 
-def sqlite_threads() -> int:
-    """aiosqlite's connection threads alive now: one per open connection."""
-    return sum("_connection_worker_thread" in t.name for t in threading.enumerate())
+def open_handles(path: Path) -> int:
+    """This process's open file descriptors on the database file, its WAL and shared memory:
+    every open SQLite connection holds some, a closed one none."""
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd).startswith(str(path)):
+                count += 1
+    return count
 
 
-async def wait_for_threads(expected: int) -> None:
-    """Failed and cancelled opens close their connection: no thread is left behind."""
+async def wait_for_closed(path: Path) -> None:
+    """Failed and cancelled opens close their connections: no handle is left behind (none
+    for a quarter of a second: a thread may still be opening one it will close)."""
     deadline = time.monotonic() + 5
-    while sqlite_threads() > expected and time.monotonic() < deadline:
+    closed_since: float | None = None
+    while time.monotonic() < deadline:
+        if open_handles(path):
+            closed_since = None
+        elif closed_since is None:
+            closed_since = time.monotonic()
+        elif time.monotonic() - closed_since >= 0.25:
+            return
         await asyncio.sleep(0.02)
-    assert sqlite_threads() == expected, "a failed open leaked its connection"
+    assert open_handles(path) == 0, "a failed open leaked its connection"
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3, 5, 8])
+async def test_an_open_cancelled_while_its_thread_connects_leaks_no_connection(
+    tmp_path: Path, yields: int
+) -> None:
+    """A thread cannot be stopped: the connection it opens after its caller was cancelled
+    must still be closed."""
+    path = tmp_path / "cancelled.db"
+    store = DatabaseStore(f"sqlite:///{path}")
+    opening = asyncio.ensure_future(store.connect())
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    opening.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await opening
+    await store.disconnect()
+    await wait_for_closed(path)
 
 
 # --- f. cancellation and disconnects ---------------------------------------------------------

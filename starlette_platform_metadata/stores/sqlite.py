@@ -204,14 +204,16 @@ class SQLiteConnection:
         executor = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="spm-sqlite")
         loop = asyncio.get_running_loop()
         try:
-            self._writer = await loop.run_in_executor(
-                executor, _run_mapped, lambda: self._connect(wal=True)
+            self._writer = await _opened(
+                loop.run_in_executor(executor, _run_mapped, lambda: self._connect(wal=True))
             )
             # Checkpoints (copying the WAL into the database file, with an fsync) are the
             # store's on the checkpoint thread, never a commit's on the event loop.
             self._writer.execute("PRAGMA wal_autocheckpoint = 0").fetchall()
             # The reader also opens on a thread: its first read may wait for a recovery.
-            reader = await asyncio.to_thread(_run_mapped, lambda: self._connect(wal=False))
+            reader = await _opened(
+                loop.run_in_executor(None, _run_mapped, lambda: self._connect(wal=False))
+            )
             reader.execute("PRAGMA busy_timeout = 0")  # the loop must never wait in SQLite
             self._reader = reader
         except BaseException:
@@ -415,6 +417,21 @@ def rows_until_checkpoint(rows: int, pages: int) -> int:
 
 class LockBusy(Exception):
     """Another connection holds the write lock; nothing was done."""
+
+
+async def _opened(opening: asyncio.Future[sqlite3.Connection]) -> sqlite3.Connection:
+    """The connection a thread opens; closed, not leaked, when the open is cancelled while
+    the thread is still at it (a thread cannot be stopped: its result arrives later)."""
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_unclaimed)
+        raise
+
+
+def _close_unclaimed(opening: asyncio.Future[sqlite3.Connection]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _commit(connection: sqlite3.Connection) -> None:
