@@ -296,3 +296,46 @@ async def test_postgres_updates_under_contention_queue_on_the_row_lock() -> None
         assert len(seen) - writers <= 8
     finally:
         await store.disconnect()
+
+
+BROKEN_STORE_SUITE = '''
+import dataclasses
+
+import pytest
+from starlette_platform_metadata import MemoryStore
+from starlette_platform_metadata.testing import StoreContract
+
+
+class OffByOne(MemoryStore):
+    """Stores every record one version too high."""
+
+    async def update(self, platform_key, username, change):
+        def shifted(current):
+            write = change(current)
+            if write is None:
+                return None
+            record = dataclasses.replace(write.record, version=write.record.version + 1)
+            return dataclasses.replace(write, record=record)
+        return await super().update(platform_key, username, shifted)
+
+
+class TestOffByOne(StoreContract):
+    @pytest.fixture
+    def store(self):
+        return OffByOne()
+'''
+
+
+def test_a_failing_contract_test_shows_the_values_without_setup(tmp_path: Path) -> None:
+    """A host's own suite (no conftest of ours, no register_assert_rewrite of its own) gets
+    pytest's comparison of the values from the kit's asserts, through our pytest11 plugin."""
+    (tmp_path / "test_my_store.py").write_text(BROKEN_STORE_SUITE)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x",
+         "-k", "exactly_the_record", "test_my_store.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    # Rewritten: pytest shows both sides of the failed comparison (version 8 against 7).
+    assert "AssertionError: assert Record(" in result.stdout, result.stdout
+    assert "version: 8 != 7" in result.stdout, result.stdout
