@@ -110,6 +110,21 @@ def not_found() -> ApiError:
     return ApiError(404, {"detail": "Not found."})
 
 
+#: What a resource offers, by resource, when the server's store cannot serve it.
+NOT_AVAILABLE = {
+    "history/": "History is not kept on this server.",
+    "restore/": "History is not kept on this server.",
+    "events/": "Live changes are not available on this server.",
+    "users/": "Listing users' metadata is not available on this server.",
+    "users/ import": "Import is not available on this server.",
+}
+
+
+def not_available(resource: str) -> ApiError:
+    """404: the server's store, or its settings, do not provide `resource`."""
+    return ApiError(404, {"detail": NOT_AVAILABLE[resource]})
+
+
 def platform_key_required() -> ApiError:
     return ApiError(400, {"error": "platform_key query parameter is required"})
 

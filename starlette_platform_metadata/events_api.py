@@ -20,7 +20,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from . import errors
+from . import capabilities, errors
 from .auth import Identity
 from .endpoint import (
     Answer,
@@ -130,8 +130,11 @@ class EventsEndpoint(MetadataEndpoint):
             username: str | None = None
         else:
             username, is_admin = await self._authorize(identity, platform_key, target)
-        if not self.hub.available or self.writer.keep == 0:
-            raise errors.not_found()  # live changes are read from history
+        # Live changes are read from history.
+        if not self.hub.available:
+            raise capabilities.missing(self.store, "changes", "ChangeReader", "events/")
+        if self.writer.keep == 0:
+            raise capabilities.history_off("events/")
         if scope["method"] == "HEAD":
             return Response(headers={k.decode(): v.decode() for k, v in _HEADERS})
         header = conn.headers.get("last-event-id")

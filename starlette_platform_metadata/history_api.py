@@ -15,7 +15,7 @@ from starlette.datastructures import URL
 from starlette.responses import Response
 from starlette.types import Receive, Scope
 
-from . import errors
+from . import capabilities, errors
 from .endpoint import Answer, MetadataEndpoint, _Answer, _hidden, _iso, _query_values
 from .history import decode_cursor, encode_cursor, find_revision, restore_change
 from .jsontext import dump
@@ -109,7 +109,7 @@ class HistoryEndpoint(MetadataEndpoint):
                 raise errors.invalid_cursor()
         store = self.store
         if not isinstance(store, HistoryReader):
-            raise errors.not_found()
+            raise capabilities.missing(store, "revisions", "HistoryReader", "history/")
         # One more than a page: whether there is a next one, in the same indexed query.
         found = await store.revisions(platform_key, username, before=before, limit=limit + 1)
         page = found[:limit]
@@ -149,6 +149,8 @@ class RestoreEndpoint(MetadataEndpoint):
         conditions = self._conditions(conn)
         data = await self._body(conn, receive, self.limits.max_depth)
         version = _version(data)
+        if not isinstance(self.store, HistoryReader):
+            raise capabilities.missing(self.store, "revisions", "HistoryReader", "restore/")
         revision = await find_revision(self.store, platform_key, username, version)
         if revision is None:
             raise errors.revision_not_found()

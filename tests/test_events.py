@@ -330,7 +330,9 @@ async def test_history_off_means_no_live_changes(auth: FakeAuth, store: Store, a
     async with serving(Starlette(routes=[Mount(URL.rstrip("/"), app=app)])) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             response = await client.get(EVENTS, headers=acme["john"])
-            assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+            assert (response.status_code, response.json()) == (
+                404, {"detail": "Live changes are not available on this server."}
+            )
 
 
 # --- other processes ---------------------------------------------------------------------------
