@@ -1,0 +1,40 @@
+"""The demo web app against what an outside probe tried (issue 22): a hash route that is not
+valid percent-encoding, and framing by another site."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .browser import DemoHost
+from .test_demo_browser import browser, context, host, page, playwright
+
+__all__ = ["browser", "context", "host", "page", "playwright"]  # fixtures, imported to be used
+
+# `%A` ends the escape too soon, and `%E0%A4` alone is no UTF-8 character: decodeURIComponent
+# throws "URI malformed" on either.
+UNDECODABLE = "#/%E0%A4%A/metadata"
+
+
+@pytest.mark.slow
+def test_an_undecodable_hash_route_shows_the_default_view_without_a_page_error(
+    host: DemoHost, page: Page
+) -> None:
+    """Signing in at `#/%E0%A4%A/metadata`, reloading there, or going there from another view:
+    each time the router treats it as a route it does not know (the signed-in user's first
+    platform and its metadata), and no script error escapes."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    default_view = page.locator("#panel-metadata h2")
+    page.goto(host.base + "/" + UNDECODABLE)
+    page.fill("#token", host.tokens["john_doe"])
+    page.click("form.signin button[type=submit]")
+    expect(default_view).to_have_text("Metadata of john_doe on acme-corp")
+    page.reload()  # signed in already: the page routes as it starts
+    expect(default_view).to_have_text("Metadata of john_doe on acme-corp")
+    page.click("#tab-history")
+    expect(page.locator("#panel-history")).to_be_visible()
+    page.evaluate(f"() => {{ location.hash = {UNDECODABLE!r}; }}")  # a hashchange to it
+    expect(default_view).to_have_text("Metadata of john_doe on acme-corp")
+    assert page.url.endswith(UNDECODABLE)
+    assert errors == []
