@@ -60,7 +60,8 @@ def test_serve_hint_on_a_database_with_data_never_prints_the_password(
 ) -> None:
     """On a database that already has platforms, `serve` prints `add-user` commands with
     `--database`: the URL is there with its password masked, `user:***@`."""
-    assert run_cli("add-platform", "acme-corp", "--database", password_url, cwd=tmp_path).returncode == 0
+    created = run_cli("add-platform", "acme-corp", "--database", password_url, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
     with served(password_url, tmp_path) as (_base, _proc, printed):
         pass
     assert "add-user" in printed and password(password_url) not in printed
