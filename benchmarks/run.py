@@ -42,6 +42,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+# The example host's own helper, so the report hides exactly what the CLI hides (a
+# `?password=` parameter too).
+from example_host.redact import redact_url
+
 HERE = Path(__file__).resolve().parent
 PATH = "/api/core/users/platform-metadata/"
 PLATFORM = "acme-corp"
@@ -961,7 +965,7 @@ def fill_postgresql(url: str, count: int) -> dict[str, Any]:
                 "ORDER BY ordinal_position",
                 METADATA_TABLE,
             )
-            check_columns([r["column_name"] for r in rows], _redact(url))
+            check_columns([r["column_name"] for r in rows], redact_url(url))
             stamp = datetime.datetime.fromisoformat(FILLER_TIMESTAMP)
             placeholders = ", ".join(f"${i + 1}" for i in range(len(METADATA_COLUMNS)))
             async with conn.transaction():
@@ -1019,7 +1023,7 @@ def prepare_databases(args: argparse.Namespace, plan: Plan, tmp: Path) -> Users:
     """Users in the first host app's database; SQLite copies of it for the other host apps."""
     hosts = [spec for spec in plan.apps if spec.host]
     first = hosts[0].database
-    shown = _redact(first) if args.database else "fresh SQLite files in a temp dir"
+    shown = redact_url(first) if args.database else "fresh SQLite files in a temp dir"
     print(f"Preparing the database ({shown}) ...", flush=True)
     users = create_users(args, first, tmp)
     for spec in hosts[1:]:
@@ -1186,20 +1190,11 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "records": args.records,
         "synchronous": args.synchronous,
         "wrk_timeout_s": args.wrk_timeout,
-        "database": "sqlite (temp files)" if not args.database else _redact(args.database),
+        "database": "sqlite (temp files)" if not args.database else redact_url(args.database),
         "patch_keys": PATCH_KEYS,
         "host_loop": args.host_loop,
         "baseline_loop": "uvloop",
     }
-
-
-def _redact(url: str) -> str:
-    """The database URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
 # --------------------------------------------------------------------------- the report

@@ -34,6 +34,7 @@ from . import commands as user_commands
 from . import transfer
 from .app import EVENTS_ENV, HISTORY_ENV, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
+from .redact import MASK, redact_message, redact_url
 
 DEMO_PLATFORM = "acme-corp"
 DEMO_MEMBER = "john_doe"
@@ -226,7 +227,9 @@ def _add_user_commands(url: str, platform: str, members: list[Membership]) -> li
     if not platform:
         # Tables without a single platform: `serve` would have created the demo data.
         return [f"python -m example_host add-platform {DEMO_PLATFORM}"]
-    database = "" if url == DEFAULT_URL else f" --database {shlex.quote(url)}"
+    # Printed for the operator to copy, and so also into terminals and logs: never the
+    # password (the operator has it, and puts it back in place of the mask).
+    database = "" if url == DEFAULT_URL else f" --database {shlex.quote(redact_url(url))}"
     picks = [m for m in members if not m.is_admin][:1] + [m for m in members if m.is_admin][:1]
     if not picks:
         picks = [Membership(DEMO_MEMBER, False)]
@@ -302,6 +305,8 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
         platform, members = asyncio.run(_suggested_users(url))
         for command in _add_user_commands(url, platform, members):
             print(f"  {command}")
+        if redact_url(url) != url:
+            print(f"  (with the database's password in place of {MASK})")
         print()
     print(f"Demo web app: open {_base_url(host, port)}/ and sign in with a token.")
     sys.stdout.flush()
@@ -346,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     url = database_url(args.database)
     if DatabaseURL(url).dialect not in ("sqlite", "postgresql"):
-        parser.error(f"unsupported database URL {url!r}: use sqlite:///... or postgresql://...")
+        parser.error(
+            f"unsupported database URL {redact_url(url)!r}: use sqlite:///... or postgresql://..."
+        )
     try:
         if args.command == "serve":
             return _serve(url, args.host, args.port, args.workers, _serve_options(parser, args))
@@ -373,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a database that refuses us: one line, not a traceback
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {redact_message(str(exc), url)}", file=sys.stderr)
         return 1
     role = "tenant admin" if args.admin else "member"
     print(f"{args.username} is a {role} of {args.platform}. API token:", file=sys.stderr)

@@ -81,7 +81,7 @@ def create_app(
 
     app = Starlette(
         # The demo web app at `/`; the metadata endpoint is served by the middleware below.
-        routes=demo_routes(auth, MOUNT_PATH),
+        routes=demo_routes(auth, MOUNT_PATH, http_error=_json_http_error),
         exception_handlers={HTTPException: _json_http_error},
         middleware=[
             # Middleware rather than a Mount: it serves the path with and without the trailing

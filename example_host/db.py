@@ -34,6 +34,8 @@ from databases import DatabaseURL
 from starlette_platform_metadata import PlatformAccess, sql_connection
 from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection
 
+from . import bulk
+
 __all__ = [
     "DEFAULT_URL",
     "HostDB",
@@ -143,15 +145,6 @@ _GENERATION = "SELECT n FROM example_host_generation"
 _HAS_PLATFORMS = "SELECT EXISTS (SELECT 1 FROM platforms)"
 _ADD_PLATFORM = "INSERT INTO platforms (key) VALUES ($1) ON CONFLICT (key) DO NOTHING RETURNING id"
 _PLATFORM_ID = "SELECT id FROM platforms WHERE key = $1"
-_ADD_USER = (
-    "INSERT INTO users (username) VALUES ($1) "
-    "ON CONFLICT (username) DO UPDATE SET username = excluded.username RETURNING id"
-)
-_SET_MEMBERSHIP = (
-    "INSERT INTO memberships (user_id, platform_id, is_admin) VALUES ($1, $2, $3) "
-    "ON CONFLICT (user_id, platform_id) DO UPDATE SET is_admin = excluded.is_admin"
-)
-_ADD_TOKEN = "INSERT INTO tokens (key_hash, user_id) VALUES ($1, $2)"
 _MEMBERS = (
     "SELECT u.username, m.is_admin FROM memberships m JOIN users u ON u.id = m.user_id "
     "WHERE m.platform_id = $1 ORDER BY u.username"
@@ -364,35 +357,30 @@ class HostDB(OpensOnFirstUse):
         Raises:
             UnknownPlatform: no platform has that key; nothing was changed.
         """
-        key = new_token()
-        async with (await self.connection()).transaction() as tx:
-            platform = await tx.fetchrow(_PLATFORM_ID, platform_key)
-            if platform is None:
-                raise UnknownPlatform(platform_key)
-            user = await tx.fetchrow(_ADD_USER, username)
-            assert user is not None
-            await tx.fetchrow(_SET_MEMBERSHIP, user[0], platform[0], admin)
-            await tx.fetchrow(_ADD_TOKEN, hash_token(key), user[0])
-        return key
+        # One user is a batch of one: a single code path writes users (bulk.py).
+        return (await self.add_users(platform_key, [(username, admin)]))[0]
 
     async def add_users(
         self, platform_key: str, users: Sequence[tuple[str, bool]]
     ) -> list[str]:
-        """`add_user` for each `(username, admin)` of `users`, all in one transaction (all or
-        nothing), and the new API keys in the same order.
+        """Create each `(username, admin)` of `users` if new, make it a member (admin or not)
+        of `platform_key`, and return a new API key for each, in the same order: all in one
+        transaction (all or nothing), of a few statements per thousand users (bulk.py), so
+        any count fits.  Earlier keys stay valid.
 
         Raises:
             UnknownPlatform: no platform has that key; nothing was changed.
         """
         keys = [new_token() for _ in users]
-        async with (await self.connection()).transaction() as tx:
+        db = await self.connection()
+        # A deadline that grows with the count: any number of users fits in one transaction.
+        timeout = db.busy_timeout + bulk.SECONDS_PER_USER * len(users)
+        async with db.transaction(timeout=timeout) as tx:
             platform = await tx.fetchrow(_PLATFORM_ID, platform_key)
             if platform is None:
                 raise UnknownPlatform(platform_key)
-            for (username, admin), key in zip(users, keys, strict=True):
-                user = await tx.fetchrow(_ADD_USER, username)
-                await tx.fetchrow(_SET_MEMBERSHIP, user[0], platform[0], admin)
-                await tx.fetchrow(_ADD_TOKEN, hash_token(key), user[0])
+            hashes = [hash_token(key) for key in keys]
+            await bulk.add_users(tx, db.dialect, platform[0], users, hashes)
         return keys
 
     async def members(self, platform_key: str) -> list[Membership]:

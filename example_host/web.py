@@ -6,15 +6,18 @@ endpoint cannot tell it is which platforms the user belongs to, which `GET /demo
 from the host's own tables.
 
 Only these routes carry the demo's security headers (a Content-Security-Policy without inline
-script or style, among others): the metadata endpoint's answers stay byte for byte as API.md
-says.
+script or style, framing refused, among others), their 404 and 405 included: the metadata
+endpoint's answers stay byte for byte as API.md says.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
@@ -41,6 +44,9 @@ _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
+    # `frame-ancestors 'none'` for browsers that predate it (issue 22): no site may frame the
+    # page to trick a click on it.
+    (b"x-frame-options", b"DENY"),
 ]
 # The files change with the package: revalidate instead of running a stale module (unless the
 # route says otherwise: `/demo/me` is `no-store`).
@@ -70,9 +76,15 @@ class DemoHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def demo_routes(auth: TokenAuthBackend, api_path: str) -> list[BaseRoute]:
+def demo_routes(
+    auth: TokenAuthBackend,
+    api_path: str,
+    *,
+    http_error: Callable[[Request, Exception], Awaitable[Response]],
+) -> list[BaseRoute]:
     """The demo's routes, for the host's `Starlette(routes=...)`; `api_path` is where the
-    metadata endpoint is mounted."""
+    metadata endpoint is mounted, `http_error` the host's answer to an `HTTPException` (a
+    404, a 405), which the demo's routes give with the demo's headers."""
 
     async def index(request: Request) -> Response:
         return FileResponse(WEB_DIR / "index.html", media_type="text/html; charset=utf-8")
@@ -101,8 +113,14 @@ def demo_routes(auth: TokenAuthBackend, api_path: str) -> list[BaseRoute]:
             Route("/demo/me", me),
             Mount("/demo/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         ],
-        middleware=[Middleware(DemoHeaders)],
+        # The errors are answered inside the headers: left to the host app's own handler,
+        # outside this router, a missing static file or a POST to the page went without them.
+        middleware=[
+            Middleware(DemoHeaders),
+            Middleware(ExceptionMiddleware, handlers={HTTPException: http_error}),
+        ],
     )
     # One mount for all of them, so that the headers wrap exactly the demo's routes; any
-    # other path falls through the mount's router to the host's JSON 404.
+    # other path (but the metadata endpoint's, which its middleware answers before any route)
+    # falls through the mount's router to the host's JSON 404, with the headers too.
     return [Mount("", app=demo)]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from example_host import HostDB, UnknownPlatform
-from example_host.db import UnknownUser
+from example_host.db import UnknownUser, hash_token
 
 from .conftest import URL
 from .test_example_host import ROOT, TOKEN, auth, database_url, run_cli, started
@@ -280,3 +280,36 @@ async def test_host_db_user_commands_on_every_database(database_url: str) -> Non
             await db.revoke_tokens_of("ghost")
         r = await client.get(URL, params={"platform_key": P}, headers=auth(tokens[1]))
         assert r.status_code == 401
+
+
+async def test_add_users_adds_five_thousand_users_in_one_call(database_url: str) -> None:
+    """5,000 users in one `add_users` call (one transaction), on SQLite and PostgreSQL, where
+    it used to fail with `did not answer within 5.0 s`: every one a member with its role,
+    every token stored for its own user."""
+    users = [(f"user{n:05d}", n % 1000 == 0) for n in range(5000)]
+    async with HostDB(database_url) as db:
+        await db.add_platform(P)
+        tokens = await db.add_users(P, users)
+        assert [(m.key, m.is_admin) for m in await db.members(P)] == sorted(users)
+        rows = await (await db.connection()).fetch(
+            "SELECT u.username, t.key_hash FROM tokens t JOIN users u ON u.id = t.user_id"
+        )
+    assert len(set(tokens)) == len(users)
+    assert sorted((row[0], row[1]) for row in rows) == sorted(
+        (username, hash_token(token)) for (username, _), token in zip(users, tokens, strict=True)
+    )
+
+
+async def test_add_users_naming_a_user_twice_acts_as_two_add_user_calls(
+    database_url: str,
+) -> None:
+    """`HostDB.add_users` (the CLI refuses a name twice): the later line's role wins, and each
+    line's token is valid; users already there keep their earlier tokens."""
+    async with HostDB(database_url) as db:
+        await db.add_platform(P)
+        earlier = await db.add_user("ann", P, admin=True)
+        tokens = await db.add_users(P, [("ann", False), ("bo", True), ("ann", True), ("bo", False)])
+        assert [(m.key, m.is_admin) for m in await db.members(P)] == [("ann", True), ("bo", False)]
+        for token, username in zip([earlier, *tokens], ["ann", "ann", "bo", "ann", "bo"]):
+            user = await db.user_for_token(token)
+            assert user is not None and user.username == username

@@ -131,7 +131,7 @@ function go(platform, tab, target) {
 }
 
 function route() {
-  const [platformKey, tab, target] = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  const [platformKey, tab, target] = routeParts(location.hash);
   const platforms = session.me.platforms;
   if (!platforms.length) {
     stopView();
@@ -149,6 +149,18 @@ function route() {
     target: isAdmin && target ? target : session.me.username,
   };
   render();
+}
+
+// The hash's parts, decoded; none for a hash that is not valid percent-encoding
+// (`#/%E0%A4%A/metadata`, typed or linked), which decodeURIComponent refuses with a URIError:
+// such a hash is a route we do not know, and gets the default view as any other.
+function routeParts(hash) {
+  try {
+    return hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+  } catch (error) {
+    if (error instanceof URIError) return [];
+    throw error;
+  }
 }
 
 function stopView() {

@@ -47,8 +47,15 @@ class SQLConnection(Protocol):
         """One statement, its first row or `None`."""
         ...
 
-    def transaction(self) -> contextlib.AbstractAsyncContextManager[SQLTransaction]:
-        """Statements that commit together, or not at all."""
+    def transaction(
+        self, *, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[SQLTransaction]:
+        """Statements that commit together, or not at all.
+
+        `timeout`: this transaction's deadline instead of `busy_timeout`, for one whose work
+        grows with its input (PostgreSQL bounds the whole transaction; SQLite bounds only the
+        wait for the write lock, which stays `busy_timeout`).
+        """
         ...
 
 

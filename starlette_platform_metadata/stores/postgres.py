@@ -95,7 +95,8 @@ class PostgresConnection:
         `timeout`: this call's own bound instead of the connection's (a batch of writes)."""
         import asyncpg
 
-        deadline = asyncio.timeout(self.timeout if timeout is None else timeout)
+        seconds = self.timeout if timeout is None else timeout
+        deadline = asyncio.timeout(seconds)
         raw: Any = None
         abandon: asyncio.TimerHandle | None = None
         try:
@@ -119,7 +120,7 @@ class PostgresConnection:
                             # asyncpg then finishes in the background: finish it now.
                             self._abandon(raw)
         except TimeoutError:
-            raise StoreUnavailable(f"PostgreSQL did not answer within {self.timeout} s") from None
+            raise StoreUnavailable(f"PostgreSQL did not answer within {seconds} s") from None
         except (
             OSError,  # refused, reset, unreachable
             asyncpg.InterfaceError,  # the connection was closed, the pool is closing
@@ -129,7 +130,7 @@ class PostgresConnection:
         ) as exc:
             if deadline.expired():  # e.g. a ROLLBACK on the connection abandoned past it
                 raise StoreUnavailable(
-                    f"PostgreSQL did not answer within {self.timeout} s"
+                    f"PostgreSQL did not answer within {seconds} s"
                 ) from exc
             raise StoreUnavailable(f"PostgreSQL unavailable: {exc}") from exc
 
@@ -164,9 +165,10 @@ class PostgresConnection:
             return await raw.fetchrow(sql, *args)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Any]:
-        """A transaction on one pooled connection (asyncpg's `fetch`/`fetchrow` inside)."""
-        async with self.session() as raw, raw.transaction():
+    async def transaction(self, *, timeout: float | None = None) -> AsyncIterator[Any]:
+        """A transaction on one pooled connection (asyncpg's `fetch`/`fetchrow` inside), all
+        of it within `timeout` seconds (default: the connection's)."""
+        async with self.session(timeout) as raw, raw.transaction():
             yield raw
 
     async def close(self) -> None:

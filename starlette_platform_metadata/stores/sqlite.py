@@ -382,8 +382,11 @@ class SQLiteConnection:
             self._busy_ms = ms
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_Transaction]:
-        """`BEGIN IMMEDIATE` … `COMMIT` on the writer connection; rolled back on any error."""
+    async def transaction(self, *, timeout: float | None = None) -> AsyncIterator[_Transaction]:
+        """`BEGIN IMMEDIATE` … `COMMIT` on the writer connection; rolled back on any error.
+        Only the wait for the write lock has a bound, `busy_timeout`: once it is held, the
+        statements take what they take, so `timeout` (PostgreSQL's whole deadline) changes
+        nothing here."""
         async with self._writer_lock:
 
             def begin(connection: sqlite3.Connection) -> None:
