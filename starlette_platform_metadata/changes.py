@@ -15,6 +15,7 @@ from typing import Any
 from .conditional import Conditions
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
+from .member_errors import member_schema_errors
 from .policy import Policy, forbidden_patch_keys, member_delete, member_put
 from .stores.base import Change, Record, Revision, Write, utcnow
 
@@ -80,7 +81,8 @@ class SchemaViolation(Refusal):
     """The document the write would store does not satisfy the platform's schema.
 
     Attributes:
-        errors: `"<JSON Pointer>: <message>"` for each failure (`Policy.schema_errors`).
+        errors: `"<JSON Pointer>: <message>"` for each failure (`Policy.schema_errors`, or
+            `member_errors.member_schema_errors` for a member's write).
     """
 
     def __init__(self, record: Record, errors: list[str]) -> None:
@@ -93,8 +95,13 @@ def _check(conditions: Conditions | None, current: Record) -> None:
         raise PreconditionFailed(current, conditions.refusal(current))
 
 
-def _check_schema(policy: Policy | None, current: Record, document: dict[str, Any]) -> None:
+def _check_schema(
+    policy: Policy | None, current: Record, document: dict[str, Any], member: bool
+) -> None:
     if policy is not None and not policy.valid(document):
+        if member and policy.private_keys:
+            # The document holds what the member may not read: so may the errors.
+            raise SchemaViolation(current, member_schema_errors(policy, document))
         raise SchemaViolation(current, policy.schema_errors(document))
 
 
@@ -144,7 +151,7 @@ def patch(
         for key in delete:
             document.pop(key, None)
         document.update(values)
-        _check_schema(policy, current, document)
+        _check_schema(policy, current, document, member)
         return _store(current, dump(document), "patch", actor, max_bytes, changed)
 
     return change
@@ -201,7 +208,7 @@ def replace(
             if isinstance(result, list):
                 raise KeysForbidden(current, result)
             document = result
-        _check_schema(rules, current, document)
+        _check_schema(rules, current, document, member)
         return _store(current, dump(document), operation, actor, max_bytes)
 
     return guarded
@@ -227,7 +234,7 @@ def delete(
         if member and policy is not None and (policy.protected_keys or policy.private_keys):
             kept = member_delete(policy, current.metadata)
             if kept:
-                _check_schema(policy, current, kept)
+                _check_schema(policy, current, kept, member)
                 now = utcnow()
                 record = Record(dump(kept), current.version + 1, current.created_at, now)
                 return Write(record, "delete", actor)

@@ -37,6 +37,12 @@ NOT_A_MEMBER = "You are not a member of this platform"
 UNSUPPORTED_MEDIA_TYPE = 'Unsupported media type "{}" in request.'
 PARSE_ERROR = "JSON parse error - {}"
 KEYS_FORBIDDEN = "Only tenant admins can change these keys"
+#: A member's schema errors that would speak of what it may not read become this one message
+#: (member_errors.py): it names no key and says nothing of any value or count.
+MEMBER_SCHEMA_ERROR = (
+    "the document does not satisfy a rule of the schema that may depend on keys only tenant"
+    " admins can read"
+)
 POLICY_ADMIN_ONLY = "Only tenant admins can change the platform policy"
 POLICY_MANAGED = "The platform policy is managed by the host application"
 NOT_A_BOOLEAN = "Must be a valid boolean."

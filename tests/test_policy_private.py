@@ -1,0 +1,246 @@
+"""What a member can learn about the private keys of its own metadata (issue 22), over every
+store: schema errors, the size limit, and every other surface that answers a member.
+
+The method throughout: two members whose stored documents hold the same visible keys but
+different private contents (other values, sizes, counts, names) send the same requests; their
+answers must be the same, byte for byte (timestamps aside).  Each refusal is also checked to
+name no private key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from starlette_platform_metadata import Store
+
+from .conftest import URL
+
+pytestmark = pytest.mark.anyio
+
+POLICY = URL + "policy/?platform_key=acme-corp"
+META = URL + "?platform_key=acme-corp"
+HISTORY = URL + "history/?platform_key=acme-corp"
+RESTORE = URL + "restore/?platform_key=acme-corp"
+PRIVATE = ["secret", "internal_*"]
+# The one message a member gets for every schema error it may not read (errors.py).
+HIDDEN = (
+    "/: the document does not satisfy a rule of the schema that may depend on keys only"
+    " tenant admins can read"
+)
+# Words of the private contents below: none may appear in a member's answer.
+PRIVATE_WORDS = ("secret", "internal", "s3cr3t", "hush")
+
+Headers = dict[str, dict[str, str]]
+
+
+def user_url(username: str) -> str:
+    return f"{META}&username={username}"
+
+
+async def two_members(
+    client: httpx.AsyncClient,
+    acme: Headers,
+    first: dict[str, Any],
+    second: dict[str, Any],
+    visible: dict[str, Any] | None = None,
+    **policy: Any,
+) -> None:
+    """john_doe holds `visible` and `first`, jane `visible` and `second` (both stored by the
+    admin, at version 1); then the policy makes `PRIVATE` private, with `policy`'s fields."""
+    visible = {"theme": "dark"} if visible is None else visible
+    for username, private in (("john_doe", first), ("jane", second)):
+        response = await client.put(
+            user_url(username), json={"metadata": {**visible, **private}}, headers=acme["admin"]
+        )
+        assert response.status_code == 200, response.text
+    response = await client.put(
+        POLICY, json={"private_keys": PRIVATE, **policy}, headers=acme["admin"]
+    )
+    assert response.status_code == 200, response.text
+
+
+async def both(
+    client: httpx.AsyncClient, acme: Headers, method: str, url: str = META, **kwargs: Any
+) -> tuple[httpx.Response, httpx.Response]:
+    """The same request by john_doe and by jane, each on its own metadata."""
+    john = await client.request(method, url, headers=acme["john"], **kwargs)
+    jane = await client.request(method, url, headers=acme["jane"], **kwargs)
+    return john, jane
+
+
+def same_refusal(john: httpx.Response, jane: httpx.Response, status: int = 400) -> Any:
+    """Both refused alike, naming nothing private; the body."""
+    assert (john.status_code, jane.status_code) == (status, status), (john.text, jane.text)
+    assert john.content == jane.content, (john.text, jane.text)
+    for word in PRIVATE_WORDS:
+        assert word not in john.text
+    return john.json()
+
+
+# --- 1. schema errors ------------------------------------------------------------------------
+
+
+async def test_additional_properties_false_does_not_name_private_keys(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schema = {"properties": {"theme": {}, "lang": {}}, "additionalProperties": False}
+    await two_members(client, acme, {"secret": 1, "internal_score": 2}, {"secret": 1},
+                      schema=schema)  # fmt: skip
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"lang": "en"}})
+    assert same_refusal(john, jane) == {"metadata": [HIDDEN]}
+
+
+async def test_property_names_do_not_name_private_keys(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schema = {"propertyNames": {"maxLength": 6}}
+    await two_members(client, acme, {"internal_score": 1}, {"internal_rank": 1, "internal_x": 2},
+                      schema=schema)  # fmt: skip
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"lang": "en"}})
+    assert same_refusal(john, jane) == {"metadata": [HIDDEN]}
+    # The member's own key too long: that much it may read, once, before the hidden part.
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"language": "en"}})
+    assert same_refusal(john, jane) == {
+        "metadata": ['/: "language" is longer than 6 characters', HIDDEN]
+    }
+
+
+async def test_a_type_on_a_private_key_does_not_leak_its_name_or_value(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schema = {"properties": {"secret": {"type": "string", "maxLength": 3}}}
+    await two_members(client, acme, {"secret": 1}, {"secret": "longer"}, schema=schema)
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"lang": "en"}})
+    assert same_refusal(john, jane) == {"metadata": [HIDDEN]}
+
+
+async def test_if_then_on_a_private_value_does_not_leak_the_value(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schema = {
+        "if": {"properties": {"secret": {"const": 1}}, "required": ["secret"]},
+        "then": {"properties": {"theme": {"const": "gold"}}},
+        "else": {"properties": {"theme": {"const": "silver"}}},
+    }
+    await two_members(client, acme, {"secret": 1}, {"secret": 2}, schema=schema)
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"theme": "bronze"}})
+    assert same_refusal(john, jane) == {"metadata": [HIDDEN]}
+
+
+async def test_property_counts_do_not_leak_how_many_private_keys_there_are(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schema = {"minProperties": 3, "maxProperties": 4}
+    await two_members(client, acme, {}, {"secret": 1, "internal_a": 2, "internal_b": 3},
+                      schema=schema)  # fmt: skip
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"lang": "en"}})
+    assert same_refusal(john, jane) == {"metadata": [HIDDEN]}
+
+
+async def test_conditional_and_composite_rules_at_the_root_are_hidden(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schemas: list[dict[str, Any]] = [
+        {"anyOf": [{"required": ["vip"]}, {"properties": {"secret": {"type": "string"}}}]},
+        {"oneOf": [{"required": ["secret"]}, {"required": ["theme"]}]},
+        {"not": {"required": ["secret"]}},
+        {"dependentSchemas": {"secret": {"required": ["vip"]}}},
+        {"dependentRequired": {"secret": ["vip"]}},
+        {"properties": {"theme": True}, "unevaluatedProperties": False},
+        {"required": ["secret", "internal_x"]},
+        {"enum": [{"theme": "dark"}]},
+    ]
+    await two_members(client, acme, {"secret": 1}, {"secret": [1, 2], "internal_y": 0})
+    for schema in schemas:
+        response = await client.put(
+            POLICY, json={"private_keys": PRIVATE, "schema": schema}, headers=acme["admin"]
+        )
+        assert response.status_code == 200
+        john, jane = await both(client, acme, "PATCH", json={"metadata": {"theme": "dark"}})
+        assert same_refusal(john, jane) == {"metadata": [HIDDEN]}, schema
+
+
+async def test_a_members_own_errors_stay_precise(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schema = {
+        "$defs": {"age": {"properties": {"age": {"type": "integer", "minimum": 0}}}},
+        "allOf": [{"$ref": "#/$defs/age"}],
+        "properties": {"theme": {"type": "string"}, "secret": {"type": "string"},
+                       "tags": {"items": {"anyOf": [{"type": "string"}, {"type": "null"}]}}},
+        "patternProperties": {"^n_": {"type": "number"}},
+        "required": ["theme", "lang"],
+    }  # fmt: skip
+    # john's private value breaks the schema too, jane's does not.
+    await two_members(client, acme, {"secret": 1}, {"secret": "ok"}, schema=schema)
+    body = {"metadata": {"theme": 5, "age": -1, "tags": ["a", 2], "n_x": "y"}}
+    john, jane = await both(client, acme, "PATCH", json=body)
+    precise = [
+        '/: "lang" is a required property',
+        "/age: value is less than the minimum of 0",
+        "/n_x: value is not of type \"number\"",
+        '/tags/1: value is not valid under any of the schemas listed in the \'anyOf\' keyword',
+        '/theme: value is not of type "string"',
+    ]
+    assert (john.status_code, jane.status_code) == (400, 400)
+    assert sorted(jane.json()["metadata"]) == precise
+    assert john.json()["metadata"][-1] == HIDDEN
+    assert sorted(john.json()["metadata"][:-1]) == precise
+    assert "secret" not in john.text
+
+
+async def test_an_admin_still_gets_every_precise_error(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    schema = {"properties": {"theme": {}, "secret": {"type": "string"}},
+              "additionalProperties": False, "maxProperties": 2}  # fmt: skip
+    await two_members(client, acme, {"secret": 1, "internal_score": 2}, {}, schema=schema)
+    response = await client.patch(
+        user_url("john_doe"), json={"metadata": {"lang": "en"}}, headers=acme["admin"]
+    )
+    assert response.status_code == 400
+    assert sorted(response.json()["metadata"]) == [
+        "/: Additional properties are not allowed ('internal_score', 'lang' were unexpected)",
+        "/: value has more than 2 properties",
+        '/secret: value is not of type "string"',
+    ]
+
+
+async def test_a_members_restore_and_delete_get_the_member_errors(
+    client: httpx.AsyncClient, acme: Headers, store: Store
+) -> None:
+    schema = {"properties": {"secret": {"type": "string"}}, "required": ["theme"]}
+    await two_members(client, acme, {"secret": 1}, {"secret": [2]})
+    # A second version of each, then the schema that their private values break.
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"theme": "light"}})
+    assert (john.status_code, jane.status_code) == (200, 200)
+    response = await client.put(
+        POLICY, json={"private_keys": PRIVATE, "schema": schema}, headers=acme["admin"]
+    )
+    assert response.status_code == 200
+    before = await store.get("acme-corp", "john_doe")
+    john, jane = await both(client, acme, "POST", RESTORE, json={"version": 1})
+    assert same_refusal(john, jane) == {"metadata": [HIDDEN]}
+    # A member's delete keeps the private keys: what is left has no theme, and a bad secret.
+    john, jane = await both(client, acme, "DELETE")
+    assert same_refusal(john, jane) == {
+        "metadata": ['/: "theme" is a required property', HIDDEN]
+    }
+    assert await store.get("acme-corp", "john_doe") == before
+
+
+async def test_how_many_errors_a_member_reads_does_not_depend_on_the_private_size(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    """Past `PolicyLimits.max_error_work` fewer messages are built; for a member that bound
+    is measured on what it sees, or the number of messages would tell the private size."""
+    schema = {"properties": {f"k{i}": {"type": "string"} for i in range(40)}}
+    await two_members(client, acme, {"secret": [1]}, {"secret": list(range(5000))},
+                      schema=schema)  # fmt: skip
+    john, jane = await both(client, acme, "PATCH", json={"metadata": {"k1": 1, "k2": 2}})
+    assert same_refusal(john, jane) == {
+        "metadata": ['/k1: value is not of type "string"', '/k2: value is not of type "string"']
+    }
