@@ -15,8 +15,10 @@ from typing import Any
 from .conditional import Conditions
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
+from .errors import MAX_DOCUMENT_BYTES
 from .member_errors import member_schema_errors
 from .policy import Policy, forbidden_patch_keys, member_delete, member_put
+from .sizes import oversized
 from .stores.base import Change, Record, Revision, Write, utcnow
 
 __all__ = [
@@ -58,11 +60,18 @@ class PreconditionFailed(Refusal):
 
 
 class DocumentTooLarge(Refusal):
-    """The document would be larger than `limit` bytes of compact UTF-8 JSON."""
+    """The document would be larger than `limit` bytes of compact UTF-8 JSON.
 
-    def __init__(self, record: Record, limit: int) -> None:
+    Attributes:
+        name: the `Limits` field it is over: `"max_document_bytes"` (the document, or on a
+            platform with private keys the part a member sees), or `"max_private_bytes"`
+            (the private keys, on a tenant admin's write); see sizes.py.
+    """
+
+    def __init__(self, record: Record, limit: int, name: str = MAX_DOCUMENT_BYTES) -> None:
         super().__init__(record)
         self.limit = limit
+        self.name = name
 
 
 class KeysForbidden(Refusal):
@@ -115,6 +124,43 @@ def _store(
 ) -> Write:
     if max_bytes is not None and len(document.encode()) > max_bytes:
         raise DocumentTooLarge(current, max_bytes)
+    return _stored(current, document, operation, actor, changed)
+
+
+def _store_checked(
+    current: Record,
+    document: dict[str, Any],
+    operation: str,
+    actor: str | None,
+    policy: Policy,
+    member: bool,
+    budget: tuple[int | None, int | None],
+    changed: tuple[str, ...] | None = None,
+) -> Write:
+    """`_store` under a policy: the size limits measure the parts apart (sizes.py)."""
+    text = dump(document)
+    max_bytes, max_private_bytes = budget
+    over = oversized(
+        text,
+        document,
+        policy=policy,
+        member=member,
+        max_bytes=max_bytes,
+        max_private_bytes=max_private_bytes,
+    )
+    if over is not None:
+        name, limit = over
+        raise DocumentTooLarge(current, limit, name)
+    return _stored(current, text, operation, actor, changed)
+
+
+def _stored(
+    current: Record,
+    document: str,
+    operation: str,
+    actor: str | None,
+    changed: tuple[str, ...] | None,
+) -> Write:
     now = utcnow()
     record = Record(document, current.version + 1, current.created_at or now, now)
     return Write(record, operation, actor, changed_keys=changed)
@@ -129,11 +175,14 @@ def patch(
     actor: str | None = None,
     policy: Policy | None = None,
     member: bool = False,
+    max_private_bytes: int | None = None,
 ) -> Change:
     """Remove the `delete` keys, then set the `set` keys; creates the record if needed.
 
     With a `policy`, the result must satisfy its schema; with `member`, the member-view rules
     of its protected and private keys hold too (checked first), against the stored document.
+    With private keys in the policy, `max_bytes` bounds the keys a member sees and
+    `max_private_bytes` (default `max_bytes`) the private ones, on a tenant admin's write.
     """
     if policy is not None and policy.is_default:
         policy = None
@@ -152,6 +201,11 @@ def patch(
             document.pop(key, None)
         document.update(values)
         _check_schema(policy, current, document, member)
+        if policy is not None:
+            budget = (max_bytes, max_private_bytes)
+            return _store_checked(
+                current, document, "patch", actor, policy, member, budget, changed
+            )
         return _store(current, dump(document), "patch", actor, max_bytes, changed)
 
     return change
@@ -181,12 +235,14 @@ def replace(
     policy: Policy | None = None,
     member: bool = False,
     operation: str = "put",
+    max_private_bytes: int | None = None,
 ) -> Change:
     """Replace the whole document; creates the record if needed.
 
     With a `policy`, the result must satisfy its schema; with `member`, the body replaces only
     the keys a member may change (`policy.member_put`), against the stored document.
-    `operation` names it in history: `"put"`, or `"restore"` for a restore.
+    `operation` names it in history: `"put"`, or `"restore"` for a restore.  The size limits
+    are `patch`'s.
     """
     if policy is not None and policy.is_default:
         policy = None
@@ -209,7 +265,8 @@ def replace(
                 raise KeysForbidden(current, result)
             document = result
         _check_schema(rules, current, document, member)
-        return _store(current, dump(document), operation, actor, max_bytes)
+        budget = (max_bytes, max_private_bytes)
+        return _store_checked(current, document, operation, actor, rules, member, budget)
 
     return guarded
 

@@ -244,3 +244,101 @@ async def test_how_many_errors_a_member_reads_does_not_depend_on_the_private_siz
     assert same_refusal(john, jane) == {
         "metadata": ['/k1: value is not of type "string"', '/k2: value is not of type "string"']
     }
+
+
+# --- 2. the size limit ----------------------------------------------------------------------
+
+MAX = 64 * 1024  # Limits().max_document_bytes, and max_private_bytes
+
+
+def too_large(name: str, limit: int = MAX) -> dict[str, Any]:
+    what = "Stored" if name == "max_document_bytes" else "Private"
+    detail = f"{what} metadata would be larger than the limit of {limit} bytes."
+    return {"detail": detail, "limit": name, "value": limit}
+
+
+async def test_a_members_largest_write_does_not_depend_on_the_private_size(
+    client: httpx.AsyncClient, acme: Headers, store: Store
+) -> None:
+    """Binary-searching the 413 told a member the size of its private keys: now the limit
+    measures what the member sees, the same for every private content."""
+    await two_members(client, acme, {"secret": "s3cr3t"}, {"secret": "hush" * 8000})
+    # What the member sees: {"theme":"dark","pad":"xx..."}.
+    largest = MAX - len('{"theme":"dark","pad":""}')
+    for method, shape in (("PATCH", {"pad": "x" * largest}),
+                          ("PUT", {"theme": "dark", "pad": "y" * largest})):  # fmt: skip
+        john, jane = await both(client, acme, method, json={"metadata": shape})
+        assert (john.status_code, jane.status_code) == (200, 200), (method, john.text, jane.text)
+        over = {**shape, "pad": shape["pad"] + "z"}
+        john, jane = await both(client, acme, method, json={"metadata": over})
+        assert same_refusal(john, jane, 413) == too_large("max_document_bytes")
+    # The private values stayed as they were.
+    stored = await store.get("acme-corp", "jane")
+    assert stored.metadata["secret"] == "hush" * 8000
+
+
+async def test_an_admin_cannot_exceed_either_budget(
+    client: httpx.AsyncClient, acme: Headers, store: Store
+) -> None:
+    await two_members(client, acme, {}, {})
+    admin, john = acme["admin"], user_url("john_doe")
+    # Each part may hold nearly a whole budget: together more than one.
+    secret = "s" * (MAX - len('{"secret":""}'))
+    pad = "p" * (MAX - len('{"theme":"dark","pad":""}'))
+    response = await client.patch(john, json={"metadata": {"secret": secret, "pad": pad}},
+                                  headers=admin)  # fmt: skip
+    assert response.status_code == 200, response.text
+    before = await store.get("acme-corp", "john_doe")
+    for body, name in (({"secret": secret + "s"}, "max_private_bytes"),
+                       ({"pad": pad + "p"}, "max_document_bytes"),
+                       ({"internal_x": 1}, "max_private_bytes")):  # fmt: skip
+        response = await client.patch(john, json={"metadata": body}, headers=admin)
+        assert (response.status_code, response.json()) == (413, too_large(name)), body
+        response = await client.put(
+            john, json={"metadata": {**before.metadata, **body}}, headers=admin
+        )
+        assert (response.status_code, response.json()) == (413, too_large(name)), body
+    assert await store.get("acme-corp", "john_doe") == before
+
+
+async def test_without_private_keys_the_whole_document_is_measured(
+    client: httpx.AsyncClient, acme: Headers
+) -> None:
+    """A platform whose policy has no private key (protected keys only, or no policy at all)
+    keeps the one whole-document check: `secret` is an ordinary key there."""
+    for policy in ({"protected_keys": ["plan"]}, None):
+        if policy is not None:
+            await client.put(POLICY, json=policy, headers=acme["admin"])
+        else:
+            await client.delete(POLICY, headers=acme["admin"])
+        half = "h" * (MAX // 2)
+        body = {"metadata": {"secret": half, "theme": half}}
+        for headers, url in ((acme["john"], META), (acme["admin"], user_url("john_doe"))):
+            response = await client.put(url, json=body, headers=headers)
+            assert (response.status_code, response.json()) == (
+                413, too_large("max_document_bytes")
+            )
+
+
+async def test_the_admin_import_measures_the_same_budgets(
+    client: httpx.AsyncClient, acme: Headers, store: Store
+) -> None:
+    """An import is an admin's PUT per line: what a PUT may store, an import may (so an
+    export imports back), and the private part has its own budget there too."""
+    await two_members(client, acme, {}, {})
+    secret = "s" * (MAX - len('{"secret":""}'))
+    pad = "p" * (MAX - len('{"pad":""}'))
+    url = URL + "users/?platform_key=acme-corp"
+    headers = {**acme["admin"], "Content-Type": "application/x-ndjson"}
+
+    def line(username: str, metadata: dict[str, Any]) -> str:
+        return httpx.Response(200, json={"username": username, "metadata": metadata}).text
+
+    body = line("john_doe", {"secret": secret, "pad": pad})
+    body += "\n" + line("jane", {"secret": secret + "s"})
+    response = await client.post(url, content=body, headers=headers)
+    message = "metadata: " + too_large("max_private_bytes")["detail"]
+    assert (response.status_code, response.json()) == (400, {"lines": {"2": [message]}})
+    response = await client.post(url, content=body.split("\n")[0], headers=headers)
+    assert (response.status_code, response.json()) == (200, {"imported": 1})
+    assert (await store.get("acme-corp", "john_doe")).metadata == {"secret": secret, "pad": pad}
