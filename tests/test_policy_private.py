@@ -9,14 +9,20 @@ name no private key.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
-from starlette_platform_metadata import Store
+from starlette_platform_metadata import PlatformMetadataApp, Store
+from starlette_platform_metadata.jsontext import dump
 
-from .conftest import URL
+from .conftest import URL, FakeAuth, close_store, make_store
+from .sse import serving
 
 pytestmark = pytest.mark.anyio
 
@@ -342,3 +348,148 @@ async def test_the_admin_import_measures_the_same_budgets(
     response = await client.post(url, content=body.split("\n")[0], headers=headers)
     assert (response.status_code, response.json()) == (200, {"imported": 1})
     assert (await store.get("acme-corp", "john_doe")).metadata == {"secret": secret, "pad": pad}
+
+
+# --- 3. every surface, one rule ---------------------------------------------------------------
+
+_TIMESTAMP = re.compile(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"')
+
+
+def _untimed(text: str) -> str:
+    return _TIMESTAMP.sub('"<time>"', text)
+
+
+async def _member_walk(
+    client: httpx.AsyncClient, acme: Headers, first: dict[str, Any], then: dict[str, Any]
+) -> list[tuple[str, int, dict[str, str], str]]:
+    """Store john_doe's document with private part `first`, change the private part to
+    `then` (both as the admin), then walk every surface as john_doe; the transcript, with
+    timestamps blanked."""
+    admin, john = acme["admin"], acme["john"]
+    response = await client.put(user_url("john_doe"), headers=admin,
+                                json={"metadata": {"theme": "dark", "plan": "pro", **first}})  # fmt: skip
+    assert response.status_code == 200
+    plain = {"protected_keys": ["plan"], "private_keys": PRIVATE}
+    assert (await client.put(POLICY, json=plain, headers=admin)).status_code == 200
+    response = await client.patch(user_url("john_doe"), json={"metadata": then}, headers=admin)
+    assert response.status_code == 200
+    transcript: list[tuple[str, int, dict[str, str], str]] = []
+
+    async def see(label: str, method: str, url: str = META, **kwargs: Any) -> httpx.Response:
+        headers = {**john, **kwargs.pop("headers", {})}
+        response = await client.request(method, url, headers=headers, **kwargs)
+        shown = {name: response.headers[name] for name in ("etag", "content-type")
+                 if name in response.headers}  # fmt: skip
+        if method == "HEAD":
+            # The length of the GET's body, whose timestamps are blanked below.
+            get = await client.get(url, headers=headers)
+            assert response.headers["content-length"] == str(len(get.content))
+            assert response.content == b""
+        transcript.append((label, response.status_code, shown, _untimed(response.text)))
+        return response
+
+    await see("get", "GET")
+    await see("head", "HEAD")
+    await see("not modified", "GET", headers={"If-None-Match": '"2"'})
+    await see("not modified *", "GET", headers={"If-None-Match": "*"})
+    await see("412 *", "PATCH", json={"metadata": {"a": 1}}, headers={"If-None-Match": "*"})
+    await see("412 stale", "PATCH", json={"metadata": {"a": 1}}, headers={"If-Match": '"1"'})
+    await see("patch", "PATCH", json={"metadata": {"lang": "en"}})
+    await see("403 set", "PATCH", json={"metadata": {"secret": 1, "plan": "free"}})
+    await see("403 delete", "PATCH", json={"delete_keys": ["internal_x", "lang"]})
+    await see("403 put", "PUT", json={"metadata": {"theme": "x", "internal_a": 1}})
+    await see("put", "PUT", json={"metadata": {"theme": "light", "plan": "pro", "lang": "de"}})
+    # A schema that each private part breaks: the member's errors, on every kind of write.
+    strict = {**plain, "schema": {
+        "properties": {"theme": {"type": "string"}, "secret": {"type": "string", "maxLength": 3}},
+        "additionalProperties": {"type": ["string", "number"]},
+        "maxProperties": 3,
+    }}  # fmt: skip
+    assert (await client.put(POLICY, json=strict, headers=admin)).status_code == 200
+    await see("400 patch", "PATCH", json={"metadata": {"theme": 5}})
+    await see("400 put", "PUT", json={"metadata": {"theme": "x", "plan": "pro"}})
+    await see("400 restore", "POST", RESTORE, json={"version": 1})
+    await see("400 delete", "DELETE")
+    assert (await client.put(POLICY, json=plain, headers=admin)).status_code == 200
+    # The largest write the member may make, and one byte more.
+    visible = (await client.get(META, headers=john)).json()["metadata"]
+    pad = "x" * (MAX - len(dump({**visible, "pad": ""}).encode()))
+    await see("largest", "PATCH", json={"metadata": {"pad": pad}})
+    await see("413", "PATCH", json={"metadata": {"pad": pad + "x"}})
+    await see("unpad", "PATCH", json={"delete_keys": ["pad"]})
+    await see("restore", "POST", RESTORE, json={"version": 1})
+    await see("history", "GET", HISTORY + "&limit=100")
+    await see("delete", "DELETE")
+    await see("get after delete", "GET")
+    await see("history after delete", "GET", HISTORY + "&limit=2")
+    await see("policy", "GET", POLICY)
+    return transcript
+
+
+async def _member_events(app: Any, acme: Headers, count: int) -> list[str]:
+    """john_doe's event stream replayed from the start: the `data:` lines of its first
+    `count` events (a snapshot, or every change kept), timestamps blanked."""
+    async with serving(Starlette(routes=[Mount(URL.rstrip("/"), app=app)])) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            lines: list[str] = []
+            for cursor in (None, "v.0"):
+                headers = {**acme["john"], **({"Last-Event-ID": cursor} if cursor else {})}
+                async with client.stream("GET", URL + "events/?platform_key=acme-corp",
+                                         headers=headers) as response:  # fmt: skip
+                    assert response.status_code == 200
+                    wanted = 1 if cursor is None else count
+                    async for line in response.aiter_lines():
+                        if line.startswith(("data:", "event:", "id:")):
+                            lines.append(_untimed(line))
+                        if sum(1 for seen in lines if seen.startswith("data:")) == (
+                            1 if cursor is None else 1 + wanted
+                        ):
+                            break
+            return lines
+
+
+async def test_a_member_learns_nothing_of_private_contents_on_any_surface(
+    auth: FakeAuth, acme: Headers, store_kind: str, tmp_path: Path
+) -> None:
+    """Two worlds, the same requests of the member, private parts that differ in values,
+    sizes, counts and key names: every answer the member gets is the same, byte for byte,
+    timestamps aside (GET, HEAD, 304, 412, PATCH/PUT/DELETE, 403, 400, 413, history,
+    restore, the event stream and the policy)."""
+    worlds = [
+        ({"secret": "s3cr3t"}, {"secret": "s3cr3t, changed"}),
+        ({"secret": ["hush"] * 400, "internal_a": {"x": 1}, "internal_zzz": "hush"},
+         {"internal_a": None, "internal_b": 7.5}),
+    ]  # fmt: skip
+    seen = []
+    for number, (first, then) in enumerate(worlds):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        store = make_store(store_kind, folder)
+        try:
+            app = PlatformMetadataApp(auth=auth, store=store)
+            transport = httpx.ASGITransport(app=Starlette(routes=[Mount(URL.rstrip("/"), app=app)]))
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                transcript = await _member_walk(client, acme, first, then)
+            versions = (await store.get("acme-corp", "john_doe")).version
+            seen.append((transcript, await _member_events(app, acme, versions)))
+        finally:
+            await close_store(store)
+    (first_transcript, first_events), (second_transcript, second_events) = seen
+    assert [status for _, status, _, _ in first_transcript] == [
+        200, 200, 304, 304, 412, 412, 200, 403, 403, 403, 200, 400, 400, 400, 400,
+        200, 413, 200, 200, 200, 204, 200, 200, 200,
+    ]  # fmt: skip
+    for mine, other in zip(first_transcript, second_transcript, strict=True):
+        assert mine == other
+    assert first_events == second_events
+    for label, _, _, text in first_transcript:
+        if label.startswith("403"):
+            continue  # they list the keys the member named itself, and only those
+        for word in PRIVATE_WORDS:
+            assert word not in text, label
+    forbidden = {label: text for label, _, _, text in first_transcript if label.startswith("403")}
+    assert forbidden == {
+        "403 set": '{"error":"Only tenant admins can change these keys","keys":["plan","secret"]}',
+        "403 delete": '{"error":"Only tenant admins can change these keys","keys":["internal_x"]}',
+        "403 put": '{"error":"Only tenant admins can change these keys","keys":["internal_a"]}',
+    }
