@@ -30,7 +30,9 @@ What may still be learnt is one bit the contract implies: that the write is refu
 schema binds everyone), and so whether the stored private part satisfies the schema.  The
 choice does not depend on whether private keys are stored: root-level count rules are hidden
 even when none is.  A document too large to list every error is measured on what the member
-sees (`Policy.explain`), so that choice cannot tell a member the size of the private part.
+sees (`Policy.explain`), so that choice cannot tell a member the size of the private part;
+there, when only the first error is built, a member gets it or the generic message, which
+again says no more than that the document as a whole fails.
 """
 
 from __future__ import annotations

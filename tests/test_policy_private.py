@@ -9,6 +9,7 @@ name no private key.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from starlette_platform_metadata import PlatformMetadataApp, Store
+from starlette_platform_metadata.events import EventSettings
 from starlette_platform_metadata.jsontext import dump
 
 from .conftest import URL, FakeAuth, close_store, make_store
@@ -352,6 +354,8 @@ async def test_the_admin_import_measures_the_same_budgets(
 
 # --- 3. every surface, one rule ---------------------------------------------------------------
 
+FAST = EventSettings(heartbeat=0.3, recheck=0.2, poll_interval=0.05)
+
 _TIMESTAMP = re.compile(r'"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"')
 
 
@@ -366,8 +370,8 @@ async def _member_walk(
     `then` (both as the admin), then walk every surface as john_doe; the transcript, with
     timestamps blanked."""
     admin, john = acme["admin"], acme["john"]
-    response = await client.put(user_url("john_doe"), headers=admin,
-                                json={"metadata": {"theme": "dark", "plan": "pro", **first}})  # fmt: skip
+    stored = {"theme": "dark", "plan": "pro", **first}
+    response = await client.put(user_url("john_doe"), json={"metadata": stored}, headers=admin)
     assert response.status_code == 200
     plain = {"protected_keys": ["plan"], "private_keys": PRIVATE}
     assert (await client.put(POLICY, json=plain, headers=admin)).status_code == 200
@@ -426,26 +430,33 @@ async def _member_walk(
     return transcript
 
 
-async def _member_events(app: Any, acme: Headers, count: int) -> list[str]:
-    """john_doe's event stream replayed from the start: the `data:` lines of its first
-    `count` events (a snapshot, or every change kept), timestamps blanked."""
+async def _member_events(app: Any, acme: Headers, changes: int) -> list[str]:
+    """john_doe's event streams: the snapshot of a stream without a cursor, then a stream
+    replaying every change from the first (`changes` of them); their `id:`, `event:` and
+    `data:` lines, timestamps blanked."""
+    lines: list[str] = []
     async with serving(Starlette(routes=[Mount(URL.rstrip("/"), app=app)])) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            lines: list[str] = []
-            for cursor in (None, "v.0"):
+            for cursor, events in ((None, 1), ("v.0", changes)):
                 headers = {**acme["john"], **({"Last-Event-ID": cursor} if cursor else {})}
                 async with client.stream("GET", URL + "events/?platform_key=acme-corp",
                                          headers=headers) as response:  # fmt: skip
                     assert response.status_code == 200
-                    wanted = 1 if cursor is None else count
                     async for line in response.aiter_lines():
-                        if line.startswith(("data:", "event:", "id:")):
+                        if line.startswith(("id:", "event:", "data:")):
                             lines.append(_untimed(line))
-                        if sum(1 for seen in lines if seen.startswith("data:")) == (
-                            1 if cursor is None else 1 + wanted
-                        ):
+                            events -= line.startswith("data:")
+                        if not events:
                             break
-            return lines
+    # The hub's task reads the store while a stream is open: let it end before the store
+    # closes, or it would open a new connection to a closed store.
+    app.hub.close_all()
+    for _ in range(100):
+        if app.hub.open_streams == 0:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(3 * FAST.poll_interval)
+    return lines
 
 
 async def test_a_member_learns_nothing_of_private_contents_on_any_surface(
@@ -455,7 +466,7 @@ async def test_a_member_learns_nothing_of_private_contents_on_any_surface(
     sizes, counts and key names: every answer the member gets is the same, byte for byte,
     timestamps aside (GET, HEAD, 304, 412, PATCH/PUT/DELETE, 403, 400, 413, history,
     restore, the event stream and the policy)."""
-    worlds = [
+    worlds: list[tuple[dict[str, Any], dict[str, Any]]] = [
         ({"secret": "s3cr3t"}, {"secret": "s3cr3t, changed"}),
         ({"secret": ["hush"] * 400, "internal_a": {"x": 1}, "internal_zzz": "hush"},
          {"internal_a": None, "internal_b": 7.5}),
@@ -466,9 +477,10 @@ async def test_a_member_learns_nothing_of_private_contents_on_any_surface(
         folder.mkdir()
         store = make_store(store_kind, folder)
         try:
-            app = PlatformMetadataApp(auth=auth, store=store)
-            transport = httpx.ASGITransport(app=Starlette(routes=[Mount(URL.rstrip("/"), app=app)]))
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            app = PlatformMetadataApp(auth=auth, store=store, events=FAST)
+            mounted = Starlette(routes=[Mount(URL.rstrip("/"), app=app)])
+            transport = httpx.ASGITransport(app=mounted)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 transcript = await _member_walk(client, acme, first, then)
             versions = (await store.get("acme-corp", "john_doe")).version
             seen.append((transcript, await _member_events(app, acme, versions)))
