@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .conditional import Conditions
+from .errors import MAX_DOCUMENT_BYTES
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
-from .errors import MAX_DOCUMENT_BYTES
 from .member_errors import member_schema_errors
 from .policy import Policy, forbidden_patch_keys, member_delete, member_put
 from .sizes import oversized
