@@ -167,6 +167,7 @@ class PlatformMetadataApp:
             member=False,
             actor=actor,
             max_bytes=self.limits.max_document_bytes,
+            max_private_bytes=self.limits.max_private_bytes,
         )
         return await self.writer.write(platform_key, username, change)
 

@@ -13,9 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .conditional import Conditions
+from .errors import MAX_DOCUMENT_BYTES
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
+from .member_errors import member_schema_errors
 from .policy import Policy, forbidden_patch_keys, member_delete, member_put
+from .sizes import oversized
 from .stores.base import Change, Record, Revision, Write, utcnow
 
 __all__ = [
@@ -57,11 +60,18 @@ class PreconditionFailed(Refusal):
 
 
 class DocumentTooLarge(Refusal):
-    """The document would be larger than `limit` bytes of compact UTF-8 JSON."""
+    """The document would be larger than `limit` bytes of compact UTF-8 JSON.
 
-    def __init__(self, record: Record, limit: int) -> None:
+    Attributes:
+        name: the `Limits` field it is over: `"max_document_bytes"` (the document, or on a
+            platform with private keys the part a member sees), or `"max_private_bytes"`
+            (the private keys, on a tenant admin's write); see sizes.py.
+    """
+
+    def __init__(self, record: Record, limit: int, name: str = MAX_DOCUMENT_BYTES) -> None:
         super().__init__(record)
         self.limit = limit
+        self.name = name
 
 
 class KeysForbidden(Refusal):
@@ -80,7 +90,8 @@ class SchemaViolation(Refusal):
     """The document the write would store does not satisfy the platform's schema.
 
     Attributes:
-        errors: `"<JSON Pointer>: <message>"` for each failure (`Policy.schema_errors`).
+        errors: `"<JSON Pointer>: <message>"` for each failure (`Policy.schema_errors`, or
+            `member_errors.member_schema_errors` for a member's write).
     """
 
     def __init__(self, record: Record, errors: list[str]) -> None:
@@ -93,8 +104,13 @@ def _check(conditions: Conditions | None, current: Record) -> None:
         raise PreconditionFailed(current, conditions.refusal(current))
 
 
-def _check_schema(policy: Policy | None, current: Record, document: dict[str, Any]) -> None:
+def _check_schema(
+    policy: Policy | None, current: Record, document: dict[str, Any], member: bool
+) -> None:
     if policy is not None and not policy.valid(document):
+        if member and policy.private_keys:
+            # The document holds what the member may not read: so may the errors.
+            raise SchemaViolation(current, member_schema_errors(policy, document))
         raise SchemaViolation(current, policy.schema_errors(document))
 
 
@@ -108,6 +124,43 @@ def _store(
 ) -> Write:
     if max_bytes is not None and len(document.encode()) > max_bytes:
         raise DocumentTooLarge(current, max_bytes)
+    return _stored(current, document, operation, actor, changed)
+
+
+def _store_checked(
+    current: Record,
+    document: dict[str, Any],
+    operation: str,
+    actor: str | None,
+    policy: Policy,
+    member: bool,
+    budget: tuple[int | None, int | None],
+    changed: tuple[str, ...] | None = None,
+) -> Write:
+    """`_store` under a policy: the size limits measure the parts apart (sizes.py)."""
+    text = dump(document)
+    max_bytes, max_private_bytes = budget
+    over = oversized(
+        text,
+        document,
+        policy=policy,
+        member=member,
+        max_bytes=max_bytes,
+        max_private_bytes=max_private_bytes,
+    )
+    if over is not None:
+        name, limit = over
+        raise DocumentTooLarge(current, limit, name)
+    return _stored(current, text, operation, actor, changed)
+
+
+def _stored(
+    current: Record,
+    document: str,
+    operation: str,
+    actor: str | None,
+    changed: tuple[str, ...] | None,
+) -> Write:
     now = utcnow()
     record = Record(document, current.version + 1, current.created_at or now, now)
     return Write(record, operation, actor, changed_keys=changed)
@@ -122,11 +175,14 @@ def patch(
     actor: str | None = None,
     policy: Policy | None = None,
     member: bool = False,
+    max_private_bytes: int | None = None,
 ) -> Change:
     """Remove the `delete` keys, then set the `set` keys; creates the record if needed.
 
     With a `policy`, the result must satisfy its schema; with `member`, the member-view rules
     of its protected and private keys hold too (checked first), against the stored document.
+    With private keys in the policy, `max_bytes` bounds the keys a member sees and
+    `max_private_bytes` (default `max_bytes`) the private ones, on a tenant admin's write.
     """
     if policy is not None and policy.is_default:
         policy = None
@@ -144,7 +200,12 @@ def patch(
         for key in delete:
             document.pop(key, None)
         document.update(values)
-        _check_schema(policy, current, document)
+        _check_schema(policy, current, document, member)
+        if policy is not None:
+            budget = (max_bytes, max_private_bytes)
+            return _store_checked(
+                current, document, "patch", actor, policy, member, budget, changed
+            )
         return _store(current, dump(document), "patch", actor, max_bytes, changed)
 
     return change
@@ -174,12 +235,14 @@ def replace(
     policy: Policy | None = None,
     member: bool = False,
     operation: str = "put",
+    max_private_bytes: int | None = None,
 ) -> Change:
     """Replace the whole document; creates the record if needed.
 
     With a `policy`, the result must satisfy its schema; with `member`, the body replaces only
     the keys a member may change (`policy.member_put`), against the stored document.
-    `operation` names it in history: `"put"`, or `"restore"` for a restore.
+    `operation` names it in history: `"put"`, or `"restore"` for a restore.  The size limits
+    are `patch`'s.
     """
     if policy is not None and policy.is_default:
         policy = None
@@ -201,8 +264,9 @@ def replace(
             if isinstance(result, list):
                 raise KeysForbidden(current, result)
             document = result
-        _check_schema(rules, current, document)
-        return _store(current, dump(document), operation, actor, max_bytes)
+        _check_schema(rules, current, document, member)
+        budget = (max_bytes, max_private_bytes)
+        return _store_checked(current, document, operation, actor, rules, member, budget)
 
     return guarded
 
@@ -227,7 +291,7 @@ def delete(
         if member and policy is not None and (policy.protected_keys or policy.private_keys):
             kept = member_delete(policy, current.metadata)
             if kept:
-                _check_schema(policy, current, kept)
+                _check_schema(policy, current, kept, member)
                 now = utcnow()
                 record = Record(dump(kept), current.version + 1, current.created_at, now)
                 return Write(record, "delete", actor)

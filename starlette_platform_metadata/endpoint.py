@@ -294,6 +294,7 @@ class MetadataEndpoint:
         else:
             data = await self._body(conn, receive, self.limits.max_depth)
             max_bytes = self.limits.max_document_bytes
+            max_private_bytes = self.limits.max_private_bytes
             if method == "PATCH":
                 patch = validate_patch(data, self.limits)
                 policy = await self._policy(platform_key)
@@ -305,6 +306,7 @@ class MetadataEndpoint:
                     actor=actor,
                     policy=policy,
                     member=member,
+                    max_private_bytes=max_private_bytes,
                 )
             else:
                 metadata = validate_put(data, self.limits)
@@ -316,6 +318,7 @@ class MetadataEndpoint:
                     actor=actor,
                     policy=policy,
                     member=member,
+                    max_private_bytes=max_private_bytes,
                 )
         record = await self._update(platform_key, username, change, purge=purge)
         if method == "DELETE":
@@ -348,7 +351,7 @@ class MetadataEndpoint:
             # Worded from, and carrying the ETag of, the record the change saw.
             raise errors.precondition_failed(exc.reason, conditional.etag(exc.record)) from None
         except changes.DocumentTooLarge as exc:
-            raise errors.document_too_large(exc.limit) from None
+            raise errors.document_too_large(exc.limit, exc.name) from None
         except changes.KeysForbidden as exc:
             raise errors.keys_forbidden(exc.keys) from None
         except changes.SchemaViolation as exc:

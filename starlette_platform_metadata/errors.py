@@ -37,6 +37,12 @@ NOT_A_MEMBER = "You are not a member of this platform"
 UNSUPPORTED_MEDIA_TYPE = 'Unsupported media type "{}" in request.'
 PARSE_ERROR = "JSON parse error - {}"
 KEYS_FORBIDDEN = "Only tenant admins can change these keys"
+#: A member's schema errors that would speak of what it may not read become this one message
+#: (member_errors.py): it names no key and says nothing of any value or count.
+MEMBER_SCHEMA_ERROR = (
+    "the document does not satisfy a rule of the schema that may depend on keys only tenant"
+    " admins can read"
+)
 POLICY_ADMIN_ONLY = "Only tenant admins can change the platform policy"
 POLICY_MANAGED = "The platform policy is managed by the host application"
 NOT_A_BOOLEAN = "Must be a valid boolean."
@@ -201,12 +207,14 @@ MAX_BODY_BYTES = "max_body_bytes"
 MAX_DOCUMENT_BYTES = "max_document_bytes"
 MAX_ETAGS = "max_etags"
 MAX_IMPORT_BYTES = "max_import_bytes"
+MAX_PRIVATE_BYTES = "max_private_bytes"
 #: The detail of each limit refusal, by the limit it names.
 LIMIT_DETAILS = {
     MAX_BODY_BYTES: "Request body is larger than the limit of {limit} bytes.",
     MAX_DOCUMENT_BYTES: "Stored metadata would be larger than the limit of {limit} bytes.",
     MAX_ETAGS: "{header} lists more than the limit of {limit} entity tags.",
     MAX_IMPORT_BYTES: "Import body is larger than the limit of {limit} bytes.",
+    MAX_PRIVATE_BYTES: "Private metadata would be larger than the limit of {limit} bytes.",
 }
 
 
@@ -219,8 +227,10 @@ def body_too_large(limit: int) -> ApiError:
     return _limit_exceeded(413, MAX_BODY_BYTES, limit)
 
 
-def document_too_large(limit: int) -> ApiError:
-    return _limit_exceeded(413, MAX_DOCUMENT_BYTES, limit)
+def document_too_large(limit: int, name: str = MAX_DOCUMENT_BYTES) -> ApiError:
+    """413 for a stored document over `name`: `max_document_bytes`, or the private keys' own
+    `max_private_bytes` (sizes.py)."""
+    return _limit_exceeded(413, name, limit)
 
 
 def too_many_etags(header: str, limit: int) -> ApiError:

@@ -70,6 +70,7 @@ def restore_change(
     actor: str | None,
     conditions: Conditions | None = None,
     max_bytes: int | None = None,
+    max_private_bytes: int | None = None,
 ) -> Change:
     """Revision's document as a new change, under the rules of a PUT by the same caller.
 
@@ -91,6 +92,7 @@ def restore_change(
         policy=policy,
         member=member,
         operation="restore",
+        max_private_bytes=max_private_bytes,
     )
 
 

@@ -163,6 +163,7 @@ class RestoreEndpoint(MetadataEndpoint):
             actor=identity.username,
             conditions=conditions,
             max_bytes=self.limits.max_document_bytes,
+            max_private_bytes=self.limits.max_private_bytes,
         )
         record = await self._update(platform_key, username, change)
         return self._ok(username, platform_key, record, _hidden(policy, member))

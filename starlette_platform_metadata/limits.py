@@ -19,6 +19,13 @@ class Limits:
             the limit, whether or not a Content-Length was sent, before the body is read whole.
         max_document_bytes: the stored metadata after a write, as compact UTF-8 JSON; 413, and
             nothing is stored.  It also bounds how many keys PATCHes can pile up over time.
+            On a platform whose policy has private keys it bounds the keys a member can see
+            (without the private ones), so a member's 413 says nothing of the private part.
+        max_private_bytes: the private keys of a platform's policy, as a JSON object by
+            themselves, after a tenant admin's write (a member's write leaves them as they
+            are); 413.  64 KiB as `max_document_bytes`, so that every document storable
+            before private keys had a budget of their own still is; a record so holds at
+            most about the sum of the two.
         max_depth: nesting depth of the metadata object (the object itself is depth 1); 400.
         max_keys: top-level keys in the `metadata` of one request; 400.
         max_key_length: characters in one top-level key, and in one `delete_keys` entry; 400.
@@ -41,6 +48,7 @@ class Limits:
     max_query_value_length: int = 256
     max_etags: int = 64
     max_import_bytes: int = 4 * 1024 * 1024
+    max_private_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         check_positive(self)

@@ -31,6 +31,7 @@ from .jsontext import dump
 from .limits import Limits
 from .payload import parse_json, validate_put
 from .policies import Policies
+from .sizes import oversized
 from .stores.base import Change, Record, RecordLister, Write
 from .stores.filters import matches
 
@@ -281,10 +282,11 @@ async def import_ndjson(
     """Replace the document of each user named in `body` (NDJSON: one
     `{"username": ..., "metadata": {...}}` per line), all in one atomic step; the count.
 
-    Each line is a PUT by `actor` of a full view: the platform's schema and
-    `max_document_bytes` apply and history keeps a revision (operation `"put"`).  Blank lines
-    are skipped (and counted).  A user named twice, or not a member (`members`), is a bad
-    line.  Raises `ImportRefused` naming every bad line, having written nothing.
+    Each line is a PUT by `actor` of a full view: the platform's schema and the size limits
+    (`max_document_bytes`; `max_private_bytes` for private keys) apply and history keeps a
+    revision (operation `"put"`).  Blank lines are skipped (and counted).  A user named twice,
+    or not a member (`members`), is a bad line.  Raises `ImportRefused` naming every bad
+    line, having written nothing.
     """
     bad: dict[str, list[str]] = {}
     parsed: list[tuple[int, str, dict[str, Any]]] = []
@@ -317,8 +319,16 @@ async def import_ndjson(
         problems: list[str] = []
         if rules is not None and not rules.valid(metadata):
             problems += [f"metadata: {message}" for message in rules.schema_errors(metadata)]
-        if len(dump(metadata).encode()) > limits.max_document_bytes:
-            problems.append(_too_large(limits.max_document_bytes))
+        over = oversized(
+            dump(metadata),
+            metadata,
+            policy=rules,
+            member=False,
+            max_bytes=limits.max_document_bytes,
+            max_private_bytes=limits.max_private_bytes,
+        )
+        if over is not None:
+            problems.append(_too_large(*over))
         if problems:
             bad[str(number)] = problems
     if bad:
@@ -329,7 +339,11 @@ async def import_ndjson(
             _numbered(
                 number,
                 changes.replace(
-                    metadata, max_bytes=limits.max_document_bytes, actor=actor, policy=rules
+                    metadata,
+                    max_bytes=limits.max_document_bytes,
+                    max_private_bytes=limits.max_private_bytes,
+                    actor=actor,
+                    policy=rules,
                 ),
             ),
         )
@@ -357,9 +371,9 @@ def _refusal_messages(refusal: changes.Refusal) -> list[str]:
     if isinstance(refusal, changes.SchemaViolation):
         return [f"metadata: {message}" for message in refusal.errors]
     if isinstance(refusal, changes.DocumentTooLarge):
-        return [_too_large(refusal.limit)]
+        return [_too_large(refusal.name, refusal.limit)]
     return [type(refusal).__name__]
 
 
-def _too_large(limit: int) -> str:
-    return "metadata: " + errors.LIMIT_DETAILS[errors.MAX_DOCUMENT_BYTES].format(limit=limit)
+def _too_large(name: str, limit: int) -> str:
+    return "metadata: " + errors.LIMIT_DETAILS[name].format(limit=limit)

@@ -211,7 +211,9 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                     "type": "object",
                     "description": (
                         "The stored document; at most max_document_bytes "
-                        f"({limits.max_document_bytes}) bytes as compact UTF-8 JSON."
+                        f"({limits.max_document_bytes}) bytes as compact UTF-8 JSON (the "
+                        "private keys of a platform's policy aside: they have "
+                        f"max_private_bytes ({limits.max_private_bytes}) of their own)."
                     ),
                 },
                 "created_at": {"type": ["string", "null"], "format": "date-time"},
@@ -419,7 +421,9 @@ def _responses(limits: Limits, challenge: str) -> dict[str, Any]:
             "description": (
                 f"The body is larger than max_body_bytes ({limits.max_body_bytes}), or the "
                 f"stored document would be larger than max_document_bytes "
-                f"({limits.max_document_bytes}); nothing was changed."
+                f"({limits.max_document_bytes}) without its private keys, or (tenant "
+                f"admins) its private keys than max_private_bytes "
+                f"({limits.max_private_bytes}); nothing was changed."
             ),
             "content": _json(_ref("schemas", "LimitExceeded")),
         },

@@ -35,6 +35,7 @@ __all__ = [
     "PolicyLimits",
     "forbidden_patch_keys",
     "json_equal",
+    "located",
     "member_delete",
     "member_put",
     "member_view",
@@ -158,6 +159,9 @@ class PolicyLimits:
         check_positive(self)
 
 
+_DEFAULT_MAX_ERRORS = PolicyLimits().max_errors
+
+
 class PolicyInvalid(PlatformMetadataError):
     """A policy PUT body was refused; nothing changes.
 
@@ -264,6 +268,11 @@ class Policy:
         """Whether `document` satisfies the schema (always, without one); fast, no messages."""
         return self._compiled is None or self._compiled.validator.is_valid(document)
 
+    @property
+    def max_errors(self) -> int:
+        """`PolicyLimits.max_errors` of the policy's schema: messages given for one document."""
+        return _DEFAULT_MAX_ERRORS if self._compiled is None else self._compiled.max_errors
+
     def schema_errors(self, document: dict[str, Any]) -> list[str]:
         """Why `document` does not satisfy the schema: `[]` when it does.
 
@@ -271,24 +280,43 @@ class Policy:
         in the validator's order, at most `PolicyLimits.max_errors` of them.  Values of the
         document are never quoted (the message says `value`).  When listing every error
         would cost more than `PolicyLimits.max_error_work`, only the first is given, or, if
-        even that is too costly, one message for the root.
+        even that is too costly, one message for the root.  This is the full view, for
+        tenant admins; `member_errors.member_schema_errors` is a member's.
+        """
+        if self.valid(document):
+            return []
+        found = self.explain(document)
+        if found is None:
+            return [DOCUMENT_TOO_COSTLY]
+        return [located(error) for error in itertools.islice(found, self.max_errors)]
+
+    def explain(
+        self, document: dict[str, Any], measured: Any = None
+    ) -> Iterable[jsonschema_rs.ValidationError] | None:
+        """The validator's errors of a `document` that does not satisfy the schema.
+
+        As many as `PolicyLimits.max_error_work` allows: every one, only the first, or `None`
+        when even the first may cost too much.  The budget counts the values of `measured`
+        (default: `document`), so a caller decides what the choice may depend on: a member's
+        answer must not depend on the size of what it cannot see.
         """
         compiled = self._compiled
-        if compiled is None or compiled.validator.is_valid(document):
+        if compiled is None:
             return []
+        if measured is None:
+            measured = document
         budget = compiled.max_error_work
         # Counted no further than the smaller weight needs: past that the answer is known.
         cap = budget // (compiled.context_weight or compiled.weight) + 1
-        values = _count_values(document, cap)
+        values = _count_values(measured, cap)
         if compiled.weight * values <= budget:
-            errors = compiled.validator.iter_errors(document)
-            return [_located(error) for error in itertools.islice(errors, compiled.max_errors)]
+            return compiled.validator.iter_errors(document)
         if compiled.context_weight * values <= budget:
             try:
                 compiled.validator.validate(document)
             except jsonschema_rs.ValidationError as error:
-                return [_located(error)]
-        return [DOCUMENT_TOO_COSTLY]
+                return [error]
+        return None
 
     def to_json(self, view: Literal["admin", "member"]) -> dict[str, Any]:
         """The policy fields of a GET or PUT answer; members do not get `private_keys`.
@@ -560,7 +588,8 @@ def _schema_message(error: jsonschema_rs.ValidationError, limits: PolicyLimits) 
     return _truncate(f"{_pointer(error.instance_path)}: {message}")
 
 
-def _located(error: jsonschema_rs.ValidationError) -> str:
+def located(error: jsonschema_rs.ValidationError) -> str:
+    """A schema error as the contract words it: `"<JSON Pointer, / for the root>: <message>"`."""
     return _truncate(f"{_pointer(error.instance_path)}: {error.message}")
 
 
