@@ -57,6 +57,12 @@ class Sample:
     drivers: bool
 
 
+# Bytecode caches on, whatever the caller's environment says: an installed package has them
+# (pip compiles on install), and without them each run compiles our sources again, where
+# Starlette and httpx, from site-packages, are read compiled: the warm-up writes them.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def measure(statement: str) -> Sample:
     """One import in a fresh interpreter."""
     out = subprocess.run(
@@ -64,6 +70,7 @@ def measure(statement: str) -> Sample:
         check=True,
         capture_output=True,
         text=True,
+        env=ENV,
     ).stdout.split()
     return Sample(float(out[0]), int(out[1]), out[2] == "True")
 
