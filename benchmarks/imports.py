@@ -1,14 +1,19 @@
 """What importing the package and its client costs, against the imports they stand beside.
 
-    .venv/bin/python benchmarks/imports.py [--repeat 40] [--json FILE]
+    .venv/bin/python benchmarks/imports.py [--repeat 40] [--before DIR] [--json FILE]
 
 Each import runs in a fresh interpreter (`python -c`), which times the import statement alone
 (`time.perf_counter` around it, so the interpreter's own start-up, the same for every case, does
-not dilute the ratio) and reports how many modules it loaded and whether SQLAlchemy was among
-them.  Every round runs every case once, in alternating order (forwards, then backwards), so a
-slow spell of the shared machine falls on subject and reference alike.  Medians, p90 and the
-ratio of each subject's median to its reference's.  Not part of the package or the test suite;
-see benchmarks/README.md, "Import time (issue 23)".
+not dilute the ratio) and reports how many modules it loaded and whether SQLAlchemy,
+`databases` or asyncpg was among them.  Every round runs every case once, in alternating order
+(forwards, then backwards), so a slow spell of the shared machine falls on subjects and
+references alike.  Medians, p90, and the ratio of each subject's median to its reference's.
+
+`--before DIR` adds the package's three cases once more, imported from another source tree of
+it (`DIR/starlette_platform_metadata`, e.g. `git archive main starlette_platform_metadata |
+tar -x -C DIR`), in the same rounds: before and after, measured side by side.
+
+Not part of the package or the test suite; see benchmarks/README.md, "Import time (issue 23)".
 """
 
 from __future__ import annotations
@@ -20,25 +25,8 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-#: (name, import statement, reference name or None, target ratio)
-CASES: tuple[tuple[str, str, str | None, float | None], ...] = (
-    (
-        "starlette",
-        "import starlette.applications, starlette.routing, starlette.responses",
-        None,
-        None,
-    ),
-    ("httpx", "import httpx", None, None),
-    ("package", "import starlette_platform_metadata", "starlette", 1.5),
-    # What a host pays in practice: every public name resolved (the app, the middleware, the
-    # stores...), still without a database driver.
-    ("package, every public name", "from starlette_platform_metadata import *", "starlette", 1.5),
-    ("client", "import starlette_platform_metadata.client", "httpx", 1.3),
-)
 
 CHILD = """\
 import sys, time
@@ -49,6 +37,11 @@ print(t, len(sys.modules), any(m.split('.')[0] in ('sqlalchemy', 'databases', 'a
       for m in sys.modules))
 """
 
+# Bytecode caches on, whatever the caller's environment says: an installed package has them
+# (pip compiles on install), and without them each run compiles our sources again, where
+# Starlette and httpx, from site-packages, are read compiled: the warm-up writes them.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
 
 @dataclass
 class Sample:
@@ -57,77 +50,104 @@ class Sample:
     drivers: bool
 
 
-# Bytecode caches on, whatever the caller's environment says: an installed package has them
-# (pip compiles on install), and without them each run compiles our sources again, where
-# Starlette and httpx, from site-packages, are read compiled: the warm-up writes them.
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+@dataclass
+class Case:
+    name: str
+    statement: str
+    reference: str | None = None
+    target: float | None = None
+    #: The directory the child starts in: `python -c` imports from it first.
+    cwd: str | None = None
+    samples: list[Sample] = field(default_factory=list)
 
 
-def measure(statement: str) -> Sample:
+def cases(before: str | None) -> list[Case]:
+    starlette = "import starlette.applications, starlette.routing, starlette.responses"
+    subjects = [
+        ("package", "import starlette_platform_metadata", "starlette", 1.5),
+        # What a host pays in practice: every public name resolved (the app, the middleware,
+        # both stores...), still without a database driver.
+        ("every public name", "from starlette_platform_metadata import *", "starlette", 1.5),
+        ("client", "import starlette_platform_metadata.client", "httpx", 1.3),
+    ]
+    found = [Case("starlette", starlette), Case("httpx", "import httpx")]
+    found += [Case(*subject) for subject in subjects]
+    if before is not None:
+        found += [Case(f"{name} (before)", s, r, t, before) for name, s, r, t in subjects]
+    return found
+
+
+def measure(case: Case) -> Sample:
     """One import in a fresh interpreter."""
     out = subprocess.run(
-        [sys.executable, "-c", CHILD.format(statement=statement)],
+        [sys.executable, "-c", CHILD.format(statement=case.statement)],
         check=True,
         capture_output=True,
         text=True,
         env=ENV,
+        cwd=case.cwd,
     ).stdout.split()
     return Sample(float(out[0]), int(out[1]), out[2] == "True")
 
 
-def run(repeat: int) -> dict[str, list[Sample]]:
-    samples: dict[str, list[Sample]] = {name: [] for name, *_ in CASES}
-    for name, statement, *_ in CASES:  # warm-up: bytecode caches, the page cache
-        measure(statement)
+def run(all_cases: list[Case], repeat: int) -> None:
+    for case in all_cases:  # warm-up: bytecode caches, the page cache
+        measure(case)
     for round_ in range(repeat):
-        order = CASES if round_ % 2 == 0 else tuple(reversed(CASES))
-        for name, statement, *_ in order:
-            samples[name].append(measure(statement))
-    return samples
+        for case in all_cases if round_ % 2 == 0 else reversed(all_cases):
+            case.samples.append(measure(case))
 
 
-def p90(values: Sequence[float]) -> float:
-    return statistics.quantiles(values, n=10)[-1]
+def median(case: Case) -> float:
+    return statistics.median(s.seconds for s in case.samples)
 
 
-def report(samples: dict[str, list[Sample]]) -> dict[str, Any]:
-    medians = {name: statistics.median(s.seconds for s in runs) for name, runs in samples.items()}
-    rows: dict[str, Any] = {}
-    for name, statement, reference, target in CASES:
-        runs = samples[name]
-        ratio = medians[name] / medians[reference] if reference else None
-        rows[name] = {
-            "statement": statement,
-            "median_ms": round(medians[name] * 1000, 1),
-            "p90_ms": round(p90([s.seconds for s in runs]) * 1000, 1),
-            "modules": statistics.median(s.modules for s in runs),
-            "drivers_loaded": any(s.drivers for s in runs),
-            "reference": reference,
+def report(all_cases: list[Case]) -> dict[str, dict[str, Any]]:
+    by_name = {case.name: case for case in all_cases}
+    rows = {}
+    for case in all_cases:
+        seconds = [s.seconds for s in case.samples]
+        ratio = median(case) / median(by_name[case.reference]) if case.reference else None
+        rows[case.name] = {
+            "statement": case.statement,
+            "from": case.cwd or os.getcwd(),
+            "median_ms": round(median(case) * 1000, 1),
+            "p90_ms": round(statistics.quantiles(seconds, n=10)[-1] * 1000, 1),
+            "modules": statistics.median(s.modules for s in case.samples),
+            "drivers_loaded": any(s.drivers for s in case.samples),
+            "reference": case.reference,
             "ratio": None if ratio is None else round(ratio, 2),
-            "target": target,
-            "met": None if ratio is None or target is None else ratio <= target,
+            "target": case.target,
+            "met": None if ratio is None or case.target is None else ratio <= case.target,
         }
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=40, help="rounds (every case once each)")
-    parser.add_argument("--json", help="write the report, with every sample, to this file")
-    args = parser.parse_args()
-    load = os.getloadavg()
-    samples = run(args.repeat)
-    rows = report(samples)
-    print(f"{args.repeat} rounds, Python {platform.python_version()}, load before {load[0]:.2f}")
-    print(f"{'case':30} {'median':>8} {'p90':>8} {'modules':>8}  drivers  ratio (target)")
+def show(rows: dict[str, dict[str, Any]]) -> None:
+    print(f"{'case':28} {'median':>8} {'p90':>8} {'modules':>8}  drivers  ratio (target)")
     for name, row in rows.items():
         ratio = "" if row["ratio"] is None else f"{row['ratio']:.2f} vs {row['reference']}"
         if row["target"] is not None:
             ratio += f" (<= {row['target']}: {'met' if row['met'] else 'NOT met'})"
         print(
-            f"{name:30} {row['median_ms']:6.1f}ms {row['p90_ms']:6.1f}ms {row['modules']:8.0f}"
+            f"{name:28} {row['median_ms']:6.1f}ms {row['p90_ms']:6.1f}ms {row['modules']:8.0f}"
             f"  {'yes' if row['drivers_loaded'] else 'no':7}  {ratio}"
         )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=40, help="rounds (every case once each)")
+    parser.add_argument("--before", help="also import the package from this source tree")
+    parser.add_argument("--json", help="write the report, with every sample, to this file")
+    args = parser.parse_args()
+    before = None if args.before is None else os.path.abspath(args.before)
+    all_cases = cases(before)
+    load = os.getloadavg()
+    run(all_cases, args.repeat)
+    rows = report(all_cases)
+    print(f"{args.repeat} rounds, Python {platform.python_version()}, load before {load[0]:.2f}")
+    show(rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
@@ -137,7 +157,7 @@ def main() -> None:
                     "loadavg_before": load,
                     "loadavg_after": os.getloadavg(),
                     "cases": rows,
-                    "samples": {n: [vars(s) for s in runs] for n, runs in samples.items()},
+                    "samples": {c.name: [vars(s) for s in c.samples] for c in all_cases},
                 },
                 f,
                 indent=1,
