@@ -15,7 +15,8 @@ import time
 import uuid
 from typing import Any
 
-from starlette_platform_metadata import Change, DatabaseStore, Record, changes
+from starlette_platform_metadata import DatabaseStore, Record, changes
+from starlette_platform_metadata.stores import Change
 from starlette_platform_metadata.stores.postgres import PostgresEngine
 
 WRITERS = 64

@@ -31,8 +31,8 @@ from typing import Any
 
 from databases import DatabaseURL
 
-from starlette_platform_metadata import PlatformAccess, sql_connection
-from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection
+from starlette_platform_metadata import PlatformAccess
+from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection, sql_connection
 
 from . import bulk
 

@@ -1,57 +1,60 @@
-"""Per-user, per-platform metadata for any ASGI application."""
+"""Per-user, per-platform metadata for any ASGI application.
+
+The public API is `__all__`, listed with a line each in docs/api.md, "Python API".  Its names
+load on first use (PEP 562): importing the package, or its client subpackage, loads neither
+the server's modules nor Starlette until a name is asked for, and no database driver loads
+until a `DatabaseStore` is built.  Everything else is importable from its own module.
+"""
 
 from __future__ import annotations
 
-from .app import PlatformMetadataApp
-from .auth import AuthBackend, AuthScheme, Identity, PlatformAccess, token_from_header
-from .changes import DocumentTooLarge, KeysForbidden, PreconditionFailed, Refusal, SchemaViolation
-from .conditional import Conditions
-from .errors import ApiError, AuthenticationFailed
-from .exceptions import PlatformMetadataError
-from .feed import Committed, Feed, OnChange
-from .history import DEFAULT_HISTORY_PER_USER
-from .limits import Limits
-from .middleware import PlatformMetadataMiddleware
-from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, PolicyLimits, parse_policy
-from .starlette_auth import StarletteUserBackend, on_auth_error
-from .stores import (
-    EMPTY,
-    POLICY_USERNAME,
-    Change,
-    DatabaseStore,
-    HistoryReader,
-    MemoryStore,
-    Record,
-    ManyReader,
-    RecordLister,
-    Revision,
-    Store,
-    StoreUnavailable,
-    Write,
-    sql_connection,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import PlatformMetadataApp
+    from .auth import AuthBackend, AuthScheme, Identity, PlatformAccess, token_from_header
+    from .changes import DocumentTooLarge, Refusal, SchemaViolation
+    from .errors import AuthenticationFailed
+    from .events import EventSettings
+    from .exceptions import PlatformMetadataError
+    from .feed import Committed, OnChange
+    from .limits import Limits
+    from .listing import ImportRefused
+    from .middleware import PlatformMetadataMiddleware
+    from .policy import Policy, PolicyInvalid, PolicyLimits
+    from .starlette_auth import StarletteUserBackend, on_auth_error
+    from .stores.base import (
+        ChangeReader,
+        HistoryReader,
+        ManyReader,
+        ManyWriter,
+        Record,
+        RecordLister,
+        Revision,
+        Store,
+        StoreUnavailable,
+    )
+    from .stores.memory import MemoryStore
+    from .stores.sql import DatabaseStore
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_HISTORY_PER_USER",
-    "DEFAULT_POLICY",
-    "EMPTY",
-    "POLICY_USERNAME",
-    "ApiError",
     "AuthBackend",
     "AuthScheme",
     "AuthenticationFailed",
-    "Change",
+    "ChangeReader",
     "Committed",
-    "Conditions",
     "DatabaseStore",
     "DocumentTooLarge",
-    "Feed",
+    "EventSettings",
     "HistoryReader",
     "Identity",
-    "KeysForbidden",
+    "ImportRefused",
     "Limits",
+    "ManyReader",
+    "ManyWriter",
     "MemoryStore",
     "OnChange",
     "PlatformAccess",
@@ -61,9 +64,7 @@ __all__ = [
     "Policy",
     "PolicyInvalid",
     "PolicyLimits",
-    "PreconditionFailed",
     "Record",
-    "ManyReader",
     "RecordLister",
     "Refusal",
     "Revision",
@@ -71,10 +72,50 @@ __all__ = [
     "StarletteUserBackend",
     "Store",
     "StoreUnavailable",
-    "Write",
     "__version__",
     "on_auth_error",
-    "parse_policy",
-    "sql_connection",
     "token_from_header",
 ]
+
+# Where each name of `__all__` lives (a module of this package), for `__getattr__`.
+_HOMES = {
+    "app": ("PlatformMetadataApp",),
+    "auth": ("AuthBackend", "AuthScheme", "Identity", "PlatformAccess", "token_from_header"),
+    "changes": ("DocumentTooLarge", "Refusal", "SchemaViolation"),
+    "errors": ("AuthenticationFailed",),
+    "events": ("EventSettings",),
+    "exceptions": ("PlatformMetadataError",),
+    "feed": ("Committed", "OnChange"),
+    "limits": ("Limits",),
+    "listing": ("ImportRefused",),
+    "middleware": ("PlatformMetadataMiddleware",),
+    "policy": ("Policy", "PolicyInvalid", "PolicyLimits"),
+    "starlette_auth": ("StarletteUserBackend", "on_auth_error"),
+    "stores.base": (
+        "ChangeReader",
+        "HistoryReader",
+        "ManyReader",
+        "ManyWriter",
+        "Record",
+        "RecordLister",
+        "Revision",
+        "Store",
+        "StoreUnavailable",
+    ),
+    "stores.memory": ("MemoryStore",),
+    "stores.sql": ("DatabaseStore",),
+}
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from databases import Database, DatabaseURL
 
-from starlette_platform_metadata import DatabaseStore, StoreUnavailable, sql_connection
+from starlette_platform_metadata import DatabaseStore, StoreUnavailable
+from starlette_platform_metadata.stores import sql_connection
 from starlette_platform_metadata.stores.postgres import PostgresConnection
 
 from .conftest import POSTGRES_URL

@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from starlette_platform_metadata import (
-    POLICY_USERNAME,
     DatabaseStore,
     MemoryStore,
     PlatformMetadataApp,
@@ -18,8 +17,9 @@ from starlette_platform_metadata import (
     Policy,
     PolicyLimits,
     Store,
-    parse_policy,
 )
+from starlette_platform_metadata.policy import parse_policy
+from starlette_platform_metadata.stores import POLICY_USERNAME
 
 from .conftest import DATABASE_KINDS, POSTGRES_URL, URL, FakeAuth
 

@@ -195,7 +195,7 @@ def test_readme_store_seam_runs_and_names_the_package_fields() -> None:
     of the package's own `Record` and `Write`."""
     import dataclasses
 
-    from starlette_platform_metadata import Record, Write
+    from starlette_platform_metadata.stores import Record, Write
 
     block = readme_block("<!-- tested: tests/test_readme.py runs this seam")
     namespace: dict[str, Any] = {}

@@ -20,16 +20,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from starlette_platform_metadata import (
-    EMPTY,
-    Change,
-    DatabaseStore,
-    PlatformMetadataApp,
-    Record,
-    Store,
-    Write,
-    changes,
-)
+from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Record, Store, changes
+from starlette_platform_metadata.stores import EMPTY, Change, Write
 from starlette_platform_metadata.__main__ import main as cli_main
 from starlette_platform_metadata.testing import (
     AWKWARD,

@@ -6,12 +6,14 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from databases import Database, DatabaseURL
-
 from .base import Change, Record, Revision, StoreUnavailable
 from .connections import OpensOnFirstUse, SQLConnection, sql_connection
 
 if TYPE_CHECKING:
+    # `databases` brings SQLAlchemy (~130 ms and 100 modules to import): it loads when a
+    # `DatabaseStore` is built, not when the package is imported (issue 23).
+    from databases import Database, DatabaseURL
+
     from .postgres import PostgresEngine
     from .sqlite import SQLiteEngine
 
@@ -181,6 +183,8 @@ class DatabaseStore(OpensOnFirstUse):
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
     ) -> None:
+        from databases import Database, DatabaseURL
+
         super().__init__()
         if database is not None and url is not None:
             raise ValueError("Pass either url or database, not both.")
