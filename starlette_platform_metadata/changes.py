@@ -8,7 +8,6 @@ that carries the record it saw, so the answer (a 412 and its ETag) needs no seco
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,6 +15,7 @@ from .conditional import Conditions
 from .errors import MAX_DOCUMENT_BYTES
 from .exceptions import PlatformMetadataError
 from .jsontext import dump
+from .jsonvalues import identical_json
 from .member_errors import member_schema_errors
 from .policy import Policy, forbidden_patch_keys, member_delete, member_put
 from .sizes import oversized
@@ -219,7 +219,7 @@ def _patched_keys(
     changed = []
     for key in {*delete, *values}:
         if key in values:
-            if key not in document or not _same(document[key], values[key]):
+            if key not in document or not identical_json(document[key], values[key]):
                 changed.append(key)
         elif key in document:  # deleted, not set again
             changed.append(key)
@@ -313,23 +313,9 @@ def changed_keys(before: Record, after: Record) -> tuple[str, ...]:
         sorted(
             key
             for key in old.keys() | new.keys()
-            if key not in old or key not in new or not _same(old[key], new[key])
+            if key not in old or key not in new or not identical_json(old[key], new[key])
         )
     )
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as JSON values, number spelling included: Python's `==` says `1 == 1.0 == True`
-    and `0.0 == -0.0`, their JSON texts differ."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(map(_same, a, b))
-    if isinstance(a, float):
-        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
-    return bool(a == b)
 
 
 def with_history(change: Change, keep: int, *, purge: bool = False) -> Change:

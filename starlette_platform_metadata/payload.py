@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive
 
 from . import errors
+from .jsonvalues import within_depth
 from .limits import Limits
 
 INT64_MIN = -(2**63)
@@ -70,13 +71,13 @@ class ClientDisconnected(Exception):
 
 def _reject_constant(name: str) -> Any:
     # DRF's wording (rest_framework.utils.json.strict_constant).
-    raise ValueError(f"Out of range float values are not JSON compliant: {name!r}")
+    raise ValueError(errors.OUT_OF_RANGE_FLOAT.format(repr(name)))
 
 
 def _parse_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise ValueError(f"Out of range float values are not JSON compliant: {text!r}")
+        raise ValueError(errors.OUT_OF_RANGE_FLOAT.format(repr(text)))
     return value
 
 
@@ -84,10 +85,10 @@ def _parse_int(text: str) -> int:
     # 20 characters hold any signed 64-bit integer; refusing longer text first keeps
     # 5,000-digit integers from costing a quadratic conversion.
     if len(text) > 20:
-        raise ValueError("Integer out of the 64-bit signed range")
+        raise ValueError(errors.INTEGER_OUT_OF_RANGE)
     value = int(text)
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError("Integer out of the 64-bit signed range")
+        raise ValueError(errors.INTEGER_OUT_OF_RANGE)
     return value
 
 
@@ -97,7 +98,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"Duplicate key {key!r} in object")
+                raise ValueError(errors.DUPLICATE_KEY.format(repr(key)))
             seen.add(key)
     return result
 
@@ -126,36 +127,23 @@ def parse_json(body: bytes, max_depth: int) -> Any:
         raise errors.parse_error(_too_deep(max_depth)) from None
     except (ValueError, UnicodeError) as exc:  # JSONDecodeError is a ValueError
         raise errors.parse_error(str(exc)) from None
-    if not _within_depth(value, max_depth + 1):
+    if not within_depth(value, max_depth + 1):
         raise errors.parse_error(_too_deep(max_depth))
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         # PostgreSQL cannot store U+0000 in text or JSON, so no store accepts it.
-        raise errors.parse_error("The NUL character (\\u0000) is not allowed")
+        raise errors.parse_error(errors.NUL_CHARACTER)
     if _SURROGATE_ESCAPE.search(text):
         # The decoder joins valid pairs into one character, so anything that still fails
         # to encode is a lone surrogate, which no database can store as UTF-8.
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            raise errors.parse_error("Lone surrogate characters are not allowed") from None
+            raise errors.parse_error(errors.LONE_SURROGATE) from None
     return value
 
 
 def _too_deep(max_depth: int) -> str:
-    return f"Nesting deeper than the limit of {max_depth} levels"
-
-
-def _within_depth(value: Any, limit: int, depth: int = 1) -> bool:
-    """True when `value` (at `depth`) nests no deeper than `limit`; stops at the limit."""
-    if depth > limit:
-        return False
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, list):
-        return True
-    return all(
-        _within_depth(item, limit, depth + 1) for item in value if isinstance(item, (dict, list))
-    )
+    return errors.TOO_DEEP.format(max_depth)
 
 
 def _type_name(value: Any) -> str:
@@ -164,52 +152,43 @@ def _type_name(value: Any) -> str:
 
 def _require_object(data: Any) -> dict[str, Any]:
     if data is None:
-        raise errors.validation_error({"non_field_errors": ["No data provided"]})
+        raise errors.validation_error({"non_field_errors": [errors.NO_DATA]})
     if not isinstance(data, dict):
-        raise errors.validation_error(
-            {
-                "non_field_errors": [
-                    f"Invalid data. Expected a dictionary, but got {_type_name(data)}."
-                ]
-            }
-        )
+        message = errors.NOT_A_DICT.format(_type_name(data))
+        raise errors.validation_error({"non_field_errors": [message]})
     return data
 
 
 def _metadata_errors(value: Any, limits: Limits) -> list[str]:
     if value is None:
-        return ["This field may not be null."]
+        return [errors.NULL]
     if not isinstance(value, dict):
-        return [f'Expected a dictionary of items but got type "{_type_name(value)}".']
+        return [errors.NOT_A_DICT_OF_ITEMS.format(_type_name(value))]
     if len(value) > limits.max_keys:
-        return [f"Ensure this field has no more than {limits.max_keys} keys."]
+        return [errors.TOO_MANY_KEYS.format(limits.max_keys)]
     for key in value:
         if not key or len(key) > limits.max_key_length:
-            return [
-                f"Keys must be non-empty strings of at most {limits.max_key_length} characters."
-            ]
+            return [errors.BAD_KEY.format(limits.max_key_length)]
     return []
 
 
 def _delete_keys_errors(value: Any, limits: Limits) -> list[str] | dict[str, list[str]]:
     if value is None:
-        return ["This field may not be null."]
+        return [errors.NULL]
     if not isinstance(value, list):
-        return [f'Expected a list of items but got type "{_type_name(value)}".']
+        return [errors.NOT_A_LIST.format(_type_name(value))]
     if len(value) > limits.max_delete_keys:
-        return [f"Ensure this field has no more than {limits.max_delete_keys} elements."]
+        return [errors.TOO_MANY_ENTRIES.format(limits.max_delete_keys)]
     item_errors: dict[str, list[str]] = {}
     for index, item in enumerate(value):
         if item is None:
-            item_errors[str(index)] = ["This field may not be null."]
+            item_errors[str(index)] = [errors.NULL]
         elif not isinstance(item, str):
-            item_errors[str(index)] = ["Not a valid string."]
+            item_errors[str(index)] = [errors.NOT_A_STRING]
         elif not item:
-            item_errors[str(index)] = ["This field may not be blank."]
+            item_errors[str(index)] = [errors.BLANK]
         elif len(item) > limits.max_key_length:
-            item_errors[str(index)] = [
-                f"Ensure this field has no more than {limits.max_key_length} characters."
-            ]
+            item_errors[str(index)] = [errors.TOO_LONG.format(limits.max_key_length)]
     return item_errors
 
 
@@ -236,7 +215,7 @@ def validate_put(data: Any, limits: Limits) -> dict[str, Any]:
     """Validate a PUT body: `metadata` is required and replaces everything."""
     body = _require_object(data)
     if "metadata" not in body:
-        raise errors.validation_error({"metadata": ["This field is required."]})
+        raise errors.validation_error({"metadata": [errors.REQUIRED]})
     if found := _metadata_errors(body["metadata"], limits):
         raise errors.validation_error({"metadata": found})
     metadata: dict[str, Any] = body["metadata"]

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from starlette_platform_metadata import policy as policy_module
+from starlette_platform_metadata.policy import cost as policy_cost
+from starlette_platform_metadata.policy import schema as policy_schema
 from starlette_platform_metadata.jsontext import dump as _dump
 from starlette_platform_metadata.policy import (
     DEFAULT_POLICY,
@@ -474,14 +475,14 @@ def test_an_unresolvable_ref_is_refused_even_where_no_value_reaches_it() -> None
 def test_the_validator_itself_never_fetches(monkeypatch: pytest.MonkeyPatch) -> None:
     """Below our own resolution check, jsonschema-rs asks our retriever, which refuses."""
     asked: list[str] = []
-    refuse: Callable[[str], Any] = policy_module._refuse_retrieval
+    refuse: Callable[[str], Any] = policy_schema._refuse_retrieval
 
     def spy(uri: str, /) -> Any:
         asked.append(uri)
         return refuse(uri)
 
-    monkeypatch.setattr(policy_module._Weigher, "weigh", lambda self: (1, 0))
-    monkeypatch.setattr(policy_module, "_refuse_retrieval", spy)
+    monkeypatch.setattr(policy_cost.Weigher, "weigh", lambda self: (1, 0))
+    monkeypatch.setattr(policy_schema, "_refuse_retrieval", spy)
     message = schema_refusal({"$ref": "https://example.com/x.json"})
     assert asked == ["https://example.com/x.json"]
     assert "https://example.com/x.json is not fetched" in message
