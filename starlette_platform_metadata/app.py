@@ -186,7 +186,9 @@ class PlatformMetadataApp:
         are members now; `None`: every stored record.  `[]` with a store without `records`."""
         if not isinstance(self.store, RecordLister):
             return _nothing()
-        return export_chunks(self.store, platform_key, filter=filter, members=members)
+        return export_chunks(
+            self.store, platform_key, filter=filter, members=members, limits=self.limits
+        )
 
     async def import_records(
         self,
