@@ -12,14 +12,18 @@ through the CLI (`add-platform`, `add-users`) and the public API (an admin impor
 
 - export, read: one export read to the end by an ordinary client: the rise of the peak RSS;
 - export, stalled: `--exports` raw sockets send the export's request and never read: RSS while
-  they sit, after the send timeout, and after they close;
+  they sit, after the send timeout, with as many more opened then ("again": the allocator
+  reuses what the first let go, so only what they still hold shows as a rise), after close;
 - replay, stalled: `--streams` raw sockets open the replaying user's stream with
-  `Last-Event-ID: v.0` (every kept revision replayed) and never read: the same three figures.
+  `Last-Event-ID: v.0` (every kept revision replayed) and never read: the same figures.
 
-RSS is VmRSS of `/proc/<pid>/status`, summed over the server and its worker processes; the
-peak is VmHWM after `/proc/<pid>/clear_refs` reset it at the start of the probe.  Medians over
-the rounds.  Everything is bounded in time (`--max-seconds`) and the server is stopped in a
-finally block.  Not part of the package or the test suite; see benchmarks/README.md, "Memory".
+Each probe gets a server of its own (freed memory stays in a process's heap and would hide the
+next probe's growth).  RSS is VmRSS of `/proc/<pid>/status`, summed over the server and its
+worker processes; the peak is VmHWM after `/proc/<pid>/clear_refs` reset it at the start of
+the probe.  "Ended by the server" counts uvicorn's log lines for responses the app gave up
+(a send timeout).  Medians over the rounds.  Everything is bounded in time (`--max-seconds`)
+and each server is stopped in a finally block.  Not part of the package or the test suite;
+see benchmarks/README.md, "Memory per export and per stream".
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -56,6 +61,8 @@ PLATFORM = "bench-memory"
 ADMIN = "mem_admin"
 REPLAYER = "mem_replay"
 MIB = 1024 * 1024
+EXPORT = f"{MOUNT}users/?platform_key={PLATFORM}"
+EVENTS = f"{MOUNT}events/?platform_key={PLATFORM}"
 DOC_BYTES = 62_000  # under the default max_document_bytes (64 KiB), as the probe's were
 IMPORT_BYTES = 3 * MIB  # per import request, under the default max_import_bytes (4 MiB)
 # uvicorn's words when an app returns with its response unfinished: the export or the
@@ -83,12 +90,9 @@ def status_kib(pid: int, field: str) -> int:
     raise Abort(f"no {field} for {pid}")
 
 
-def rss_mib(pids: Sequence[int]) -> float:
-    return sum(status_kib(pid, "VmRSS") for pid in pids) / 1024
-
-
-def peak_mib(pids: Sequence[int]) -> float:
-    return sum(status_kib(pid, "VmHWM") for pid in pids) / 1024
+def rss_mib(pids: Sequence[int], field: str = "VmRSS") -> float:
+    """Summed over the processes; `field="VmHWM"`: their peaks."""
+    return sum(status_kib(pid, field) for pid in pids) / 1024
 
 
 def reset_peak(pids: Sequence[int]) -> None:
@@ -123,14 +127,6 @@ def raw_request(path: str, token: str, headers: dict[str, str]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def export_path() -> str:
-    return f"{MOUNT}users/?platform_key={PLATFORM}"
-
-
-def events_path() -> str:
-    return f"{MOUNT}events/?platform_key={PLATFORM}"
-
-
 def document(size: int, n: int) -> dict[str, Any]:
     # Random text: nothing a store or a compressor could share between documents.
     return {"n": n, "blob": os.urandom(size // 2).hex()}
@@ -144,7 +140,7 @@ def read_export(port: int, token: str) -> dict[str, Any]:
     started = time.monotonic()
     try:
         headers = {**authorization(token), "Accept": "application/x-ndjson"}
-        conn.request("GET", export_path(), headers=headers)
+        conn.request("GET", EXPORT, headers=headers)
         response = conn.getresponse()
         if response.status != 200:
             raise Abort(f"export answered {response.status}: {response.read()[:200]!r}")
@@ -176,7 +172,7 @@ def seed_export(port: int, token: str, names: list[str], doc_bytes: int) -> None
     for i, name in enumerate(names):
         batch.append(json.dumps({"username": name, "metadata": document(doc_bytes, i)}).encode())
         if sum(map(len, batch)) > IMPORT_BYTES - doc_bytes * 2 or i == len(names) - 1:
-            status, body = call(port, "POST", export_path(), token, b"\n".join(batch) + b"\n",
+            status, body = call(port, "POST", EXPORT, token, b"\n".join(batch) + b"\n",
                                 {"Content-Type": "application/x-ndjson"})  # fmt: skip
             if status != 200:
                 raise Abort(f"import answered {status}: {body[:300]!r}")
@@ -223,7 +219,7 @@ def probe_read(probe: Probe, token: str) -> dict[str, Any]:
     before = probe.rss()
     reset_peak(pids)
     result = read_export(probe.server.port, token)
-    return {**result, "before": before, "peak": peak_mib(pids), "after": probe.settle(1.0)}
+    return {**result, "before": before, "peak": rss_mib(pids, "VmHWM"), "after": probe.settle(1.0)}
 
 
 @contextlib.contextmanager
@@ -244,7 +240,12 @@ def stalled(port: int, request: bytes, count: int) -> Iterator[list[socket.socke
 def probe_stalled(
     probe: Probe, request: bytes, count: int, hold: float, send_timeout: float
 ) -> dict[str, Any]:
-    """RSS before, while `count` clients sit unread, after the send timeout, after close."""
+    """RSS before, while `count` clients sit unread, after the send timeout, with `count` more
+    (the first still connected), and after all close.
+
+    RSS seldom falls when memory is freed (the allocator keeps it for reuse), so "after the
+    timeout" alone cannot tell freed from held; the second batch can: what the first let go
+    is used again (no rise), what it still holds is not (a rise like the first)."""
     pids = probe.pids()
     before = probe.rss()
     dropped = probe.dropped()
@@ -255,12 +256,15 @@ def probe_stalled(
         time.sleep(max(0.0, started + hold + send_timeout + 3.0 - time.monotonic()))
         after_timeout = probe.rss()
         ended = probe.dropped() - dropped
+        with stalled(probe.server.port, request, count):
+            again = probe.settle(hold)
     after_close = probe.settle(2.0)
-    peak = peak_mib(pids)
+    peak = rss_mib(pids, "VmHWM")
     return {
         "count": count, "before": before, "peak": peak, "held": held,
-        "after_timeout": after_timeout, "after_close": after_close, "ended_by_server": ended,
-        "per_client_held": (held - before) / count, "per_client_peak": (peak - before) / count,
+        "after_timeout": after_timeout, "again": again, "after_close": after_close,
+        "ended_by_server": ended, "per_client_held": (held - before) / count,
+        "per_client_again": (again - after_timeout) / count,
     }  # fmt: skip
 
 
@@ -307,20 +311,42 @@ def code_under_test(args: argparse.Namespace) -> dict[str, str]:
     return {"package": where, "commit": commit}
 
 
-def rounds(args: argparse.Namespace, probe: Probe, tokens: dict[str, str]) -> list[dict[str, Any]]:
-    send_timeout = args.send_timeout or EventSettings().send_timeout
-    export = raw_request(export_path(), tokens[ADMIN], {"Accept": "application/x-ndjson"})
-    replay = raw_request(events_path(), tokens[REPLAYER], {"Last-Event-ID": "v.0"})
+@contextlib.contextmanager
+def served(args: argparse.Namespace, database: str, tmp: Path, token: str) -> Iterator[Probe]:
+    """A fresh server for one probe: a process whose heap an earlier probe grew would hide
+    this one's growth (freed memory is kept by the allocator and used again)."""
+    server = serve(sys.executable, database, tmp, args)
+    try:
+        wait_ready(server, token)
+        # Warm: the listing's modules loaded, the store's connections open.
+        call(server.port, "GET", EXPORT + "&limit=1", token)
+        yield Probe(server)
+    finally:
+        server.stop()
+
+
+def rounds(
+    args: argparse.Namespace, database: str, tmp: Path, tokens: dict[str, str]
+) -> list[dict[str, Any]]:
+    timeout = args.send_timeout or EventSettings().send_timeout
+    export = raw_request(EXPORT, tokens[ADMIN], {"Accept": "application/x-ndjson"})
+    replay = raw_request(EVENTS, tokens[REPLAYER], {"Last-Event-ID": "v.0"})
+    probes: dict[str, Callable[[Probe], dict[str, Any]]] = {
+        "export, read": partial(probe_read, token=tokens[ADMIN]),
+        f"export, {args.exports} stalled": partial(
+            probe_stalled, request=export, count=args.exports, hold=args.hold, send_timeout=timeout
+        ),
+    }
+    for count in args.streams:
+        probes[f"replay, {count} stalled"] = partial(
+            probe_stalled, request=replay, count=count, hold=args.hold, send_timeout=timeout
+        )
     found: list[dict[str, Any]] = []
     for number in range(1, args.rounds + 1):
-        done: dict[str, Any] = {"export, read": probe_read(probe, tokens[ADMIN])}
-        report(number, "export, read", done["export, read"])
-        name = f"export, {args.exports} stalled"
-        done[name] = probe_stalled(probe, export, args.exports, args.hold, send_timeout)
-        report(number, name, done[name])
-        for count in args.streams:
-            name = f"replay, {count} stalled"
-            done[name] = probe_stalled(probe, replay, count, args.hold, send_timeout)
+        done: dict[str, Any] = {}
+        for name, run in probes.items():
+            with served(args, database, tmp, tokens[ADMIN]) as probe:
+                done[name] = run(probe)
             report(number, name, done[name])
         found.append(done)
     return found
@@ -342,40 +368,42 @@ def medians(found: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     }
 
 
-COLUMNS = ("before", "peak", "held", "after_timeout", "after_close", "after")
+STALLED = ("before", "held", "after_timeout", "again", "after_close", "peak")
 
 
 def print_table(table: dict[str, dict[str, float]], rounds: int) -> None:
-    print(f"\nMiB of server RSS, medians of {rounds} rounds (a shared machine: medians only)")
-    print("| probe | " + " | ".join(COLUMNS) + " | per client, held | per client, peak |")
-    print("|---" * (len(COLUMNS) + 3) + "|")
-    for name, figures in table.items():
-        cells = [f"{figures[c]:.1f}" if c in figures else "" for c in COLUMNS]
-        if "count" not in figures:  # one export read: its rise is "per client"
-            per = ["", f"{figures['peak'] - figures['before']:.1f}"]
-        else:
-            per = [f"{figures['per_client_held']:.2f}", f"{figures['per_client_peak']:.2f}"]
-        print(f"| {name} | " + " | ".join(cells + per) + " |")
+    print(f"\nMiB of server RSS, medians of {rounds} rounds (a shared machine: medians only)\n")
+    print("| export read to the end | before | peak | after | rise of the peak |")
+    print("|---|---|---|---|---|")
+    for name, row in table.items():
+        if "count" not in row:
+            rise = row["peak"] - row["before"]
+            figures = [row["before"], row["peak"], row["after"], rise]
+            print(f"| {name} | " + " | ".join(f"{figure:.1f}" for figure in figures) + " |")
+    print("\n| clients that never read | " + " | ".join(STALLED), end="")
+    print(" | per client, held | per client, again | ended by the server |")
+    print("|---" * (len(STALLED) + 4) + "|")
+    for name, row in table.items():
+        if "count" in row:
+            cells = [f"{row[column]:.1f}" for column in STALLED]
+            cells += [f"{row['per_client_held']:.2f}", f"{row['per_client_again']:.2f}"]
+            cells.append(f"{row['ended_by_server']:.0f} of {row['count']:.0f}")
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def measure(args: argparse.Namespace, database: str, tmp: Path) -> dict[str, Any]:
     count = args.export_mb * MIB // DOC_BYTES
     names = [ADMIN, REPLAYER] + [f"mem_user_{i:05d}" for i in range(count)]
     tokens = add_users(sys.executable, database, tmp, names)
-    server = serve(sys.executable, database, tmp, args)
-    try:
-        wait_ready(server, tokens[ADMIN])
+    with served(args, database, tmp, tokens[ADMIN]) as seeding:
         started = time.monotonic()
-        seed_export(server.port, tokens[ADMIN], names[2:], DOC_BYTES)
-        seed_replay(server.port, tokens[REPLAYER], args.revisions, DOC_BYTES)
+        seed_export(seeding.server.port, tokens[ADMIN], names[2:], DOC_BYTES)
+        seed_replay(seeding.server.port, tokens[REPLAYER], args.revisions, DOC_BYTES)
         print(f"seeded in {time.monotonic() - started:.0f} s", flush=True)
-        found = rounds(args, Probe(server), tokens)
-        ended = Probe(server).dropped()
-    finally:
-        server.stop()
+    found = rounds(args, database, tmp, tokens)
     table = medians(found)
     print_table(table, args.rounds)
-    return {"rounds": found, "medians": table, "ended_by_server_total": ended}
+    return {"rounds": found, "medians": table}
 
 
 def _alarm(signum: int, frame: FrameType | None) -> None:
