@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from starlette.types import Message
 
-from starlette_platform_metadata import PlatformMetadataApp, Store, changes
+from starlette_platform_metadata import Limits, PlatformMetadataApp, Store, changes
 from starlette_platform_metadata.events import EventSettings
 from starlette_platform_metadata.endpoint import render_record
 from starlette_platform_metadata.listing import EXPORT_PAGE_BYTES, export_page_size
@@ -227,3 +227,33 @@ def test_a_store_read_of_an_export_holds_at_most_2_mib_of_documents() -> None:
     assert export_page_size(64 * 1024) == 32
     assert export_page_size(16 * 1024 * 1024) == 1
     assert export_page_size(1024) == 500
+
+
+async def test_the_hosts_own_export_reads_pages_sized_by_the_apps_limits(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`app.export_records` sizes its reads by the app's `max_document_bytes`, as the HTTP
+    export does: 4 records of 512 KiB fill the 2 MiB a read may hold."""
+    app = PlatformMetadataApp(
+        auth=FakeAuth(), store=store, limits=Limits(max_document_bytes=512 * 1024)
+    )
+    for i in range(5):
+        await store.update(P, f"u{i}", changes.replace({"i": i}))
+    assert isinstance(store, RecordLister)
+    inner = store.records
+    asked: list[int] = []
+
+    async def records(
+        platform_key: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[tuple[str, Record]]:
+        asked.append(limit)
+        return await inner(platform_key, after=after, limit=limit, filter=filter)
+
+    monkeypatch.setattr(store, "records", records)
+    body = b"".join([chunk async for chunk in app.export_records(P)])
+    assert body.count(b"\n") == 5
+    assert asked == [4, 4]
