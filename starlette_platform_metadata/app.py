@@ -76,6 +76,7 @@ class PlatformMetadataApp:
     Live changes (`<mount>/events/`, Server-Sent Events) need history on and a store with
     `ChangeReader` (all of ours); `events` bounds them (`EventSettings`: open streams per
     process, heartbeat, access re-check).  `app.hub.close_all()` ends every open stream.
+    Its `send_timeout` also bounds how long an export's client may take to accept a chunk.
     """
 
     def __init__(
@@ -105,6 +106,9 @@ class PlatformMetadataApp:
         self.hub = EventHub(store, self.feed, events)
         events_endpoint = EventsEndpoint(*shared)
         events_endpoint.hub = self.hub
+        users_endpoint = UsersEndpoint(*shared)
+        # A slow export's client is dropped as a slow stream's is: one setting for both.
+        users_endpoint.send_timeout = self.hub.settings.send_timeout
         self._routes: dict[str, MetadataEndpoint] = {"": self.endpoint, "/": self.endpoint}
         for name, endpoint in zip(
             RESOURCES,
@@ -113,7 +117,7 @@ class PlatformMetadataApp:
                 HistoryEndpoint(*shared),
                 RestoreEndpoint(*shared),
                 events_endpoint,
-                UsersEndpoint(*shared),
+                users_endpoint,
             ),
             strict=True,
         ):
@@ -183,7 +187,9 @@ class PlatformMetadataApp:
         are members now; `None`: every stored record.  `[]` with a store without `records`."""
         if not isinstance(self.store, RecordLister):
             return _nothing()
-        return export_chunks(self.store, platform_key, filter=filter, members=members)
+        return export_chunks(
+            self.store, platform_key, filter=filter, members=members, limits=self.limits
+        )
 
     async def import_records(
         self,

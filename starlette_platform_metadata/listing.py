@@ -7,7 +7,8 @@ The HTTP resource (`users_api.py`) and the host's own code (`PlatformMetadataApp
   members only.  Membership is the host's to answer (a `Members` function, for the HTTP
   resource the auth backend's `members_among`); a page whose records belong to former members
   is read on from where it stopped, a bounded number of times.
-- `export_chunks`: every matching record of members, as NDJSON, one page in memory at a time.
+- `export_chunks`: every matching record of members, as NDJSON chunks bounded in bytes, one
+  page of a bounded size in memory at a time.
 - `import_ndjson`: NDJSON lines, each a PUT of one user's whole document by the same actor
   (schema, size and history apply), written in one atomic step of the store, or refused with
   every bad line named.
@@ -19,7 +20,7 @@ import base64
 import binascii
 import inspect
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,8 @@ from .stores.filters import matches
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "EXPORT_CHUNK_BYTES",
+    "EXPORT_PAGE_BYTES",
     "MAX_LIMIT",
     "ImportRefused",
     "Members",
@@ -44,6 +47,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "export_chunks",
+    "export_page_size",
     "import_ndjson",
     "parse_filter",
     "read_page",
@@ -54,8 +58,15 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 #: Store reads one listing request makes at most while former members' records fall out.
 MAX_READS = 10
-#: Records read per store call by an export and by an import's membership check.
+#: Records per membership question of an import, and per store read of an export at most.
 CHUNK = 500
+#: Bytes of NDJSON in one chunk of an export at most; a longer line is a chunk of its own.
+#: Servers write a chunk to the socket whole, so this is also what a client that stops
+#: reading leaves in the server's buffer beyond the socket's own.
+EXPORT_CHUNK_BYTES = 64 * 1024
+#: Bytes of stored documents one store read of an export holds at most (`export_page_size`):
+#: what an export keeps in memory at once, with one chunk, whatever the platform's size.
+EXPORT_PAGE_BYTES = 2 * 1024 * 1024
 
 #: Which of these usernames are members of the platform now (the host's answer).
 Members = Callable[[Sequence[str]], Awaitable[Collection[str]]]
@@ -173,28 +184,61 @@ async def read_page(
     return Page(found, cursor)
 
 
+def export_page_size(max_document_bytes: int) -> int:
+    """Records an export reads per store call: as many documents of `max_document_bytes` as
+    fit in `EXPORT_PAGE_BYTES`, at least one, at most `CHUNK`."""
+    return max(1, min(CHUNK, EXPORT_PAGE_BYTES // max_document_bytes))
+
+
 async def export_chunks(
     store: RecordLister,
     platform_key: str,
     *,
     filter: Mapping[str, Any] | None = None,
     members: Members | None = None,
-) -> AsyncIterator[bytes]:
-    """Every stored record of members matching `filter`, as NDJSON success bodies: one chunk
-    (bytes, whole lines) per store read, so memory holds one chunk whatever the platform's
-    size.  Each read is its own query: as with paging, a record stored for the whole export
-    comes exactly once."""
+    limits: Limits | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """Every stored record of members matching `filter`, as NDJSON success bodies, in chunks
+    of whole lines of at most `EXPORT_CHUNK_BYTES` (a longer line is a chunk of its own).
+
+    Memory does not grow with the platform: the store is read `export_page_size` records at
+    a time (`limits.max_document_bytes`, default `Limits()`), each record is let go once
+    rendered, and nothing is kept once a chunk is yielded.  Each read is its own query: as
+    with paging, a record stored for the whole export comes exactly once."""
+    page_size = export_page_size((limits or Limits()).max_document_bytes)
+    parts: list[bytes] = []
+    size = 0
     cursor: str | None = None
     while True:
-        batch, cursor, ended = await _read(store, platform_key, cursor, CHUNK, filter)
-        lines = [
-            render_record(username, platform_key, record)
-            for username, record in await _members(members, batch)
-        ]
-        if lines:
-            yield b"\n".join(lines) + b"\n"
+        batch, cursor, ended = await _read(store, platform_key, cursor, page_size, filter)
+        # Reversed, to pop each record as it is rendered: a paused export (a slow client)
+        # holds what it has not sent, nothing more.  A copy: the store's list goes at once.
+        pending = (await _members(members, batch))[::-1]
+        del batch
+        while pending:
+            username, record = pending.pop()
+            line = render_record(username, platform_key, record) + b"\n"
+            del record
+            if parts and size + len(line) > EXPORT_CHUNK_BYTES:
+                yield _take(parts)
+                size = 0
+            parts.append(line)
+            size += len(line)
+            del line
+            if size >= EXPORT_CHUNK_BYTES:
+                yield _take(parts)
+                size = 0
         if ended:
+            if parts:
+                yield _take(parts)
             return
+
+
+def _take(parts: list[bytes]) -> bytes:
+    """The lines as one chunk, the list emptied: yielding this leaves no frame holding it."""
+    chunk = b"".join(parts)
+    parts.clear()
+    return chunk
 
 
 class ImportRefused(Exception):

@@ -8,17 +8,21 @@ itself is `listing.py`'s, shared with the host's own code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Collection, Sequence
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 from starlette.requests import HTTPConnection
-from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
 from . import errors
 from .auth import Identity, members_of
-from .endpoint import MetadataEndpoint, _Answer, _query_values, render_record
+from .endpoint import Answer, MetadataEndpoint, _Answer, _query_values, render_record
 from .errors import ApiError
+from .events import EventSettings
 from .history_api import next_url, parse_limit
 from .jsontext import dump
 from .listing import (
@@ -38,8 +42,16 @@ from .stores.base import ManyWriter, RecordLister
 
 __all__ = ["NDJSON", "UsersEndpoint"]
 
+logger = logging.getLogger("starlette_platform_metadata")
+
 USERS_ALLOW = "GET, POST, HEAD, OPTIONS"
 NDJSON = "application/x-ndjson"
+# As `StreamingResponse(headers=..., media_type=NDJSON)` built them before: the same bytes.
+_EXPORT_HEADERS = [
+    (b"vary", b"Accept, Authorization"),
+    (b"allow", USERS_ALLOW.encode()),
+    (b"content-type", NDJSON.encode()),
+]
 
 
 class UsersEndpoint(MetadataEndpoint):
@@ -48,6 +60,9 @@ class UsersEndpoint(MetadataEndpoint):
 
     allow = USERS_ALLOW
     methods = frozenset(USERS_ALLOW.split(", "))
+    #: Seconds an export's client may take to accept one chunk; the app sets the events'
+    #: `send_timeout`, the same promise for the other long response.
+    send_timeout: float = EventSettings().send_timeout
     options_body = {
         "name": "Platform Users",
         "description": "A platform's stored metadata, for its tenant admins: list, export, import.",
@@ -55,7 +70,7 @@ class UsersEndpoint(MetadataEndpoint):
         "parses": [NDJSON],
     }
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response:
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         try:
             conn, identity = await self._start(scope, receive)
         except _Answer as answer:
@@ -77,11 +92,13 @@ class UsersEndpoint(MetadataEndpoint):
         filter = parse_filter(given[-1], self.limits) if given else None
         headers = {"Vary": "Accept, Authorization", "Allow": self.allow}
         if _wants_ndjson(conn.headers.get("accept")):
-            chunks = export_chunks(store, platform_key, filter=filter, members=members)
+            chunks = export_chunks(
+                store, platform_key, filter=filter, members=members, limits=self.limits
+            )
             # The first chunk before the status: a store that fails at once is a 503, not
             # a 200 cut short.
             first = await anext(chunks, None)
-            return StreamingResponse(_after(first, chunks), headers=headers, media_type=NDJSON)
+            return _Export(first, chunks, self.send_timeout)
         limit = parse_limit(values, DEFAULT_LIMIT, MAX_LIMIT)
         after: str | None = None
         cursors = values.get("cursor")
@@ -154,12 +171,65 @@ class UsersEndpoint(MetadataEndpoint):
         )
 
 
-async def _after(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if first is None:
-        return
-    yield first
-    async for chunk in rest:
-        yield chunk
+class _Export:
+    """The export's response: the messages `StreamingResponse` sent (the same headers, a
+    body message per chunk, an empty last one), each send bounded by `send_timeout`.
+
+    A client that stops reading makes a send wait for the socket to drain; past the timeout
+    the response ends without its last message, so the client sees a cut body, never one that
+    looks complete, and the server closes the connection.  The chunks' generator is closed
+    then, or when the client leaves (a server's `send` to a client gone returns at once):
+    what it held is freed, rather than held until the client leaves or the platform is read.
+    """
+
+    status_code = 200
+    raw_headers = _EXPORT_HEADERS
+
+    def __init__(
+        self, first: bytes | None, chunks: AsyncGenerator[bytes, None], send_timeout: float
+    ) -> None:
+        self.first = first
+        self.chunks = chunks
+        self.send_timeout = send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(_watch(receive, gone))
+        try:
+            await self._send(
+                send, {"type": "http.response.start", "status": 200, "headers": self.raw_headers}
+            )
+            chunk, self.first = self.first, None
+            while chunk is not None and not gone.is_set():
+                await self._send(send, _body(chunk, more=True))
+                # Not held while the next page is read: only what is being sent is.
+                del chunk
+                chunk = await anext(self.chunks, None)
+            if not gone.is_set():
+                await self._send(send, _body(b"", more=False))
+        except TimeoutError:
+            logger.info("export: ended, a chunk not taken within %s s", self.send_timeout)
+        except OSError as exc:  # ASGI 2.4 servers raise it on a send to a client gone
+            logger.info("export: ended: %r", exc)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await self.chunks.aclose()
+
+    async def _send(self, send: Send, message: Message) -> None:
+        async with asyncio.timeout(self.send_timeout):
+            await send(message)
+
+
+def _body(chunk: bytes, *, more: bool) -> Message:
+    return {"type": "http.response.body", "body": chunk, "more_body": more}
+
+
+async def _watch(receive: Receive, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 def _wants_ndjson(accept: str | None) -> bool:

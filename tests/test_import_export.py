@@ -98,8 +98,8 @@ async def test_accept_chooses_the_export(
 
 
 async def test_export_of_20000_records_is_sent_in_chunks_in_flat_memory(tmp_path: Path) -> None:
-    """The body goes out a store read at a time (many `http.response.body` messages, each a
-    small part of the whole), and what the export holds at its peak does not grow with the
+    """The body goes out in chunks (many `http.response.body` messages, each a small part of
+    the whole), and what the export holds at its peak does not grow with the
     number of records: exporting 20,000 peaks no higher than exporting 5,000 of them (what
     both hold beyond one chunk is the renderer's bounded caches)."""
     store = make_store("sqlite", tmp_path)
