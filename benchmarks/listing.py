@@ -168,9 +168,9 @@ async def pages(url: str, repeat: int, records: int) -> dict[str, Any]:
     store = DatabaseStore(url)
     app = PlatformMetadataApp(auth=Everyone(), store=store, openapi=False)
     middle = f"{FILLER_PREFIX}{records // 2:0{max(7, len(str(records - 1)))}d}"
-    from starlette_platform_metadata.listing import encode_cursor
+    from starlette_platform_metadata.cursors import page_cursor
 
-    cursor = b"&cursor=" + encode_cursor(middle).encode()
+    cursor = b"&cursor=" + page_cursor("u", middle).encode()
     found: dict[str, Any] = {}
     try:
         for name, filter in FILTERS.items():

@@ -11,18 +11,21 @@ from starlette.types import Receive, Scope, Send
 from . import errors
 from . import openapi as _openapi
 from .auth import AuthBackend
-from .endpoint import MetadataEndpoint, PolicyEndpoint, error_response
+from .events import EventHub, EventSettings
 from .feed import Feed, OnChange
 from .history import DEFAULT_HISTORY_PER_USER, Writer, find_revision, restore_change
-from .events import EventHub, EventSettings
-from .events_api import EventsEndpoint
-from .history_api import HistoryEndpoint, RestoreEndpoint
-from .listing import export_chunks, import_ndjson
 from .limits import Limits
+from .listing import export_chunks, import_ndjson
 from .policies import Policies, PolicySource
 from .policy import PolicyLimits
-from .stores.base import HistoryReader, RecordLister, Record, Revision, Store
-from .users_api import UsersEndpoint
+from .resource import Resource, Served, Services
+from .resources.events import EventsResource
+from .resources.history import HistoryResource, RestoreResource
+from .resources.metadata import MetadataResource
+from .resources.policy import PolicyResource
+from .resources.users import UsersResource
+from .responses import error_response
+from .stores.base import HistoryReader, Record, RecordLister, Revision, Store
 
 __all__ = ["RESOURCES", "PlatformMetadataApp"]
 
@@ -100,30 +103,21 @@ class PlatformMetadataApp:
         if on_change is not None:
             self.feed.subscribe(on_change)
         self.writer = Writer(store, history_per_user, self.feed)
-        shared = (auth, store, self.limits, self.policies, self.writer)
-        self.endpoint = MetadataEndpoint(*shared)
-        self.policy_endpoint = PolicyEndpoint(*shared)
         self.hub = EventHub(store, self.feed, events)
-        events_endpoint = EventsEndpoint(*shared)
-        events_endpoint.hub = self.hub
-        users_endpoint = UsersEndpoint(*shared)
-        # A slow export's client is dropped as a slow stream's is: one setting for both.
-        users_endpoint.send_timeout = self.hub.settings.send_timeout
-        self._routes: dict[str, MetadataEndpoint] = {"": self.endpoint, "/": self.endpoint}
-        for name, endpoint in zip(
-            RESOURCES,
-            (
-                self.policy_endpoint,
-                HistoryEndpoint(*shared),
-                RestoreEndpoint(*shared),
-                events_endpoint,
-                users_endpoint,
-            ),
-            strict=True,
-        ):
-            self._routes[f"/{name}"] = self._routes[f"/{name}/"] = endpoint
+        services = Services(auth, store, self.limits, self.policies, self.writer, self.hub)
+        metadata = Served(MetadataResource(), services)
+        self._routes: dict[str, Served] = {"": metadata, "/": metadata}
+        resources: tuple[Resource, ...] = (
+            PolicyResource(),
+            HistoryResource(),
+            RestoreResource(),
+            EventsResource(),
+            UsersResource(),
+        )
+        for name, resource in zip(RESOURCES, resources, strict=True):
+            self._routes[f"/{name}"] = self._routes[f"/{name}/"] = Served(resource, services)
         self.openapi = (
-            _openapi.build(self.limits, self.endpoint.auth_scheme, self.policies.limits)
+            _openapi.build(self.limits, services.auth_scheme, self.policies.limits)
             if openapi
             else None
         )

@@ -2,15 +2,12 @@
 
 `Writer` is the one place a user's record is written: it adds the revision to the change
 (`changes.with_history`, stored by the store in the same atomic step) and tells the `Feed`
-once the change is committed.  The HTTP resources are in `history_api.py`; hosts call
+once the change is committed.  The HTTP resources are in `resources/history.py`; hosts call
 `PlatformMetadataApp.history` / `.restore` from their own code.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,29 +26,13 @@ from .stores.base import (
     utcnow,
 )
 
-__all__ = ["DEFAULT_HISTORY_PER_USER", "Writer", "decode_cursor", "encode_cursor", "find_revision"]
+__all__ = ["DEFAULT_HISTORY_PER_USER", "Writer", "find_revision"]
 
 #: Revisions kept per (platform, user) unless the host says otherwise.
 DEFAULT_HISTORY_PER_USER = 100
 
 # Versions are int64 in PostgreSQL; nothing ever gets near this.
 _LARGEST = 2**62
-_CURSOR = re.compile(rb"v=([1-9][0-9]{0,17})")
-
-
-def encode_cursor(before: int) -> str:
-    """An opaque cursor: "the revisions older than version `before`"."""
-    return base64.urlsafe_b64encode(f"v={before}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int | None:
-    """The version a cursor names, or `None` when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        return None
-    match = _CURSOR.fullmatch(raw)
-    return int(match.group(1)) if match else None
 
 
 async def find_revision(store: Store, platform_key: str, username: str, version: int) -> Revision | None:

@@ -1,6 +1,6 @@
 """The admin listing, export and import of a platform's records (EXTENSIONS.md section 4).
 
-The HTTP resource (`users_api.py`) and the host's own code (`PlatformMetadataApp.export_records`
+The HTTP resource (`resources/users.py`) and the host's own code (`PlatformMetadataApp.export_records`
 / `.import_records`, the example host's `export` / `import` commands) share these functions:
 
 - `read_page`: one page of stored records, by username after a keyset cursor, filtered, of
@@ -16,8 +16,6 @@ The HTTP resource (`users_api.py`) and the host's own code (`PlatformMetadataApp
 
 from __future__ import annotations
 
-import base64
-import binascii
 import inspect
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
@@ -25,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import changes, errors
-from .endpoint import render_record
+from .responses import render_record
 from .errors import ApiError
 from .history import Writer
 from .jsontext import dump
@@ -44,8 +42,6 @@ __all__ = [
     "ImportRefused",
     "Members",
     "Page",
-    "decode_cursor",
-    "encode_cursor",
     "export_chunks",
     "export_page_size",
     "import_ndjson",
@@ -87,23 +83,6 @@ def parse_filter(raw: bytes, limits: Limits) -> dict[str, Any]:
     if len(value) > limits.max_keys:
         raise errors.bad_filter(errors.FILTER_TOO_MANY_KEYS.format(limits.max_keys))
     return value
-
-
-def encode_cursor(after: str) -> str:
-    """An opaque cursor: "the records after this username"."""
-    return base64.urlsafe_b64encode(b"u=" + after.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str | None:
-    """The username a cursor names, or `None` when it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        text = raw.decode("utf-8")
-    except (binascii.Error, ValueError):
-        return None
-    if not text.startswith("u=") or _CONTROL.search(text):
-        return None
-    return text[2:]
 
 
 @dataclass(frozen=True, slots=True)

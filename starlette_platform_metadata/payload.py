@@ -150,7 +150,7 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _require_object(data: Any) -> dict[str, Any]:
+def require_object(data: Any) -> dict[str, Any]:
     if data is None:
         raise errors.validation_error({"non_field_errors": [errors.NO_DATA]})
     if not isinstance(data, dict):
@@ -194,7 +194,7 @@ def _delete_keys_errors(value: Any, limits: Limits) -> list[str] | dict[str, lis
 
 def validate_patch(data: Any, limits: Limits) -> PatchBody:
     """Validate a PATCH body as the original DRF serializer did."""
-    body = _require_object(data)
+    body = require_object(data)
     problems: dict[str, Any] = {}
     if "metadata" in body:
         if found := _metadata_errors(body["metadata"], limits):
@@ -213,7 +213,7 @@ def validate_patch(data: Any, limits: Limits) -> PatchBody:
 
 def validate_put(data: Any, limits: Limits) -> dict[str, Any]:
     """Validate a PUT body: `metadata` is required and replaces everything."""
-    body = _require_object(data)
+    body = require_object(data)
     if "metadata" not in body:
         raise errors.validation_error({"metadata": [errors.REQUIRED]})
     if found := _metadata_errors(body["metadata"], limits):

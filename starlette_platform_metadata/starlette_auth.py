@@ -28,7 +28,7 @@ from starlette.responses import Response
 
 from . import errors
 from .auth import Identity, PlatformAccess
-from .endpoint import error_response
+from .responses import error_response
 
 __all__ = ["StarletteUserBackend", "on_auth_error"]
 

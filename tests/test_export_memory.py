@@ -21,7 +21,7 @@ from starlette.types import Message
 
 from starlette_platform_metadata import Limits, PlatformMetadataApp, Store, changes
 from starlette_platform_metadata.events import EventSettings
-from starlette_platform_metadata.endpoint import render_record
+from starlette_platform_metadata.responses import render_record
 from starlette_platform_metadata.listing import EXPORT_PAGE_BYTES, export_page_size
 from starlette_platform_metadata.stores.base import ManyWriter, Record, RecordLister
 

@@ -23,7 +23,8 @@ from starlette_platform_metadata import (
     Store,
     changes,
 )
-from starlette_platform_metadata.listing import MAX_READS, decode_cursor, encode_cursor
+from starlette_platform_metadata.cursors import page_cursor, read_listing_cursor
+from starlette_platform_metadata.listing import MAX_READS
 from starlette_platform_metadata.testing import FILTER_CASES, FILTER_DOCUMENTS
 
 from .conftest import URL, FakeAuth
@@ -137,7 +138,7 @@ async def test_pages_follow_next_to_the_end_keeping_every_parameter(
     )
     query = parse_qs(urlsplit(first.json()["next"]).query)
     assert query["limit"] == ["10"] and query["filter"] == ['{"plan":"pro"}']
-    assert decode_cursor(query["cursor"][0]) == "user09"
+    assert read_listing_cursor(query["cursor"][0]) == "user09"
     listed, pages = await walk(client, acme["admin"], limit=10, filter='{"plan":"pro"}')
     assert [r["username"] for r in listed] == names
     assert pages == 3
@@ -171,7 +172,7 @@ async def test_limits_at_the_edges_and_a_bad_cursor(
             USERS, params={"platform_key": P, "limit": limit}, headers=acme["admin"]
         )
         assert ok.status_code == 200
-    for cursor in ("garbage!", encode_cursor("x")[:-1] + "*", "dT0BcG9saWN5"):
+    for cursor in ("garbage!", page_cursor("u", "x")[:-1] + "*", "dT0BcG9saWN5"):
         bad = await client.get(
             USERS, params={"platform_key": P, "cursor": cursor}, headers=acme["admin"]
         )
@@ -327,7 +328,13 @@ async def test_a_store_without_records_answers_404() -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
         response = await client.get("/users/", params={"platform_key": P}, headers=admin)
-    assert (response.status_code, response.json()) == (404, {"detail": "Not found."})
+        imported = await client.post(
+            "/users/", params={"platform_key": P}, headers={**admin, "Content-Type": "application/x-ndjson"},
+            content=b'{"username": "boss", "metadata": {}}\n',
+        )
+    listing = {"detail": "Listing users' metadata is not available on this server."}
+    assert (response.status_code, response.json()) == (404, listing)
+    assert (imported.status_code, imported.json()) == (404, listing)
 
 
 async def test_head_answers_the_headers_of_a_page_and_of_an_export(

@@ -1,98 +1,50 @@
-"""`<mount>/events/`: a user's (or, for tenant admins, a platform's) changes as Server-Sent
-Events (EXTENSIONS.md section 3).
+"""The response of `<mount>/events/`: one live stream of Server-Sent Events.
 
 Our own small writer rather than sse-starlette: a stream here must subscribe to the hub
 before its headers are sent (so it carries every change committed after them), replay from
-history, re-check access, end on a full queue, on shutdown or on a send that stalls; the
-event format itself is four lines.  docs/events.md says more.
+history, re-check access through the request path's own authorization, end on a full queue,
+on shutdown or on a send that stalls; the event format itself is four lines.
+docs/events.md says more.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import re
-from typing import Literal
+from collections.abc import Awaitable, Callable
 
-from starlette.requests import HTTPConnection
-from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from . import capabilities, errors
-from .auth import Identity
-from .endpoint import (
-    Answer,
-    MetadataEndpoint,
-    _Answer,
-    _boolean,
-    _hidden,
-    _query_values,
-    render_record,
-)
-from .errors import ApiError
-from .events import EventHub, Subscription, TooManyStreams
-from .jsontext import dump
-from .policy import Policy, member_view
-from .stores.base import ChangeReader, HistoryReader, Record, Revision, StoreUnavailable
+from ..cursors import EventKind, event_id
+from ..events import EventHub, Subscription
+from ..policies import Policies
+from ..policy import Policy
+from ..stores.base import ChangeReader, HistoryReader, Record, Revision, Store, StoreUnavailable
+from ..views import event_data, hidden
 
-__all__ = ["EventsEndpoint"]
+__all__ = ["HEADERS", "EventStream", "Reauthorize"]
 
 logger = logging.getLogger("starlette_platform_metadata")
 
-EVENTS_ALLOW = "GET, HEAD, OPTIONS"
-_HEADERS = [
+HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
     (b"vary", b"Authorization"),
     # nginx and similar proxies buffer responses unless told not to.
     (b"x-accel-buffering", b"no"),
 ]
-_CURSOR = re.compile(r"([vs])\.([0-9]{1,18})")
 # Changes read from history per page of a replay: what a replay holds at a time is this many
 # revisions (each at most `Limits.max_document_bytes`), whatever the client's pace.
 _REPLAY_PAGE = 16
 
-Kind = Literal["user", "platform"]
+#: Authorizes the stream's request again: whether the caller is a tenant admin now, or
+#: `None` when it may no longer read the stream.
+Reauthorize = Callable[[], Awaitable["bool | None"]]
 
 
-def _cursor(kind: Kind, position: int) -> str:
-    """An event id: `v.<version>` on a one-user stream, `s.<seq>` on a platform's."""
-    return f"{'v' if kind == 'user' else 's'}.{position}"
-
-
-def _read_cursor(kind: Kind, text: str | None) -> int | None:
-    """The position a client's cursor names on this kind of stream; -1 when it names none of
-    ours (treated as older than any history: a snapshot or a reset); `None` without one."""
-    if text is None:
-        return None
-    match = _CURSOR.fullmatch(text.strip())
-    if match is None or match.group(1) != ("v" if kind == "user" else "s"):
-        return -1
-    return int(match.group(2))
-
-
-def _event(name: str, event_id: str, data: bytes) -> bytes:
-    return b"id: " + event_id.encode() + b"\nevent: " + name.encode() + b"\ndata: " + data + b"\n\n"
-
-
-def _data(
-    username: str,
-    platform_key: str,
-    record: Record,
-    hide: Policy | None,
-    actor: str | None,
-    operation: str | None,
-) -> bytes:
-    """A GET's success body as this caller may see it, plus version, actor and operation."""
-    if hide is not None and hide.may_hold_private(record.metadata_json):
-        record = dataclasses.replace(
-            record, metadata_json=dump(member_view(hide, record.metadata))
-        )
-    body = render_record(username, platform_key, record)
-    extra = f',"version":{record.version},"actor":{dump(actor)},"operation":{dump(operation)}}}'
-    return body[:-1] + extra.encode()
+def _event(name: str, cursor: str, data: bytes) -> bytes:
+    return b"id: " + cursor.encode() + b"\nevent: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
 def _as_record(revision: Revision) -> Record:
@@ -100,91 +52,6 @@ def _as_record(revision: Revision) -> Record:
     if revision.created_at is None:
         return Record("{}", revision.version, None, None)
     return Record(revision.metadata_json, revision.version, revision.created_at, revision.at)
-
-
-class EventsEndpoint(MetadataEndpoint):
-    """GET a stream of changes: one user's, or with `all_users=true` a platform's (admins)."""
-
-    allow = EVENTS_ALLOW
-    methods = frozenset(EVENTS_ALLOW.split(", "))
-    options_body = {
-        "name": "Metadata Events",
-        "description": "Changes of users' metadata on a platform, as Server-Sent Events.",
-        "renders": ["text/event-stream"],
-        "parses": ["application/json"],
-    }
-    hub: EventHub
-
-    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
-        try:
-            conn, identity = await self._start(scope, receive)
-        except _Answer as answer:
-            return answer.response
-        values = _query_values(scope["query_string"])
-        platform_key, target = self._query(scope)
-        all_users = _boolean(values, "all_users")
-        if all_users and target is not None:
-            raise errors.validation_error({"all_users": [errors.ALL_USERS_WITH_USERNAME]})
-        if all_users:
-            is_admin = await self._authorize_platform(identity, platform_key)
-            username: str | None = None
-        else:
-            username, is_admin = await self._authorize(identity, platform_key, target)
-        # Live changes are read from history.
-        if not self.hub.available:
-            raise capabilities.missing(self.store, "changes", "ChangeReader", "events/")
-        if self.writer.keep == 0:
-            raise capabilities.history_off("events/")
-        if scope["method"] == "HEAD":
-            return Response(headers={k.decode(): v.decode() for k, v in _HEADERS})
-        header = conn.headers.get("last-event-id")
-        if header is None:
-            given = values.get("last_event_id")
-            header = given[-1].decode("utf-8", "replace") if given else None
-        kind: Kind = "user" if username is not None else "platform"
-        cursor = _read_cursor(kind, header)
-        try:
-            subscription = await self.hub.subscribe(platform_key, username, identity.username)
-        except TooManyStreams as refused:
-            if refused.bound == "process":
-                raise errors.too_many_streams() from None
-            raise errors.stream_quota(refused.bound) from None
-        stream = _Stream(self, conn, identity, subscription, target, is_admin, cursor)
-        if username is None and cursor is None:
-            # Before the headers go: the stream carries every change committed after them.
-            try:
-                stream.position = (await self.hub.position(platform_key))[0]
-            except BaseException:
-                self.hub.unsubscribe(subscription)
-                raise
-        return stream
-
-    async def _authorize_platform(self, identity: Identity, platform_key: str) -> bool:
-        """`all_users=true`: the platform exists and the caller is its tenant admin."""
-        access = await self.auth.access(identity, platform_key, None)
-        if not access.platform_exists:
-            raise errors.platform_not_found()
-        if not access.is_admin:
-            raise errors.admin_only()
-        return True
-
-    async def view_now(
-        self, conn: HTTPConnection, identity: Identity, platform_key: str, target: str | None,
-        all_users: bool,
-    ) -> bool | None:
-        """The stream's request authorized again, as the request path authorizes it: the
-        token, the same caller, the platform, the membership or admin role.  Whether the
-        caller is a tenant admin now (which view its events take), or `None`: the stream
-        must end."""
-        try:
-            again = await self._authenticate(conn)
-            if again.username != identity.username:
-                return None
-            if all_users:
-                return await self._authorize_platform(again, platform_key)
-            return (await self._authorize(again, platform_key, target))[1]
-        except ApiError:
-            return None
 
 
 class _SendFailed(Exception):
@@ -196,43 +63,44 @@ class _Ended(Exception):
     carry every change (the client resumes with its last id)."""
 
 
-class _Stream:
+class EventStream:
     """The response: headers at once, then events until something ends it."""
 
     status_code = 200
-    raw_headers = _HEADERS
+    raw_headers = HEADERS
 
     def __init__(
         self,
-        endpoint: EventsEndpoint,
-        conn: HTTPConnection,
-        identity: Identity,
+        hub: EventHub,
+        store: Store,
+        policies: Policies,
         subscription: Subscription,
-        target: str | None,
         is_admin: bool,
         cursor: int | None,
+        reauthorize: Reauthorize,
     ) -> None:
-        self.endpoint = endpoint
-        self.conn = conn
-        self.identity = identity
+        self.hub = hub
+        self.store = store
+        self.policies = policies
         self.subscription = subscription
-        self.target = target
-        # The view events take: derived again before every batch of changes (`_authorize`).
+        # The view events take: derived again before every batch of changes, by the
+        # request path's own authorization (`reauthorize`).
         self.is_admin = is_admin
+        self.reauthorize = reauthorize
         self.cursor = cursor
         self.platform_key = subscription.platform_key
         self.username = subscription.username
-        self.kind: Kind = "user" if self.username is not None else "platform"
+        self.kind: EventKind = "user" if self.username is not None else "platform"
         # Last delivered: a version (one user) or a seq (platform); nothing at or below it is
         # sent again.
         self.position = 0
         self.disconnected = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hub = self.endpoint.hub
+        hub = self.hub
         watcher = asyncio.get_running_loop().create_task(self._watch(receive))
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await self._run(send)
             await self._end(send)
         except (_SendFailed, OSError) as exc:
@@ -274,13 +142,13 @@ class _Stream:
         # Servers write an event into their buffer only once the earlier ones drained
         # (uvicorn waits before writing), so a client that never reads holds one event there.
         try:
-            async with asyncio.timeout(self.endpoint.hub.settings.send_timeout):
+            async with asyncio.timeout(self.hub.settings.send_timeout):
                 await send({"type": "http.response.body", "body": body, "more_body": more})
         except (TimeoutError, OSError) as exc:
             raise _SendFailed(repr(exc)) from None
 
     async def _run(self, send: Send) -> None:
-        settings = self.endpoint.hub.settings
+        settings = self.hub.settings
         loop = asyncio.get_running_loop()
         subscription = self.subscription
         await self._begin(send)
@@ -311,9 +179,7 @@ class _Stream:
     async def _refresh_view(self) -> None:
         """Authorize the stream again, as a request is: a role changed since the last
         batch changes the view of the next one; a lost right ends the stream."""
-        is_admin = await self.endpoint.view_now(
-            self.conn, self.identity, self.platform_key, self.target, self.kind == "platform"
-        )
+        is_admin = await self.reauthorize()
         if is_admin is None:
             raise _Ended
         self.is_admin = is_admin
@@ -322,7 +188,7 @@ class _Stream:
 
     async def _begin(self, send: Send) -> None:
         """The snapshot, the replay or the reset the stream starts with."""
-        store = self.endpoint.store
+        store = self.store
         if self.kind == "platform":
             assert isinstance(store, ChangeReader)
             cursor = self.cursor
@@ -330,7 +196,7 @@ class _Stream:
                 return  # `position` was read before the headers were sent
             seq, horizon = await store.position(self.platform_key)
             if cursor < horizon or cursor > seq:
-                await self._send(send, _event("reset", _cursor("platform", seq), b"{}"))
+                await self._send(send, _event("reset", event_id("platform", seq), b"{}"))
                 self.position = seq
                 return
             self.position = cursor
@@ -345,9 +211,9 @@ class _Stream:
             await self._begin_user(send)
 
     async def _begin_user(self, send: Send) -> None:
-        store = self.endpoint.store
+        store = self.store
         assert self.username is not None
-        current, record = await self.endpoint.policies.current_and(
+        current, record = await self.policies.current_and(
             self.platform_key, self.username
         )
         cursor = self.cursor
@@ -356,10 +222,9 @@ class _Stream:
             if await self._replay(send, store, cursor, record.version):
                 return
         # No cursor, one older than the history kept, or one we never issued: the state now.
-        policy = None if current.policy.is_default else current.policy
-        hide = _hidden(policy, not self.is_admin)
-        data = _data(self.username, self.platform_key, record, hide, None, None)
-        await self._send(send, _event("snapshot", _cursor("user", record.version), data))
+        hide = hidden(current.policy, self.is_admin)
+        data = event_data(self.username, self.platform_key, record, hide, None, None)
+        await self._send(send, _event("snapshot", event_id("user", record.version), data))
         self.position = record.version
 
     async def _replay(self, send: Send, store: HistoryReader, cursor: int, through: int) -> bool:
@@ -400,20 +265,17 @@ class _Stream:
         await self._refresh_view()
         hide: Policy | None = None
         if not self.is_admin:
-            policy = (await self.endpoint.policies.current(self.platform_key)).policy
-            hide = _hidden(None if policy.is_default else policy, True)
+            hide = hidden((await self.policies.current(self.platform_key)).policy, False)
         for username, revision in found:
             if self.kind == "user":
                 if revision.version <= self.position:
                     continue  # already in the snapshot, or replayed
-                event_id = _cursor("user", revision.version)
                 position = revision.version
             else:
                 position = revision.seq or 0
                 if position <= self.position:
                     continue
-                event_id = _cursor("platform", position)
-            data = _data(
+            data = event_data(
                 username,
                 self.platform_key,
                 _as_record(revision),
@@ -421,5 +283,5 @@ class _Stream:
                 revision.actor,
                 revision.operation,
             )
-            await self._send(send, _event("change", event_id, data))
+            await self._send(send, _event("change", event_id(self.kind, position), data))
             self.position = position

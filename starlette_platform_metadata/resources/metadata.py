@@ -1,0 +1,134 @@
+"""`<mount>/`: the contract's four methods on one user's metadata (API.md), with the
+policy's member rules (EXTENSIONS.md section 1) and history (section 2) on the way."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from .. import changes, conditional, errors
+from ..payload import validate_patch, validate_put
+from ..policy import Policy
+from ..resource import Request
+from ..responses import Answer, not_modified
+from ..stores.base import POLICY_USERNAME, Change, Record
+from ..views import hidden, record_response
+
+__all__ = ["MetadataResource", "current_policy", "run_change"]
+
+# DRF's order: Django's http_method_names filtered to what the view has (HEAD follows GET).
+ALLOW = "GET, PUT, PATCH, DELETE, HEAD, OPTIONS"
+_ALLOW = ALLOW.encode()
+
+
+async def current_policy(request: Request, platform_key: str) -> Policy | None:
+    """The platform's policy, or `None` when it has none: then every request takes the
+    path it took before policies existed.  Read on every request, as late as possible (a
+    write reads it once its body is valid); compiled only when it changed."""
+    policy = (await request.services.policies.current(platform_key)).policy
+    return None if policy.is_default else policy
+
+
+async def run_change(
+    request: Request, platform_key: str, username: str, change: Change, *, purge: bool = False
+) -> Record:
+    """Run `change` in the store (a user's with history); refusals become the contract's
+    answers."""
+    services = request.services
+    try:
+        if username == POLICY_USERNAME:
+            return await services.store.update(platform_key, username, change)
+        return await services.writer.write(platform_key, username, change, purge=purge)
+    except changes.PreconditionFailed as exc:
+        # Worded from, and carrying the ETag of, the record the change saw.
+        raise errors.precondition_failed(exc.reason, conditional.etag(exc.record)) from None
+    except changes.DocumentTooLarge as exc:
+        raise errors.document_too_large(exc.limit, exc.name) from None
+    except changes.KeysForbidden as exc:
+        raise errors.keys_forbidden(exc.keys) from None
+    except changes.SchemaViolation as exc:
+        raise errors.schema_violation(exc.errors) from None
+
+
+class MetadataResource:
+    """GET, PUT, PATCH and DELETE of one user's metadata on a platform."""
+
+    allow = ALLOW
+    options: dict[str, object] = {
+        "name": "User Platform Metadata",
+        "description": "Per-user, per-platform metadata.",
+        "renders": ["application/json"],
+        "parses": ["application/json"],
+    }
+    query_names = frozenset((b"platform_key", b"username", b"history"))
+
+    async def get(self, request: Request) -> Answer:
+        grant = await request.authorize("user", *request.query.target())
+        assert grant.username is not None
+        conditions = request.conditions()
+        current, record = await request.services.policies.current_and(
+            grant.platform_key, grant.username
+        )
+        if conditions.not_modified(record):
+            return not_modified(record)
+        policy = None if current.policy.is_default else current.policy
+        return record_response(
+            grant.username, grant.platform_key, record, hidden(policy, grant.is_admin), _ALLOW
+        )
+
+    async def put(self, request: Request) -> Answer:
+        return await self._write(request)
+
+    async def patch(self, request: Request) -> Answer:
+        return await self._write(request)
+
+    async def delete(self, request: Request) -> Answer:
+        grant = await request.authorize("user", *request.query.target())
+        assert grant.username is not None
+        conditions = request.conditions()
+        purge = request.query.choice("history", "purge")
+        policy = await current_policy(request, grant.platform_key)
+        change = changes.delete(
+            conditions=conditions,
+            actor=request.identity.username,
+            policy=policy,
+            member=not grant.is_admin,
+        )
+        await run_change(request, grant.platform_key, grant.username, change, purge=purge)
+        return Response(status_code=204)
+
+    async def _write(self, request: Request) -> Answer:
+        grant = await request.authorize("user", *request.query.target())
+        assert grant.username is not None
+        conditions = request.conditions()
+        limits = request.services.limits
+        data = await request.json()
+        member = not grant.is_admin
+        if request.method == "PATCH":
+            patch = validate_patch(data, limits)
+            policy = await current_policy(request, grant.platform_key)
+            change = changes.patch(
+                patch.set,
+                patch.delete,
+                conditions=conditions,
+                actor=request.identity.username,
+                policy=policy,
+                member=member,
+                max_bytes=limits.max_document_bytes,
+                max_private_bytes=limits.max_private_bytes,
+            )
+        else:
+            metadata = validate_put(data, limits)
+            policy = await current_policy(request, grant.platform_key)
+            change = changes.replace(
+                metadata,
+                conditions=conditions,
+                actor=request.identity.username,
+                policy=policy,
+                member=member,
+                max_bytes=limits.max_document_bytes,
+                max_private_bytes=limits.max_private_bytes,
+            )
+        record = await run_change(request, grant.platform_key, grant.username, change)
+        return record_response(
+            grant.username, grant.platform_key, record, hidden(policy, grant.is_admin), _ALLOW
+        )
