@@ -50,6 +50,9 @@ from starlette_platform_metadata.client import (
     _async,
     _sync,
     calls,
+    streams,
+    updating,
+    watching,
 )
 from starlette_platform_metadata.client.errors import parse_retry_after
 
@@ -714,7 +717,7 @@ def test_update_gives_up_after_retries_with_backoff(monkeypatch: pytest.MonkeyPa
     assert [r.method for r in sent] == ["GET", "PUT"] * 7
     assert all(r.headers["if-match"] == '"1"' for r in sent if r.method == "PUT")
     assert len(waits) == 6
-    bounds = [min(calls.BACKOFF_CAP, calls.BACKOFF_BASE * 2**i) for i in range(6)]
+    bounds = [min(updating.BACKOFF_CAP, updating.BACKOFF_BASE * 2**i) for i in range(6)]
     assert all(0 <= wait <= bound for wait, bound in zip(waits, bounds))
     assert len(set(waits)) > 1  # jittered
 
@@ -746,7 +749,7 @@ async def test_async_update_retries_503_as_retry_after_says(
         done = await client.update(P, lambda m: {"n": m["n"] + 1})
     assert done.metadata == {"n": 2}
     assert [r.method for r in sent] == ["GET", "GET", "PUT", "GET", "PUT", "GET", "PUT"]
-    assert waits == [2.0, calls.RETRY_AFTER_CAP, calls.BACKOFF_BASE * 4]
+    assert waits == [2.0, updating.RETRY_AFTER_CAP, updating.BACKOFF_BASE * 4]
 
 
 def test_update_does_not_retry_other_refusals_or_what_fn_raises(
@@ -1171,14 +1174,14 @@ def test_lines_split_at_cr_lf_and_crlf_only() -> None:
     expected = [b"a", b"b", b"c", "d\x85e\u2028f".encode(), b"", b"g"]
     for cut in range(len(text) + 1):
         for size in (1, 2, 3, len(text) or 1):
-            lines = calls.Lines()
+            lines = streams.Lines()
             got: list[bytes] = []
             pieces = [text[:cut]] + [text[i : i + size] for i in range(cut, len(text), size)]
             for piece in pieces:
                 if piece:
                     got += lines.feed(piece)
             assert got == expected and lines.rest() == b"", (cut, size)
-    unfinished = calls.Lines()
+    unfinished = streams.Lines()
     assert unfinished.feed(b"x\ny") == [b"x"] and unfinished.rest() == b"y"
 
 
@@ -1273,7 +1276,7 @@ def check_watched(
     # 503: its Retry-After; then backoffs of at least the server's `retry:` of 100 ms, none
     # longer than the bound.
     assert waits[0] == 2.0 and len(waits) == 5  # one wait before each reconnection
-    assert all(0.1 <= wait <= calls.WATCH_BACKOFF_CAP for wait in waits[1:])
+    assert all(0.1 <= wait <= watching.WATCH_BACKOFF_CAP for wait in waits[1:])
 
 
 def test_watch_parses_events_and_reconnects_with_the_last_event_id(
@@ -1364,25 +1367,25 @@ def test_watch_raises_refusals_and_never_retries_them(
 def test_watch_backoff_is_bounded_and_starts_again_after_a_delivery() -> None:
     """Connection refused again and again: jittered waits doubling up to the cap; a
     connection that delivers anything brings the next wait back to the first."""
-    watch = calls.Watch(
+    watch = watching.Watch(
         calls.Calls(API, "t"), P, username=None, all_users=False, last_event_id=None,
         reconnect=True,
     )  # fmt: skip
     refused = httpx.ConnectError("refused")
     waits = [watch.delay(refused) for _ in range(12)]
     for attempt, wait in enumerate(waits):
-        bound = min(calls.WATCH_BACKOFF_CAP, calls.WATCH_BACKOFF_BASE * 2**attempt)
+        bound = min(watching.WATCH_BACKOFF_CAP, watching.WATCH_BACKOFF_BASE * 2**attempt)
         assert wait is not None and bound / 2 <= wait <= bound
     watch.connected()
     watch.feed(b": keep-alive\n\n")
     first = watch.delay(None)
-    assert first is not None and first <= calls.WATCH_BACKOFF_BASE
+    assert first is not None and first <= watching.WATCH_BACKOFF_BASE
     for fatal in (httpx.UnsupportedProtocol("ftp"), httpx.LocalProtocolError("bad header")):
         assert watch.delay(fatal) is None
     for dropped in (httpx.ReadTimeout("slow"), httpx.ProxyError("gone"), httpx.WriteError("w")):
         assert watch.delay(dropped) is not None
     timeout = watch.timeout(httpx.Timeout(10.0))
-    assert timeout.read == calls.WATCH_READ_TIMEOUT and timeout.connect == 10.0
+    assert timeout.read == watching.WATCH_READ_TIMEOUT and timeout.connect == 10.0
     assert watch.timeout(httpx.Timeout(None)).read is None
 
 
@@ -1585,4 +1588,4 @@ async def test_watch_resumes_across_a_server_restart(
     assert [c.version for c in got] == list(range(9))  # strictly consecutive: no gap, no twice
     assert [c.metadata for c in got[1:]] == [{"n": n} for n in range(1, 9)]
     assert [c.id for c in got] == [f"v.{n}" for n in range(9)]
-    assert all(0 < wait <= calls.WATCH_BACKOFF_CAP for wait in waits)
+    assert all(0 < wait <= watching.WATCH_BACKOFF_CAP for wait in waits)

@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import calls
-from .calls import DEFAULT_PATH, Call, ImportItem
+from . import updating
+from .calls import DEFAULT_PATH, Call, Calls, ImportItem
 from .errors import MetadataClientError, PreconditionFailed, Unavailable
 from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
+from .streams import ExportReader
+from .watching import Watch
 
 __all__ = ["AsyncMetadataClient"]
 
@@ -63,7 +65,7 @@ class AsyncMetadataClient:
         *,
         timeout: float = 10.0,
     ) -> None:
-        self._calls = calls.Calls(base_url, token, path)
+        self._calls = Calls(base_url, token, path)
         self._owned = http_client is None
         self._http = httpx.AsyncClient(timeout=timeout) if http_client is None else http_client
 
@@ -180,16 +182,16 @@ class AsyncMetadataClient:
         while True:
             try:
                 current = await self.get(platform_key, username=username)
-                given = calls.document_copy(current.metadata)
+                given = updating.document_copy(current.metadata)
                 result = fn(given)
                 if inspect.isawaitable(result):
                     result = await result
-                document = calls.new_document(result, given)
+                document = updating.new_document(result, given)
                 return await self.replace(
                     platform_key, document, username=username, if_match=current.etag
                 )
             except (PreconditionFailed, Unavailable) as error:
-                delay = calls.retry_delay(error, attempt)
+                delay = updating.retry_delay(error, attempt)
                 if attempt >= retries or delay is None:
                     raise
                 attempt += 1
@@ -255,7 +257,7 @@ class AsyncMetadataClient:
 
     async def _export(self, call: Call[None]) -> AsyncGenerator[ListedRecord, None]:
         async with self._open(call) as response:
-            reader = calls.ExportReader(response)
+            reader = ExportReader(response)
             async for chunk in response.aiter_bytes():
                 for record in reader.feed(chunk):
                     yield record
@@ -282,7 +284,7 @@ class AsyncMetadataClient:
         """As `MetadataClient.watch`: `async for change in client.watch(...)`.  To stop
         early, `break` inside `async with contextlib.aclosing(client.watch(...)) as changes`
         (or cancel the task), so the connection closes at once."""
-        state = calls.Watch(
+        state = Watch(
             self._calls,
             platform_key,
             username=username,
@@ -292,7 +294,7 @@ class AsyncMetadataClient:
         )
         return self._watch(state)
 
-    async def _watch(self, state: calls.Watch) -> AsyncGenerator[Change, None]:
+    async def _watch(self, state: Watch) -> AsyncGenerator[Change, None]:
         timeout = state.timeout(self._http.timeout)
         while True:
             try:

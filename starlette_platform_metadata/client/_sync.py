@@ -10,10 +10,12 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import calls
-from .calls import DEFAULT_PATH, Call, ImportItem
+from . import updating
+from .calls import DEFAULT_PATH, Call, Calls, ImportItem
 from .errors import MetadataClientError, PreconditionFailed, Unavailable
 from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
+from .streams import ExportReader
+from .watching import Watch
 
 __all__ = ["MetadataClient"]
 
@@ -47,7 +49,7 @@ class MetadataClient:
         *,
         timeout: float = 10.0,
     ) -> None:
-        self._calls = calls.Calls(base_url, token, path)
+        self._calls = Calls(base_url, token, path)
         self._owned = http_client is None
         self._http = httpx.Client(timeout=timeout) if http_client is None else http_client
 
@@ -167,13 +169,13 @@ class MetadataClient:
         while True:
             try:
                 current = self.get(platform_key, username=username)
-                given = calls.document_copy(current.metadata)
-                document = calls.new_document(fn(given), given)
+                given = updating.document_copy(current.metadata)
+                document = updating.new_document(fn(given), given)
                 return self.replace(
                     platform_key, document, username=username, if_match=current.etag
                 )
             except (PreconditionFailed, Unavailable) as error:
-                delay = calls.retry_delay(error, attempt)
+                delay = updating.retry_delay(error, attempt)
                 if attempt >= retries or delay is None:
                     raise
                 attempt += 1
@@ -243,7 +245,7 @@ class MetadataClient:
 
     def _export(self, call: Call[None]) -> Generator[ListedRecord, None, None]:
         with self._open(call) as response:
-            reader = calls.ExportReader(response)
+            reader = ExportReader(response)
             for chunk in response.iter_bytes():
                 yield from reader.feed(chunk)
             yield from reader.end()
@@ -280,7 +282,7 @@ class MetadataClient:
         retried after its `Retry-After`.  With `reconnect=False` the iteration ends with the
         first connection.  Break out of the loop (or `close()` the iterator) to stop.
         """
-        state = calls.Watch(
+        state = Watch(
             self._calls,
             platform_key,
             username=username,
@@ -290,7 +292,7 @@ class MetadataClient:
         )
         return self._watch(state)
 
-    def _watch(self, state: calls.Watch) -> Generator[Change, None, None]:
+    def _watch(self, state: Watch) -> Generator[Change, None, None]:
         timeout = state.timeout(self._http.timeout)
         while True:
             try:
