@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import updating
 from .calls import DEFAULT_PATH, Call, Calls, ImportItem
 from .errors import MetadataClientError, PreconditionFailed, Unavailable
 from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
 from .streams import ExportReader
+from .updating import Update
 from .watching import Watch
 
 __all__ = ["AsyncMetadataClient"]
@@ -178,24 +178,20 @@ class AsyncMetadataClient:
 
         As `MetadataClient.update`; `fn` may also be a coroutine function.
         """
-        attempt = 0
+        cycle = Update(self._calls, platform_key, username=username, retries=retries)
         while True:
             try:
-                current = await self.get(platform_key, username=username)
-                given = updating.document_copy(current.metadata)
+                current = await self._send(cycle.read())
+                given = cycle.given(current)
                 result = fn(given)
                 if inspect.isawaitable(result):
                     result = await result
-                document = updating.new_document(result, given)
-                return await self.replace(
-                    platform_key, document, username=username, if_match=current.etag
-                )
+                return await self._send(cycle.write(current, given, result))
             except (PreconditionFailed, Unavailable) as error:
-                delay = updating.retry_delay(error, attempt)
-                if attempt >= retries or delay is None:
+                delay = cycle.delay(error)
+                if delay is None:
                     raise
-                attempt += 1
-                await sleep(delay)
+            await sleep(delay)
 
     async def get_policy(self, platform_key: str) -> PlatformPolicy:
         """The platform's policy (a member's view leaves `private_keys` out: `None`)."""

@@ -10,11 +10,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import updating
 from .calls import DEFAULT_PATH, Call, Calls, ImportItem
 from .errors import MetadataClientError, PreconditionFailed, Unavailable
 from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
 from .streams import ExportReader
+from .updating import Update
 from .watching import Watch
 
 __all__ = ["MetadataClient"]
@@ -165,21 +165,17 @@ class MetadataClient:
         its `Retry-After`, at most `retries` times; then the last error is raised.  What
         `fn` raises propagates at once.
         """
-        attempt = 0
+        cycle = Update(self._calls, platform_key, username=username, retries=retries)
         while True:
             try:
-                current = self.get(platform_key, username=username)
-                given = updating.document_copy(current.metadata)
-                document = updating.new_document(fn(given), given)
-                return self.replace(
-                    platform_key, document, username=username, if_match=current.etag
-                )
+                current = self._send(cycle.read())
+                given = cycle.given(current)
+                return self._send(cycle.write(current, given, fn(given)))
             except (PreconditionFailed, Unavailable) as error:
-                delay = updating.retry_delay(error, attempt)
-                if attempt >= retries or delay is None:
+                delay = cycle.delay(error)
+                if delay is None:
                     raise
-                attempt += 1
-                sleep(delay)
+            sleep(delay)
 
     def get_policy(self, platform_key: str) -> PlatformPolicy:
         """The platform's policy (a member's view leaves `private_keys` out: `None`)."""
