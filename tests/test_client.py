@@ -47,8 +47,8 @@ from starlette_platform_metadata.client import (
     UnexpectedResponse,
     Unavailable,
     ValidationError,
-    _async,
-    _sync,
+    asynchronous,
+    blocking,
     calls,
     streams,
     updating,
@@ -709,7 +709,7 @@ def test_update_gives_up_after_retries_with_backoff(monkeypatch: pytest.MonkeyPa
     """Always 412: `retries` + 1 reads and writes, jittered waits within the exponential
     bound, then the PreconditionFailed itself."""
     waits: list[float] = []
-    monkeypatch.setattr(_sync, "sleep", waits.append)
+    monkeypatch.setattr(blocking, "sleep", waits.append)
     with mocked(always_stale) as (client, sent):
         with pytest.raises(PreconditionFailed) as failed:
             client.update(P, lambda m: {"n": m["n"] + 1}, retries=6)
@@ -733,7 +733,7 @@ async def test_async_update_retries_503_as_retry_after_says(
     async def wait(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(_async, "sleep", wait)
+    monkeypatch.setattr(asynchronous, "sleep", wait)
     answers = iter(
         [
             httpx.Response(503, json={"detail": "busy"}, headers={"Retry-After": "2"}),
@@ -756,7 +756,7 @@ def test_update_does_not_retry_other_refusals_or_what_fn_raises(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A 403 or fn's own exception ends update at once."""
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     with mocked(lambda r: httpx.Response(403, json={"error": "no"})) as (client, sent):
         with pytest.raises(PermissionDenied):
             client.update(P, lambda m: m)
@@ -1287,7 +1287,7 @@ def test_watch_parses_events_and_reconnects_with_the_last_event_id(
     connection, a gateway's 502 and a stream the server ended reconnect with Last-Event-ID;
     an event cut short is dropped and replayed; a 401 is raised, not retried."""
     waits: list[float] = []
-    monkeypatch.setattr(_sync, "sleep", waits.append)
+    monkeypatch.setattr(blocking, "sleep", waits.append)
     answers = iter(stream_answers())
     changes: list[Any] = []
     with mocked(lambda request: next(answers)) as (client, sent):
@@ -1307,7 +1307,7 @@ async def test_async_watch_parses_events_and_reconnects_with_the_last_event_id(
     async def wait(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(_async, "sleep", wait)
+    monkeypatch.setattr(asynchronous, "sleep", wait)
     answers = iter(stream_answers())
     changes: list[Any] = []
     async with amocked(lambda request: next(answers)) as (client, sent):
@@ -1321,7 +1321,7 @@ def test_watch_without_reconnect_and_its_arguments(monkeypatch: pytest.MonkeyPat
     """reconnect=False: the first stream's end ends the iteration, a dropped connection or a
     503 is raised; `last_event_id` goes out as Last-Event-ID; a reset comes with no record;
     username with all_users fails before anything is sent."""
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     reset = events_answer([b"id: s.9\nevent: reset\ndata: {}\n\n"])
     with mocked(lambda request: reset) as (client, sent):
         (only,) = client.watch(P, all_users=True, last_event_id="s.1", reconnect=False)
@@ -1357,7 +1357,7 @@ def test_watch_without_reconnect_and_its_arguments(monkeypatch: pytest.MonkeyPat
 def test_watch_raises_refusals_and_never_retries_them(
     monkeypatch: pytest.MonkeyPatch, response: httpx.Response, cls: type[MetadataClientError]
 ) -> None:
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     with mocked(lambda request: response) as (client, sent):
         with pytest.raises(cls):
             next(client.watch(P))
@@ -1479,7 +1479,7 @@ def test_sync_watch_over_http(served: Target, monkeypatch: pytest.MonkeyPatch) -
     """The blocking client against the example host: snapshot, then changes as they are
     written; a resumed watch replays exactly what came after its cursor; refusals raise at
     once, never retried."""
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     base, tokens = served.base_url, served.tokens
     with MetadataClient(base, tokens["walter"]) as walter:
         changes = walter.watch("watching")
@@ -1539,7 +1539,7 @@ async def test_watch_resumes_across_a_server_restart(
             parked.set()
             await release.wait()
 
-    monkeypatch.setattr(_async, "sleep", wait)
+    monkeypatch.setattr(asynchronous, "sleep", wait)
     got: list[Change] = []
 
     async def follow() -> None:

@@ -9,8 +9,8 @@ splits streamed bodies into lines and an export's into records, `watching.py` an
 
 from __future__ import annotations
 
-from ._async import AsyncMetadataClient
-from ._sync import MetadataClient
+from .asynchronous import AsyncMetadataClient
+from .blocking import MetadataClient
 from .calls import DEFAULT_PATH
 from .errors import (
     MetadataClientError,
