@@ -19,7 +19,15 @@ import httpx
 
 from .calls import DEFAULT_PATH, Call, Calls, ImportItem
 from .errors import MetadataClientError, PreconditionFailed, Unavailable
-from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
+from .models import (
+    Change,
+    ListedRecord,
+    MetadataRecord,
+    Page,
+    PlatformPolicy,
+    PolicyUpdate,
+    Revision,
+)
 from .streams import ExportReader
 from .updating import Update
 from .watching import Watch
@@ -39,6 +47,7 @@ async def sleep(seconds: float) -> None:
 
     await asyncio.sleep(seconds)
 
+
 Document = Mapping[str, Any] | None
 
 
@@ -46,14 +55,11 @@ class AsyncMetadataClient:
     """The metadata API over HTTP, async; the same methods as `MetadataClient`, awaited.
 
     Args:
-        base_url: the server's origin, `http://host:port`.
-        token: the API token, sent as `Authorization: Token <token>`; `None` sends no
-            `Authorization` (an injected client may carry its own credentials).
         http_client: an `httpx.AsyncClient` to send with, used as is and never closed here
             (in tests: `httpx.AsyncClient(transport=httpx.ASGITransport(app))`); by default
             the client makes its own and closes it in `aclose()`.
-        path: where the endpoint is mounted on that origin.
-        timeout: seconds, for the client made here.
+
+    The other arguments are `MetadataClient`'s.
     """
 
     def __init__(

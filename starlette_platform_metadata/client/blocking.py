@@ -12,7 +12,15 @@ import httpx
 
 from .calls import DEFAULT_PATH, Call, Calls, ImportItem
 from .errors import MetadataClientError, PreconditionFailed, Unavailable
-from .models import Change, ListedRecord, MetadataRecord, Page, PlatformPolicy, PolicyUpdate, Revision
+from .models import (
+    Change,
+    ListedRecord,
+    MetadataRecord,
+    Page,
+    PlatformPolicy,
+    PolicyUpdate,
+    Revision,
+)
 from .streams import ExportReader
 from .updating import Update
 from .watching import Watch
