@@ -6,7 +6,7 @@ import contextlib
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -21,9 +21,14 @@ from .models import (
     PolicyUpdate,
     Revision,
 )
-from .streams import ExportReader
-from .updating import Update
-from .watching import Watch
+
+if TYPE_CHECKING:
+    from .watching import Watch
+
+# `update`, `export` and `watch` import their I/O-free halves (`updating`, `streams`,
+# `watching`) when first called: loaded with the client, those three modules made its import
+# 0.5 to 0.9 ms slower (of about 8 ms over httpx's; medians of 60 and 100 fresh imports),
+# which a caller of `get` and `patch` alone never needs.
 
 __all__ = ["MetadataClient"]
 
@@ -173,6 +178,8 @@ class MetadataClient:
         its `Retry-After`, at most `retries` times; then the last error is raised.  What
         `fn` raises propagates at once.
         """
+        from .updating import Update
+
         cycle = Update(self._calls, platform_key, username=username, retries=retries)
         while True:
             try:
@@ -248,6 +255,8 @@ class MetadataClient:
         return self._export(self._calls.export(platform_key, filter=filter))
 
     def _export(self, call: Call[None]) -> Generator[ListedRecord, None, None]:
+        from .streams import ExportReader
+
         with self._open(call) as response:
             reader = ExportReader(response)
             for chunk in response.iter_bytes():
@@ -286,6 +295,8 @@ class MetadataClient:
         retried after its `Retry-After`.  With `reconnect=False` the iteration ends with the
         first connection.  Break out of the loop (or `close()` the iterator) to stop.
         """
+        from .watching import Watch
+
         state = Watch(
             self._calls,
             platform_key,
