@@ -47,9 +47,12 @@ from starlette_platform_metadata.client import (
     UnexpectedResponse,
     Unavailable,
     ValidationError,
-    _async,
-    _sync,
+    asynchronous,
+    blocking,
     calls,
+    streams,
+    updating,
+    watching,
 )
 from starlette_platform_metadata.client.errors import parse_retry_after
 
@@ -706,7 +709,7 @@ def test_update_gives_up_after_retries_with_backoff(monkeypatch: pytest.MonkeyPa
     """Always 412: `retries` + 1 reads and writes, jittered waits within the exponential
     bound, then the PreconditionFailed itself."""
     waits: list[float] = []
-    monkeypatch.setattr(_sync, "sleep", waits.append)
+    monkeypatch.setattr(blocking, "sleep", waits.append)
     with mocked(always_stale) as (client, sent):
         with pytest.raises(PreconditionFailed) as failed:
             client.update(P, lambda m: {"n": m["n"] + 1}, retries=6)
@@ -714,7 +717,7 @@ def test_update_gives_up_after_retries_with_backoff(monkeypatch: pytest.MonkeyPa
     assert [r.method for r in sent] == ["GET", "PUT"] * 7
     assert all(r.headers["if-match"] == '"1"' for r in sent if r.method == "PUT")
     assert len(waits) == 6
-    bounds = [min(calls.BACKOFF_CAP, calls.BACKOFF_BASE * 2**i) for i in range(6)]
+    bounds = [min(updating.BACKOFF_CAP, updating.BACKOFF_BASE * 2**i) for i in range(6)]
     assert all(0 <= wait <= bound for wait, bound in zip(waits, bounds))
     assert len(set(waits)) > 1  # jittered
 
@@ -730,7 +733,7 @@ async def test_async_update_retries_503_as_retry_after_says(
     async def wait(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(_async, "sleep", wait)
+    monkeypatch.setattr(asynchronous, "sleep", wait)
     answers = iter(
         [
             httpx.Response(503, json={"detail": "busy"}, headers={"Retry-After": "2"}),
@@ -746,14 +749,14 @@ async def test_async_update_retries_503_as_retry_after_says(
         done = await client.update(P, lambda m: {"n": m["n"] + 1})
     assert done.metadata == {"n": 2}
     assert [r.method for r in sent] == ["GET", "GET", "PUT", "GET", "PUT", "GET", "PUT"]
-    assert waits == [2.0, calls.RETRY_AFTER_CAP, calls.BACKOFF_BASE * 4]
+    assert waits == [2.0, updating.RETRY_AFTER_CAP, updating.BACKOFF_BASE * 4]
 
 
 def test_update_does_not_retry_other_refusals_or_what_fn_raises(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A 403 or fn's own exception ends update at once."""
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     with mocked(lambda r: httpx.Response(403, json={"error": "no"})) as (client, sent):
         with pytest.raises(PermissionDenied):
             client.update(P, lambda m: m)
@@ -1171,14 +1174,14 @@ def test_lines_split_at_cr_lf_and_crlf_only() -> None:
     expected = [b"a", b"b", b"c", "d\x85e\u2028f".encode(), b"", b"g"]
     for cut in range(len(text) + 1):
         for size in (1, 2, 3, len(text) or 1):
-            lines = calls.Lines()
+            lines = streams.Lines()
             got: list[bytes] = []
             pieces = [text[:cut]] + [text[i : i + size] for i in range(cut, len(text), size)]
             for piece in pieces:
                 if piece:
                     got += lines.feed(piece)
             assert got == expected and lines.rest() == b"", (cut, size)
-    unfinished = calls.Lines()
+    unfinished = streams.Lines()
     assert unfinished.feed(b"x\ny") == [b"x"] and unfinished.rest() == b"y"
 
 
@@ -1273,7 +1276,7 @@ def check_watched(
     # 503: its Retry-After; then backoffs of at least the server's `retry:` of 100 ms, none
     # longer than the bound.
     assert waits[0] == 2.0 and len(waits) == 5  # one wait before each reconnection
-    assert all(0.1 <= wait <= calls.WATCH_BACKOFF_CAP for wait in waits[1:])
+    assert all(0.1 <= wait <= watching.WATCH_BACKOFF_CAP for wait in waits[1:])
 
 
 def test_watch_parses_events_and_reconnects_with_the_last_event_id(
@@ -1284,7 +1287,7 @@ def test_watch_parses_events_and_reconnects_with_the_last_event_id(
     connection, a gateway's 502 and a stream the server ended reconnect with Last-Event-ID;
     an event cut short is dropped and replayed; a 401 is raised, not retried."""
     waits: list[float] = []
-    monkeypatch.setattr(_sync, "sleep", waits.append)
+    monkeypatch.setattr(blocking, "sleep", waits.append)
     answers = iter(stream_answers())
     changes: list[Any] = []
     with mocked(lambda request: next(answers)) as (client, sent):
@@ -1304,7 +1307,7 @@ async def test_async_watch_parses_events_and_reconnects_with_the_last_event_id(
     async def wait(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(_async, "sleep", wait)
+    monkeypatch.setattr(asynchronous, "sleep", wait)
     answers = iter(stream_answers())
     changes: list[Any] = []
     async with amocked(lambda request: next(answers)) as (client, sent):
@@ -1318,7 +1321,7 @@ def test_watch_without_reconnect_and_its_arguments(monkeypatch: pytest.MonkeyPat
     """reconnect=False: the first stream's end ends the iteration, a dropped connection or a
     503 is raised; `last_event_id` goes out as Last-Event-ID; a reset comes with no record;
     username with all_users fails before anything is sent."""
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     reset = events_answer([b"id: s.9\nevent: reset\ndata: {}\n\n"])
     with mocked(lambda request: reset) as (client, sent):
         (only,) = client.watch(P, all_users=True, last_event_id="s.1", reconnect=False)
@@ -1354,7 +1357,7 @@ def test_watch_without_reconnect_and_its_arguments(monkeypatch: pytest.MonkeyPat
 def test_watch_raises_refusals_and_never_retries_them(
     monkeypatch: pytest.MonkeyPatch, response: httpx.Response, cls: type[MetadataClientError]
 ) -> None:
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     with mocked(lambda request: response) as (client, sent):
         with pytest.raises(cls):
             next(client.watch(P))
@@ -1364,25 +1367,25 @@ def test_watch_raises_refusals_and_never_retries_them(
 def test_watch_backoff_is_bounded_and_starts_again_after_a_delivery() -> None:
     """Connection refused again and again: jittered waits doubling up to the cap; a
     connection that delivers anything brings the next wait back to the first."""
-    watch = calls.Watch(
+    watch = watching.Watch(
         calls.Calls(API, "t"), P, username=None, all_users=False, last_event_id=None,
         reconnect=True,
     )  # fmt: skip
     refused = httpx.ConnectError("refused")
     waits = [watch.delay(refused) for _ in range(12)]
     for attempt, wait in enumerate(waits):
-        bound = min(calls.WATCH_BACKOFF_CAP, calls.WATCH_BACKOFF_BASE * 2**attempt)
+        bound = min(watching.WATCH_BACKOFF_CAP, watching.WATCH_BACKOFF_BASE * 2**attempt)
         assert wait is not None and bound / 2 <= wait <= bound
     watch.connected()
     watch.feed(b": keep-alive\n\n")
     first = watch.delay(None)
-    assert first is not None and first <= calls.WATCH_BACKOFF_BASE
+    assert first is not None and first <= watching.WATCH_BACKOFF_BASE
     for fatal in (httpx.UnsupportedProtocol("ftp"), httpx.LocalProtocolError("bad header")):
         assert watch.delay(fatal) is None
     for dropped in (httpx.ReadTimeout("slow"), httpx.ProxyError("gone"), httpx.WriteError("w")):
         assert watch.delay(dropped) is not None
     timeout = watch.timeout(httpx.Timeout(10.0))
-    assert timeout.read == calls.WATCH_READ_TIMEOUT and timeout.connect == 10.0
+    assert timeout.read == watching.WATCH_READ_TIMEOUT and timeout.connect == 10.0
     assert watch.timeout(httpx.Timeout(None)).read is None
 
 
@@ -1476,7 +1479,7 @@ def test_sync_watch_over_http(served: Target, monkeypatch: pytest.MonkeyPatch) -
     """The blocking client against the example host: snapshot, then changes as they are
     written; a resumed watch replays exactly what came after its cursor; refusals raise at
     once, never retried."""
-    monkeypatch.setattr(_sync, "sleep", lambda seconds: pytest.fail("no retry expected"))
+    monkeypatch.setattr(blocking, "sleep", lambda seconds: pytest.fail("no retry expected"))
     base, tokens = served.base_url, served.tokens
     with MetadataClient(base, tokens["walter"]) as walter:
         changes = walter.watch("watching")
@@ -1536,7 +1539,7 @@ async def test_watch_resumes_across_a_server_restart(
             parked.set()
             await release.wait()
 
-    monkeypatch.setattr(_async, "sleep", wait)
+    monkeypatch.setattr(asynchronous, "sleep", wait)
     got: list[Change] = []
 
     async def follow() -> None:
@@ -1585,4 +1588,4 @@ async def test_watch_resumes_across_a_server_restart(
     assert [c.version for c in got] == list(range(9))  # strictly consecutive: no gap, no twice
     assert [c.metadata for c in got[1:]] == [{"n": n} for n in range(1, 9)]
     assert [c.id for c in got] == [f"v.{n}" for n in range(9)]
-    assert all(0 < wait <= calls.WATCH_BACKOFF_CAP for wait in waits)
+    assert all(0 < wait <= watching.WATCH_BACKOFF_CAP for wait in waits)
