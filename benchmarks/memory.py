@@ -285,6 +285,11 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
         extra["PYTHONPATH"] = str(Path(args.code).resolve())
     if args.send_timeout:
         extra["EXAMPLE_HOST_EVENTS_SEND_TIMEOUT"] = str(args.send_timeout)
+    # Every stalled stream is the one user's: lift the per-caller and per-platform shares
+    # (10 and 250 by default), or the probe would measure 10 streams and 429s.
+    bound = str(max(args.streams) + 10)
+    for name in ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM"):
+        extra[f"EXAMPLE_HOST_EVENTS_{name}"] = bound
     return child_env(extra)
 
 

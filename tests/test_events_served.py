@@ -192,3 +192,30 @@ async def test_a_postgresql_outage_longer_than_the_recheck_ends_streams_cleanly(
                     assert events.ended
                 finally:
                     await running.start()
+
+
+async def test_a_demoted_admins_open_stream_takes_the_member_view_at_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The probe's finding 1 against the served host: the host demotes an admin with an open
+    stream of its own metadata; the next change another admin writes arrives without the
+    platform's private keys (the periodic re-check is 30 s away)."""
+    with served(database_url, tmp_path) as (base, _, printed):
+        admin = auth(tokens(printed)["acme_admin"])
+        added = run_cli("add-user", "boss", "--platform", P, "--admin", "--database", database_url, cwd=tmp_path)
+        boss = auth(added.stdout.strip().splitlines()[-1])
+        theirs = META + "&username=acme_admin"
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            policy = await client.put(f"{URL}policy/?platform_key={P}", json={"private_keys": ["secret*"]}, headers=boss)
+            assert policy.status_code == 200, policy.text
+            written = await client.patch(theirs, json={"metadata": {"secret_score": 1, "theme": "dark"}}, headers=boss)
+            assert written.status_code == 200, written.text
+            async with stream(client, EVENTS, admin) as events:
+                assert (await events.next()).data["metadata"] == {"secret_score": 1, "theme": "dark"}
+                demoted = run_cli("add-user", "acme_admin", "--platform", P, "--database", database_url, cwd=tmp_path)
+                assert demoted.returncode == 0, demoted.stderr
+                await client.patch(theirs, json={"metadata": {"secret_score": 2}}, headers=boss)
+                change = await events.next()
+                assert change.data["metadata"] == {"theme": "dark"}
+                assert "secret" not in str(change.data)
+            assert (await client.get(META, headers=admin)).json()["metadata"] == {"theme": "dark"}
