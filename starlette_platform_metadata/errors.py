@@ -14,7 +14,7 @@ from typing import Any
 from .exceptions import PlatformMetadataError
 
 # The contract's messages, each typed once: the handlers answer with them and the OpenAPI
-# document (openapi.py) lists them.  A template's `{}` is the one variable part.
+# document (openapi/) lists them.  A template's `{}` is the one variable part.
 NOT_AUTHENTICATED = "Authentication credentials were not provided."
 NO_CREDENTIALS = "Invalid token header. No credentials provided."
 TOKEN_HAS_SPACES = "Invalid token header. Token string should not contain spaces."

@@ -75,3 +75,23 @@ def test_the_document_is_the_fragments_together_each_name_defined_once() -> None
         for item in items
     }
     assert served == set(names)
+
+
+def test_every_served_resource_carries_the_fragment_that_documents_its_path() -> None:
+    """Each resource class points at its own fragment, whose paths are the ones the app
+    routes to that resource, and the document holds them all."""
+    from starlette_platform_metadata import PlatformMetadataApp
+    from starlette_platform_metadata.app import RESOURCES as NAMES
+    from starlette_platform_metadata.stores import MemoryStore
+
+    from .conftest import FakeAuth
+
+    app = PlatformMetadataApp(auth=FakeAuth(), store=MemoryStore())
+    document = openapi.build(Limits(), AuthScheme(), PolicyLimits())
+    for name in ("", *NAMES):
+        served = app._routes[f"/{name}/" if name else "/"]  # noqa: SLF001 - the routing table
+        fragment = served.resource.openapi(CONTEXT)  # type: ignore[attr-defined]
+        path = f"/{name}/" if name else "/"
+        assert path in fragment.paths, (name, list(fragment.paths))
+        for documented in fragment.paths:
+            assert document["paths"][documented] == fragment.paths[documented]

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from .. import capabilities, errors, request as request_path
+from .. import capabilities, errors
+from .. import request as request_path
 from ..cursors import EventKind, read_event_id
 from ..events import TooManyStreams
+from ..openapi import events as events_openapi
 from ..resource import Request
 from ..responses import Answer
 from .stream import HEADERS, EventStream, Reauthorize
@@ -20,6 +22,8 @@ ALLOW = "GET, HEAD, OPTIONS"
 class EventsResource:
     """GET a stream of changes: one user's, or with `all_users=true` a platform's (admins)."""
 
+    #: Its part of the OpenAPI document (`openapi.events`), beside its handlers.
+    openapi = staticmethod(events_openapi.fragment)
     allow = ALLOW
     options: dict[str, object] = {
         "name": "Metadata Events",

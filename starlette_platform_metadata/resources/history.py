@@ -11,6 +11,7 @@ import re
 from .. import capabilities, errors
 from ..cursors import next_url, page_cursor, read_history_cursor
 from ..history import find_revision, restore_change
+from ..openapi import history as history_openapi
 from ..payload import require_object
 from ..resource import Request
 from ..responses import Answer, json_response
@@ -31,6 +32,8 @@ _DIGITS = re.compile(rb"\s*[+-]?[0-9]{1,18}\s*")
 class HistoryResource:
     """GET a user's revisions, newest first, a page at a time."""
 
+    #: Its part of the OpenAPI document (`openapi.history`), beside its handlers.
+    openapi = staticmethod(history_openapi.fragment)
     allow = HISTORY_ALLOW
     options: dict[str, object] = {
         "name": "Metadata History",
@@ -74,6 +77,8 @@ class HistoryResource:
 class RestoreResource:
     """POST `{"version": N}`: revision N's document as a new change (operation "restore")."""
 
+    #: Its part of the OpenAPI document (`openapi.history`), beside its handlers.
+    openapi = staticmethod(history_openapi.fragment)
     allow = RESTORE_ALLOW
     options: dict[str, object] = {
         "name": "Metadata Restore",

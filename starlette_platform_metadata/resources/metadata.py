@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.responses import Response
 
 from .. import changes, conditional, errors
+from ..openapi import metadata as metadata_openapi
 from ..payload import validate_patch, validate_put
 from ..policy import Policy
 from ..resource import Request
@@ -52,6 +53,8 @@ async def run_change(
 class MetadataResource:
     """GET, PUT, PATCH and DELETE of one user's metadata on a platform."""
 
+    #: Its part of the OpenAPI document (`openapi.metadata`), beside its handlers.
+    openapi = staticmethod(metadata_openapi.fragment)
     allow = ALLOW
     options: dict[str, object] = {
         "name": "User Platform Metadata",

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from .. import changes, conditional, errors
 from ..conditional import Conditions
+from ..openapi import policy as policy_openapi
 from ..policies import CurrentPolicy
 from ..policy import DEFAULT_POLICY, Policy, PolicyInvalid, parse_policy
 from ..request import Grant
@@ -30,6 +31,8 @@ _DEFAULT_DOCUMENT = DEFAULT_POLICY.to_json("admin")
 class PolicyResource:
     """GET a platform's policy (members and admins); PUT or DELETE it (tenant admins)."""
 
+    #: Its part of the OpenAPI document (`openapi.policy`), beside its handlers.
+    openapi = staticmethod(policy_openapi.fragment)
     allow = ALLOW
     options: dict[str, object] = {
         "name": "Platform Policy",

@@ -20,7 +20,14 @@ from ..cursors import EventKind, event_id
 from ..events import EventHub, Subscription
 from ..policies import Policies
 from ..policy import Policy
-from ..stores.base import ChangeReader, HistoryReader, Record, Revision, Store, StoreUnavailable
+from ..stores.base import (
+    ChangeReader,
+    HistoryReader,
+    Record,
+    Revision,
+    Store,
+    StoreUnavailable,
+)
 from ..views import event_data, hidden
 
 __all__ = ["HEADERS", "EventStream", "Reauthorize"]

@@ -27,6 +27,7 @@ from ..listing import (
     parse_filter,
     read_page,
 )
+from ..openapi import users as users_openapi
 from ..payload import read_body
 from ..request import Grant, body_limit
 from ..resource import Request
@@ -41,6 +42,8 @@ class UsersResource:
     """GET a page of a platform's records (or, with `Accept: application/x-ndjson`, all of
     them as a stream); POST NDJSON to replace many users' documents at once."""
 
+    #: Its part of the OpenAPI document (`openapi.users`), beside its handlers.
+    openapi = staticmethod(users_openapi.fragment)
     allow = USERS_ALLOW
     options: dict[str, object] = {
         "name": "Platform Users",
