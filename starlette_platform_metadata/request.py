@@ -9,8 +9,9 @@ a new surface inherits the rules instead of re-deciding them.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -25,6 +26,8 @@ from .payload import parse_json, read_body
 from .stores.base import POLICY_USERNAME
 
 __all__ = ["Grant", "Query", "authenticate", "authorize", "read_json", "conditions"]
+
+T = TypeVar("T")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DIGITS = re.compile(rb"\s*[+-]?[0-9]{1,18}\s*")
@@ -123,6 +126,17 @@ class Query:
             return True
         shown = value.decode("utf-8", "replace")
         raise errors.validation_error({name: [errors.NOT_A_CHOICE.format(shown)]})
+
+    def cursor(self, read: Callable[[str], T | None]) -> T | None:
+        """The position `cursor` names, read by `read` (a `cursors` reader), or `None`
+        without one; a cursor that is not one of ours is 404 "Invalid cursor" (DRF's)."""
+        raw = self.last("cursor")
+        if raw is None:
+            return None
+        position = read(raw.decode("latin-1"))
+        if position is None:
+            raise errors.invalid_cursor()
+        return position
 
     def limit(self, default: int, maximum: int) -> int:
         """`limit` as DRF's IntegerField reads it; refused, not clamped."""

@@ -47,12 +47,7 @@ class HistoryResource:
         grant = await request.authorize("user", *request.query.target())
         assert grant.username is not None
         limit = request.query.limit(DEFAULT_LIMIT, MAX_LIMIT)
-        before: int | None = None
-        cursor = request.query.last("cursor")
-        if cursor is not None:
-            before = read_history_cursor(cursor.decode("latin-1"))
-            if before is None:
-                raise errors.invalid_cursor()
+        before = request.query.cursor(read_history_cursor)
         store = request.services.store
         if not isinstance(store, HistoryReader):
             raise capabilities.missing(store, "revisions", "HistoryReader", "history/")

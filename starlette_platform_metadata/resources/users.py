@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from starlette.responses import Response
-
 from .. import capabilities, errors
 from ..auth import members_of
 from ..cursors import next_url, page_cursor, read_listing_cursor
@@ -71,12 +69,7 @@ class UsersResource:
             first = await anext(chunks, None)
             return ExportResponse(first, chunks, request.services.hub.settings.send_timeout)
         limit = request.query.limit(DEFAULT_LIMIT, MAX_LIMIT)
-        after: str | None = None
-        cursor = request.query.last("cursor")
-        if cursor is not None:
-            after = read_listing_cursor(cursor.decode("latin-1"))
-            if after is None:
-                raise errors.invalid_cursor()
+        after = request.query.cursor(read_listing_cursor)
         page = await read_page(
             store, grant.platform_key, after=after, limit=limit, filter=filter, members=members
         )
