@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..jsontext import keys_json
-from .base import EMPTY, Change, Record, StoreUnavailable, Write
+from .base import EMPTY, Change, Record, StoreUnavailable
 from .reads import SQLReads
+from .rows import RowPlan, plan_rows
 
 if TYPE_CHECKING:
     from databases import Database
@@ -308,9 +309,10 @@ class PostgresEngine(SQLReads):
                 found[i], _ = await self._locked_update(raw, platform_key, username, change)
         return found
 
-    def _revision_values(self, write: Write, first: bool) -> tuple[Any, ...]:
-        """Parameters `$7`.. of the statements with history (a first write has no trim)."""
-        revision = write.revision
+    def _revision_values(self, plan: RowPlan, first: bool) -> tuple[Any, ...]:
+        """Parameters `$7`.. of the statements with history (a first write has no trim; a
+        bound of 0 trims nothing)."""
+        revision = plan.revision
         if revision is None:
             return ()
         return (
@@ -319,7 +321,7 @@ class PostgresEngine(SQLReads):
             revision.at,
             revision.metadata_json,
             keys_json(revision.changed_keys),
-            *(() if first else (revision.version - write.keep_revisions,)),
+            *(() if first else (plan.trim or 0,)),
             self._channel,
         )
 
@@ -374,29 +376,30 @@ class PostgresEngine(SQLReads):
             write = change(current)
             if write is None:
                 return current, False
-            record = write.record
-            if write.purge:
+            plan = plan_rows(current, write)
+            if plan.purge:
                 await raw.execute(self._purge_sql, platform_key, username)
-            if record.version == current.version:  # a purge with nothing stored
+            record = plan.record
+            if record is None:  # a purge with nothing stored
                 return current, True
             values = (
                 platform_key,
                 username,
-                record.metadata_json if record.exists else None,
+                plan.document,
                 record.version,
                 record.created_at,
                 record.updated_at,
             )
-            history = write.revision is not None
+            history = plan.revision is not None
             if row is not None:
                 if history:
-                    extra = self._revision_values(write, first=False)
+                    extra = self._revision_values(plan, first=False)
                     await raw.execute(self._update_revision_sql, *values, *extra)
                 else:
                     await raw.execute(self._update_sql, *values)
                 return record, True
             if history:
-                extra = self._revision_values(write, first=True)
+                extra = self._revision_values(plan, first=True)
                 inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
             else:
                 inserted = await raw.fetchval(self._insert_sql, *values)

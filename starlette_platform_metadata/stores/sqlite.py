@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from ..jsontext import dump, keys_json
 from .base import EMPTY, Change, Record, StoreUnavailable
 from .reads import REVISION_COLUMNS, SQLReads
+from .rows import plan_rows
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -743,27 +744,26 @@ class SQLiteEngine(SQLReads):
             if write is None:
                 outcomes.append(current)
                 continue
-            record = write.record
+            plan = plan_rows(current, write)
+            record = plan.record
             updated = None
-            if record.version != current.version:
+            if record is not None:
                 updated = _iso(record.updated_at)
                 # The record's last state in the group is the one written.
                 rows.records[pending.key] = (
                     *pending.key,
-                    record.metadata_json if record.exists else None,
+                    plan.document,
                     record.version,
                     _timestamp(record.created_at),
                     updated,
                 )
                 written[pending.key] = record
-            else:
-                record = current
-            if write.purge:  # after this record's earlier revisions, before its next ones
+            if plan.purge:  # after this record's earlier revisions, before its next ones
                 self._write_rows(connection, rows)
                 user_id = self._found_user_id(connection, pending.key, new_ids)
                 if user_id is not None:
                     connection.execute(self._purge_sql, (user_id,))
-            revision = write.revision
+            revision = plan.revision
             if revision is not None:
                 self._keeps_history = True
                 platform_key = pending.key[0]
@@ -777,7 +777,7 @@ class SQLiteEngine(SQLReads):
                 clocks[platform_key] = seq = seq + 1
                 at = (
                     updated
-                    if updated is not None and revision.at == record.updated_at
+                    if updated is not None and revision.at == plan.stored.updated_at
                     else _iso(revision.at)
                 )
                 rows.revisions.append(
@@ -794,12 +794,11 @@ class SQLiteEngine(SQLReads):
                         seq,
                     )
                 )
-                # Versions are distinct and at most `version`: with no more than `keep` of
-                # them possible, there is nothing to trim.  A user's later revision in the
-                # group moves the bound up: one range delete per user and group.
-                if revision.version > write.keep_revisions:
-                    rows.trims[user_id] = (platform_key, revision.version - write.keep_revisions)
-            outcomes.append(record)
+                # A user's later revision in the group moves the bound up: one range delete
+                # per user and group.
+                if plan.trim is not None:
+                    rows.trims[user_id] = (platform_key, plan.trim)
+            outcomes.append(plan.stored)
         self._write_rows(connection, rows)
         return outcomes
 
