@@ -82,7 +82,7 @@ def sql_connection(
     owns = not isinstance(database, Database)
     url = DatabaseURL(str(database.url) if isinstance(database, Database) else database)
     if url.dialect == "sqlite":
-        from .sqlite import SQLiteConnection
+        from .sql.sqlite import SQLiteConnection
 
         if url.options:
             raise ValueError(f"SQLite URL options are not supported: {sorted(url.options)}")
@@ -90,7 +90,7 @@ def sql_connection(
             url.database, busy_timeout=busy_timeout, synchronous=synchronous, pragmas=pragmas
         )
     if url.dialect == "postgresql":
-        from .postgres import PostgresConnection, postgres_database
+        from .sql.postgres import PostgresConnection, postgres_database
 
         if isinstance(database, Database):
             return PostgresConnection(database, timeout=busy_timeout, owns_database=False)

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ..jsontext import dump, keys_json
-from .base import EMPTY, Change, Record, StoreUnavailable
+from ...jsontext import dump, keys_json
+from ..base import EMPTY, Change, Record, StoreUnavailable
+from ..rows import plan_rows
 from .reads import REVISION_COLUMNS, SQLReads
-from .rows import plan_rows
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -513,7 +513,7 @@ class SQLiteEngine(SQLReads):
             "version = excluded.version, created_at = excluded.created_at, "
             "updated_at = excluded.updated_at"
         )
-        # History is keyed by user ids (stores/sql.py, `history_schema`).  A reader finds the
+        # History is keyed by user ids (store.py, `history_schema`).  A reader finds the
         # id in the statement itself (one search of the UNIQUE index, evaluated once).
         h, users = f"{t}_history", f"{t}_user_ids"
         find_user = f"SELECT id FROM {users} WHERE platform_key = $1 AND username = $2"

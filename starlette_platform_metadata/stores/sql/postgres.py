@@ -14,10 +14,10 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..jsontext import keys_json
-from .base import EMPTY, Change, Record, StoreUnavailable
+from ...jsontext import keys_json
+from ..base import EMPTY, Change, Record, StoreUnavailable
+from ..rows import RowPlan, plan_rows
 from .reads import SQLReads
-from .rows import RowPlan, plan_rows
 
 if TYPE_CHECKING:
     from databases import Database

@@ -1,7 +1,7 @@
 """The SQL both databases share: reading records and history.
 
 Written once with `$1` placeholders (SQLite's engine translates them to `?1`).  SQLite keys
-its history by user ids (stores/sql.py, `history_schema`): its engine rewrites the two history
+its history by user ids (store.py, `history_schema`): its engine rewrites the two history
 reads for that layout."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .base import EMPTY, POLICY_USERNAME, Record, Revision
-from .connections import SQLConnection
-from .filters import matches, postgres_filter, sqlite_filter
+from ..base import EMPTY, POLICY_USERNAME, Record, Revision
+from ..connections import SQLConnection
+from ..filters import matches, postgres_filter, sqlite_filter
 
 __all__ = ["SQLReads"]
 

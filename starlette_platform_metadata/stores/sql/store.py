@@ -6,8 +6,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .base import Change, Record, Revision, StoreUnavailable
-from .connections import OpensOnFirstUse, SQLConnection, sql_connection
+from ..base import Change, Record, Revision, StoreUnavailable
+from ..connections import OpensOnFirstUse, SQLConnection, sql_connection
 
 if TYPE_CHECKING:
     # `databases` brings SQLAlchemy (~130 ms and 100 modules to import): it loads when a
@@ -24,7 +24,7 @@ __all__ = ["DatabaseStore"]
 SCHEMA_VERSION = 3
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Column types of the document, the version and the timestamps.  PostgreSQL keeps the
-# document as `json`, not `jsonb`: see stores/postgres.py.
+# document as `json`, not `jsonb`: see postgres.py.
 _TYPES = {
     "sqlite": {"doc": "TEXT", "int": "INTEGER", "ts": "TEXT"},
     "postgresql": {"doc": "JSON", "int": "BIGINT", "ts": "TIMESTAMPTZ"},
