@@ -221,7 +221,7 @@ def test_the_rows_between_checkpoints_follow_what_a_row_cost() -> None:
     within bounds: history (a revision and a retention delete beside each record, 1,000
     rows filled 360 pages) checkpoints after 2,777 rows; small rows not more often than every
     20,000 (then 200 commits bound the WAL); large documents not less often than every 250."""
-    from starlette_platform_metadata.stores.sql.sqlite import rows_until_checkpoint
+    from starlette_platform_metadata.stores.sql.sqlite_checkpoints import rows_until_checkpoint
 
     assert rows_until_checkpoint(1000, 360) == 2777
     assert rows_until_checkpoint(1000, 48) == 20_000

@@ -82,7 +82,7 @@ def sql_connection(
     owns = not isinstance(database, Database)
     url = DatabaseURL(str(database.url) if isinstance(database, Database) else database)
     if url.dialect == "sqlite":
-        from .sql.sqlite import SQLiteConnection
+        from .sql.sqlite_connection import SQLiteConnection
 
         if url.options:
             raise ValueError(f"SQLite URL options are not supported: {sorted(url.options)}")

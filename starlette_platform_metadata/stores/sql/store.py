@@ -201,7 +201,8 @@ class DatabaseStore(OpensOnFirstUse):
         )
         self._engine: SQLiteEngine | PostgresEngine
         if self.dialect == "sqlite":
-            from .sqlite import SQLiteConnection, SQLiteEngine
+            from .sqlite import SQLiteEngine
+            from .sqlite_connection import SQLiteConnection
 
             assert isinstance(self.connection, SQLiteConnection)
             self._engine = SQLiteEngine(self.connection, table)
