@@ -15,7 +15,7 @@ from databases import Database, DatabaseURL
 
 from starlette_platform_metadata import DatabaseStore, StoreUnavailable
 from starlette_platform_metadata.stores import sql_connection
-from starlette_platform_metadata.stores.sql.postgres import PostgresConnection
+from starlette_platform_metadata.stores.sql.postgres_connection import PostgresConnection
 
 from .conftest import POSTGRES_URL
 

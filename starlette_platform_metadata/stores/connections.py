@@ -90,7 +90,7 @@ def sql_connection(
             url.database, busy_timeout=busy_timeout, synchronous=synchronous, pragmas=pragmas
         )
     if url.dialect == "postgresql":
-        from .sql.postgres import PostgresConnection, postgres_database
+        from .sql.postgres_connection import PostgresConnection, postgres_database
 
         if isinstance(database, Database):
             return PostgresConnection(database, timeout=busy_timeout, owns_database=False)

@@ -207,7 +207,8 @@ class DatabaseStore(OpensOnFirstUse):
             assert isinstance(self.connection, SQLiteConnection)
             self._engine = SQLiteEngine(self.connection, table)
         else:
-            from .postgres import PostgresConnection, PostgresEngine
+            from .postgres import PostgresEngine
+            from .postgres_connection import PostgresConnection
 
             assert isinstance(self.connection, PostgresConnection)
             self._engine = PostgresEngine(self.connection, table)
