@@ -16,6 +16,7 @@ from typing import Any
 
 from ...jsontext import keys_json
 from ..base import EMPTY, Change, Record
+from ..filters import postgres_filter
 from ..rows import RowPlan, plan_rows
 from .postgres_connection import PostgresConnection
 from .reads import SQLReads
@@ -41,7 +42,7 @@ class PostgresEngine(SQLReads):
     """
 
     def __init__(self, connection: PostgresConnection, table: str) -> None:
-        super().__init__(connection, table)
+        super().__init__(connection, table, postgres_filter)
         self.connection = connection
         t = table
         self._lock_sql = self._get_sql + " FOR UPDATE"

@@ -18,6 +18,7 @@ from typing import Any
 
 from ...jsontext import dump, keys_json
 from ..base import EMPTY, Change, Record
+from ..filters import sqlite_filter
 from ..rows import plan_rows
 from .reads import REVISION_COLUMNS, SQLReads
 from .sqlite_connection import SQLiteConnection, translate
@@ -51,7 +52,7 @@ class SQLiteEngine(SQLReads):
     """The metadata table on a `SQLiteConnection`: reads on the loop, group-committed writes."""
 
     def __init__(self, connection: SQLiteConnection, table: str) -> None:
-        super().__init__(connection, table)
+        super().__init__(connection, table, sqlite_filter)
         self.connection = connection
         t = table
         self._get_sql_native = translate(self._get_sql)  # run on sqlite3 directly

@@ -7,15 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..base import Change, Record, Revision, StoreUnavailable
-from ..connections import OpensOnFirstUse, SQLConnection, sql_connection
+from ..connections import OpensOnFirstUse, SQLConnection
+from .dialects import Engine, backend
 
 if TYPE_CHECKING:
     # `databases` brings SQLAlchemy (~130 ms and 100 modules to import): it loads when a
     # `DatabaseStore` is built, not when the package is imported (issue 23).
     from databases import Database, DatabaseURL
-
-    from .postgres import PostgresEngine
-    from .sqlite import SQLiteEngine
 
 __all__ = ["DatabaseStore"]
 
@@ -183,35 +181,19 @@ class DatabaseStore(OpensOnFirstUse):
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
     ) -> None:
-        from databases import Database, DatabaseURL
-
         super().__init__()
         if database is not None and url is not None:
             raise ValueError("Pass either url or database, not both.")
-        named: str | DatabaseURL | Database = (
-            database if database is not None else url or "sqlite:///platform_metadata.db"
-        )
-        self.dialect = DatabaseURL(str(named.url) if isinstance(named, Database) else named).dialect
-        if self.dialect not in _TYPES:
-            raise ValueError(f"Unsupported database for DatabaseStore: {self.dialect!r}")
         self.table = check_identifier(table)
         self._create_tables = create_tables
-        self.connection: SQLConnection = sql_connection(
-            named, busy_timeout=busy_timeout, synchronous=synchronous
+        picked = backend(
+            database if database is not None else url or "sqlite:///platform_metadata.db",
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
         )
-        self._engine: SQLiteEngine | PostgresEngine
-        if self.dialect == "sqlite":
-            from .sqlite import SQLiteEngine
-            from .sqlite_connection import SQLiteConnection
-
-            assert isinstance(self.connection, SQLiteConnection)
-            self._engine = SQLiteEngine(self.connection, table)
-        else:
-            from .postgres import PostgresEngine
-            from .postgres_connection import PostgresConnection
-
-            assert isinstance(self.connection, PostgresConnection)
-            self._engine = PostgresEngine(self.connection, table)
+        self.connection: SQLConnection = picked.connection
+        self.dialect = self.connection.dialect
+        self._engine: Engine = picked.engine(self.table)
 
     def schema(self) -> list[str]:
         """The DDL statements that create this store's tables."""
