@@ -21,7 +21,7 @@ from starlette.routing import Mount
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store, changes
 from starlette_platform_metadata.feed import Committed
 from starlette_platform_metadata.stores.base import Record, Write
-from starlette_platform_metadata.stores.sql.store import history_schema
+from starlette_platform_metadata.stores.sql.schema import history_schema
 
 from .conftest import URL, FakeAuth
 

@@ -2,6 +2,7 @@
 
     store.py                DatabaseStore: opens on first use, hands each call to its engine
     dialects.py             the one switch: a URL picks the database's connection and engine
+    schema.py               the tables' DDL, the schema-version row, opening on ready tables
     reads.py                the read SQL both engines share
     sqlite.py               the SQLite engine: what a group of updates writes
     sqlite_groups.py        SQLite's group commit: the queue, deadlines, retries

@@ -3,9 +3,9 @@
 `backend()` reads the URL (or the host's `databases.Database`) and returns the kept
 connection for that database together with the engine `DatabaseStore` runs on it.  Everything
 that differs between the two databases at run time is in their modules (sqlite*.py,
-postgres*.py), and their DDL in store.py (`schema`), keyed by the connection's `dialect`.
-A database's modules load only when a URL names it (its engine's only when a store is built
-on it), and `databases` only when this is called.
+postgres*.py), and their DDL in schema.py, keyed by the connection's `dialect`.  A database's
+modules load only when a URL names it (its engine's only when a store is built on it), and
+`databases` only when this is called.
 """
 
 from __future__ import annotations

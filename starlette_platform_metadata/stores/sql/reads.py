@@ -1,7 +1,7 @@
 """The SQL both databases share: reading records and history.
 
 Written once with `$1` placeholders (SQLite's engine translates them to `?1`).  SQLite keys
-its history by user ids (store.py, `history_schema`): its engine rewrites the two history
+its history by user ids (schema.py, `history_schema`): its engine rewrites the two history
 reads for that layout."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Reads run on the event loop (`SQLReads`, reads.py); writes go through the group 
 (sqlite_groups.py), and this engine says what a group writes: for each update, the record's
 read, the package's change, and the rows its `RowPlan` names (stores/rows.py), gathered and
 written with one `executemany` per statement.  History is keyed by integer user ids
-(store.py, `history_schema`), which the engine remembers once committed.
+(schema.py, `history_schema`), which the engine remembers once committed.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class SQLiteEngine(SQLReads):
             "version = excluded.version, created_at = excluded.created_at, "
             "updated_at = excluded.updated_at"
         )
-        # History is keyed by user ids (store.py, `history_schema`).  A reader finds the
+        # History is keyed by user ids (schema.py, `history_schema`).  A reader finds the
         # id in the statement itself (one search of the UNIQUE index, evaluated once).
         h, users = f"{t}_history", f"{t}_user_ids"
         find_user = f"SELECT id FROM {users} WHERE platform_key = $1 AND username = $2"
