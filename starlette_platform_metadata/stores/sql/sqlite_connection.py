@@ -25,7 +25,7 @@ import contextlib
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ..base import StoreUnavailable
@@ -382,16 +382,18 @@ def _rollback(connection: sqlite3.Connection) -> None:
         connection.execute("ROLLBACK")
 
 
+_Statement = Callable[[sqlite3.Connection], list[Any]]
+
+
 class _Transaction:
     """Statements inside `SQLiteConnection.transaction()`, each a trip to the writer thread."""
 
-    def __init__(self, on_writer: Callable[[Callable[[sqlite3.Connection], Any]], Any]) -> None:
+    def __init__(self, on_writer: Callable[[_Statement], Awaitable[list[Any]]]) -> None:
         self._on_writer = on_writer
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         sql = translate(sql)
-        rows: list[Any] = await self._on_writer(lambda c: c.execute(sql, args).fetchall())
-        return rows
+        return await self._on_writer(lambda c: c.execute(sql, args).fetchall())
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
         rows = await self.fetch(sql, *args)
