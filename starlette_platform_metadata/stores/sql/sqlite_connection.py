@@ -182,6 +182,7 @@ class SQLiteConnection:
 
     async def open(self) -> None:
         """Open both connections; `StoreUnavailable` when locks stay held past the timeout."""
+        self._busy_ms = None  # a new writer waits `busy_timeout` until told otherwise
         if self._memory:
             connection = _run_mapped(lambda: self._connect(wal=False))
             self._reader = self._writer = connection
