@@ -17,12 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from ...jsontext import dump, keys_json
-from ..base import EMPTY, Change, Record
+from ..base import EMPTY, Record
 from ..filters import sqlite_filter
 from ..rows import plan_rows
 from .reads import REVISION_COLUMNS, SQLReads
 from .sqlite_connection import SQLiteConnection, translate
-from .sqlite_groups import GroupCommit, Key
+from .sqlite_groups import GroupCommit, Key, Queued
 
 __all__ = ["SQLiteEngine"]
 
@@ -48,12 +48,13 @@ def _parse_timestamp(value: str | None) -> datetime | None:
     return None if value is None else _fromisoformat(value)
 
 
-class SQLiteEngine(SQLReads):
-    """The metadata table on a `SQLiteConnection`: reads on the loop, group-committed writes."""
+class SQLiteEngine(SQLReads, GroupCommit):
+    """The metadata table on a `SQLiteConnection`: reads on the loop (`SQLReads`), writes
+    group-committed (`GroupCommit`: `update` and `update_many` queue, `write_group` writes)."""
 
     def __init__(self, connection: SQLiteConnection, table: str) -> None:
-        super().__init__(connection, table, sqlite_filter)
-        self.connection = connection
+        SQLReads.__init__(self, connection, table, sqlite_filter)
+        GroupCommit.__init__(self, connection)
         t = table
         self._get_sql_native = translate(self._get_sql)  # run on sqlite3 directly
         self._many_one = (
@@ -120,7 +121,6 @@ class SQLiteEngine(SQLReads):
             "INTEGER) AND h.version <= bound.value), 0)) WHERE platform_key = ?1"
         )
         self._data_version: int | None = None
-        self._groups = GroupCommit(connection, self)
 
     def timestamp(self, value: Any) -> datetime | None:
         return _parse_timestamp(value)
@@ -137,19 +137,8 @@ class SQLiteEngine(SQLReads):
         found = {row[0]: self._record(row[1:]) for row in rows}
         return [found.get(name, EMPTY) for name in usernames]
 
-    async def update(self, platform_key: str, username: str, change: Change) -> Record:
-        return await self._groups.update((platform_key, username), change)
-
-    async def update_many(
-        self, platform_key: str, updates: Sequence[tuple[str, Change]]
-    ) -> list[Record]:
-        """The updates as one group of their own: all committed, or none."""
-        return await self._groups.update_many(
-            [((platform_key, username), change) for username, change in updates]
-        )
-
     def write_group(
-        self, connection: sqlite3.Connection, updates: Sequence[tuple[Key, Change]]
+        self, connection: sqlite3.Connection, updates: Sequence[Queued]
     ) -> tuple[list[Record | Exception], Callable[[], None]]:
         """Inside the group's transaction: for each update, read and change; then the writes.
 
@@ -163,7 +152,8 @@ class SQLiteEngine(SQLReads):
         outcomes: list[Record | Exception] = []
         rows = _GroupRows()
         clocks = rows.clocks
-        for key, change in updates:
+        for update in updates:
+            key = update.key
             current = written.get(key)
             if current is None:
                 if self._keeps_history and key not in self._user_ids and key not in new_ids:
@@ -177,7 +167,7 @@ class SQLiteEngine(SQLReads):
                     row = connection.execute(self._get_sql_native, key).fetchone()
                 current = self._record(row)
             try:
-                write = change(current)
+                write = update.change(current)
             except Exception as exc:  # a refusal (or a bug) of this update alone
                 outcomes.append(exc)
                 continue

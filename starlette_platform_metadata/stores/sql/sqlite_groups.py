@@ -3,9 +3,9 @@
 SQLite has one write lock per file.  Instead of a transaction per update, the updates queued
 meanwhile are written as one group: one `BEGIN IMMEDIATE`, for each update its read, its change
 and its rows, one `COMMIT` (`SQLiteConnection.write_then_commit`), so that with
-`synchronous=FULL` concurrent writers share one fsync.  What a group writes is the engine's
-(`GroupWriter`, sqlite.py); this module keeps the queue: deadlines, cancellation, and retries
-while another process holds the lock.
+`synchronous=FULL` concurrent writers share one fsync.  `GroupCommit` keeps the queue:
+deadlines, cancellation, and retries while another process holds the lock; what a group writes
+is its subclass's (`write_group`: the engine, sqlite.py).
 """
 
 from __future__ import annotations
@@ -15,35 +15,23 @@ import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from ..base import Change, Record, StoreUnavailable
 from .sqlite_connection import LockBusy, SQLiteConnection, backoff
 
-__all__ = ["MAX_GROUP", "GroupCommit", "GroupWriter", "Key"]
+__all__ = ["MAX_GROUP", "GroupCommit", "Key", "Queued"]
 
 #: Updates written in one transaction at most.
 MAX_GROUP = 512
 
 #: A record's (platform_key, username).
 Key = tuple[str, str]
-_Written = tuple[list[Record | Exception | None], Callable[[], None]]
-
-
-class GroupWriter(Protocol):
-    """What a group writes, inside its transaction (the engine's part)."""
-
-    def write_group(
-        self, connection: sqlite3.Connection, updates: Sequence[tuple[Key, Change]]
-    ) -> tuple[list[Record | Exception], Callable[[], None]]:
-        """For each update in order: read, change, write.  Returns an outcome per update (its
-        record, or what its change raised: that update alone is refused, the rest of the
-        group goes on), and what to do once the transaction has committed."""
-        ...
 
 
 @dataclass(slots=True)
-class _Pending:
+class Queued:
+    """An update waiting for its group: `change` for the record of `key`."""
+
     key: Key
     change: Change
     future: asyncio.Future[Record]
@@ -52,21 +40,39 @@ class _Pending:
     group: asyncio.Future[None] | None = None
 
 
-class GroupCommit:
-    """Queued updates of one SQLite connection, written a group per transaction."""
+#: A group's work, done: the updates written, their outcomes, what to do on commit.
+_Written = tuple[list[Queued], list[Record | Exception], Callable[[], None]]
 
-    def __init__(self, connection: SQLiteConnection, writer: GroupWriter) -> None:
+
+class GroupCommit:
+    """Updates of one SQLite connection, queued and written a group per transaction.
+
+    Subclasses say what a group writes (`write_group`).  Not a component the engine calls but
+    its base: `update` is on every write's path, and a call less there is a coroutine less.
+    """
+
+    def __init__(self, connection: SQLiteConnection) -> None:
         self.connection = connection
-        self.writer = writer
-        self._queue: list[_Pending] = []
+        self._queue: list[Queued] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def update(self, key: Key, change: Change) -> Record:
-        """`change` applied to `key`'s record in the next group; within `busy_timeout`."""
+    def write_group(
+        self, connection: sqlite3.Connection, updates: Sequence[Queued]
+    ) -> tuple[list[Record | Exception], Callable[[], None]]:
+        """Inside the group's transaction, for each update in order: read, change, write.
+
+        Returns an outcome per update (its record, or what its change raised: that update
+        alone is refused, the rest of the group goes on), and what to do once the transaction
+        has committed.
+        """
+        raise NotImplementedError
+
+    async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        """`change` applied to the record in the next group; within `busy_timeout`."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Record] = loop.create_future()
         deadline = loop.time() + self.connection.busy_timeout
-        pending = _Pending(key, change, future, deadline)
+        pending = Queued((platform_key, username), change, future, deadline)
         self._queue.append(pending)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -82,13 +88,20 @@ class GroupCommit:
                     await asyncio.wait({group})
             raise
 
-    async def update_many(self, updates: Sequence[tuple[Key, Change]]) -> list[Record]:
+    async def update_many(
+        self, platform_key: str, updates: Sequence[tuple[str, Change]]
+    ) -> list[Record]:
         """The updates as one group of their own, in one transaction: every change decided and
         written as a queued group's, then committed, or rolled back as a whole when any change
         refuses.  The writer lock orders it with the queued groups."""
+        loop = asyncio.get_running_loop()
+        group = [
+            Queued((platform_key, username), change, loop.create_future(), 0.0)
+            for username, change in updates
+        ]
 
         def work(connection: sqlite3.Connection) -> tuple[list[Record], Callable[[], None]]:
-            outcomes, committed = self.writer.write_group(connection, updates)
+            outcomes, committed = self.write_group(connection, group)
             records: list[Record] = []
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
@@ -96,7 +109,6 @@ class GroupCommit:
                 records.append(outcome)
             return records, committed
 
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + self.connection.busy_timeout
         attempt = 0
         while True:
@@ -124,7 +136,7 @@ class GroupCommit:
         try:
             while self._queue:
                 now = loop.time()
-                group: list[_Pending] = []
+                group: list[Queued] = []
                 done: asyncio.Future[None] = loop.create_future()
                 for pending in self._queue[:MAX_GROUP]:
                     if pending.future.done():
@@ -138,7 +150,7 @@ class GroupCommit:
                 if not group:
                     continue
                 try:
-                    outcomes, committed = await self.connection.write_then_commit(
+                    written, outcomes, committed = await self.connection.write_then_commit(
                         self._writing(group)
                     )
                 except LockBusy:
@@ -160,9 +172,9 @@ class GroupCommit:
                 done.set_result(None)
                 committed()
                 attempt = 0
-                for pending, outcome in zip(group, outcomes, strict=True):
-                    if outcome is None or pending.future.done():
-                        continue  # its call was cancelled; the write stands (or never was)
+                for pending, outcome in zip(written, outcomes, strict=True):
+                    if pending.future.done():
+                        continue  # its call was cancelled; the write stands
                     if isinstance(outcome, Exception):
                         pending.future.set_exception(outcome)
                     else:
@@ -170,24 +182,18 @@ class GroupCommit:
         finally:
             self._flusher = None
 
-    def _writing(self, group: list[_Pending]) -> Callable[[sqlite3.Connection], _Written]:
-        """The group's work inside its transaction: an outcome per update (`None` for one
-        cancelled while the group waited for the lock: never written), and what to do once
-        it has committed."""
+    def _writing(self, group: list[Queued]) -> Callable[[sqlite3.Connection], _Written]:
+        """The group's work inside its transaction: the updates written (not those cancelled
+        while the group waited for the lock), their outcomes, and what to do on commit."""
 
         def work(connection: sqlite3.Connection) -> _Written:
-            live = [not pending.future.done() for pending in group]
-            outcomes, committed = self.writer.write_group(
-                connection,
-                [(p.key, p.change) for p, alive in zip(group, live, strict=True) if alive],
-            )
-            written = iter(outcomes)
-            return [next(written) if alive else None for alive in live], committed
+            live = [pending for pending in group if not pending.future.done()]
+            return live, *self.write_group(connection, live)
 
         return work
 
 
-def _fail(pending: _Pending, exc: BaseException) -> None:
+def _fail(pending: Queued, exc: BaseException) -> None:
     if not pending.future.done():
         if isinstance(exc, asyncio.CancelledError):
             pending.future.cancel()
