@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette_platform_metadata import DatabaseStore, Record, changes
 from starlette_platform_metadata.stores import Change
-from starlette_platform_metadata.stores.postgres import PostgresEngine
+from starlette_platform_metadata.stores.sql.postgres import PostgresEngine
 
 WRITERS = 64
 SECONDS = 4.0

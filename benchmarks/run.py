@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/run.py --policy-compare    # a platform policy in force vs none
     .venv/bin/python benchmarks/run.py --history-compare   # history kept (100/user) vs off
     .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
+    .venv/bin/python benchmarks/run.py --tree-compare OTHER/.venv/bin/python  # this code vs other
 
 Every app is served by uvicorn (one worker, httptools, uvloop, access log off) on 127.0.0.1 and
 loaded by wrk (`--latency`; the Lua scripts are benchmarks/*.lua).  Each round runs every
@@ -145,6 +146,7 @@ class AppSpec:
     policy: bool = False  # POLICY put in force by the tenant admin before the load
     history: int | None = None  # revisions kept per user (None: the host's default, 100)
     streams: int = 0  # idle live-change streams held open (on the GET user) during the load
+    python: str = ""  # the interpreter that serves it, and so the code it runs ("": --python)
 
 
 @dataclass(frozen=True)
@@ -426,6 +428,32 @@ def streams_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("streams-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
 
 
+def tree_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """The host as this tree's code (`--python`) against the same host as another tree's (the
+    interpreter of that tree's venv, `--tree-compare`), on fresh SQLite files or on
+    `--database`: a change measured against the code before it, in the same run."""
+    apps = [
+        host_variant(args, tmp, name, what, python=python)
+        for name, what, python in (
+            ("new", "this tree", args.python),
+            ("old", f"the tree of {args.tree_compare}", args.tree_compare),
+        )
+    ]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    pair = ("new", "old")
+    targets = [
+        same("GET req/s", "get", "get", "rps", pair, ">="),
+        same(f"{many} req/s", "patch_many_users", "patch", "rps", pair, ">="),
+        same("PATCH 1 user req/s", "patch_one_user", "patch", "rps", pair, ">="),
+        same("GET p99", "get", "get", "p99", pair, "<="),
+        same(f"{many} p99", "patch_many_users", "patch", "p99", pair, "<="),
+        same("PATCH 1 user p99", "patch_one_user", "patch", "p99", pair, "<="),
+    ]
+    keys = ("get", "patch_many_users", "patch_one_user")
+    return Plan("tree-compare", apps, [chosen[k] for k in keys], targets)
+
+
 def hold_streams(args: argparse.Namespace, port: int, token: str, count: int, tmp: Path) -> Server:
     """A client process holding `count` live-change streams open on the server (sse_client.py)."""
     command = [args.python, str(HERE / "sse_client.py"), str(port), token, str(count)]
@@ -456,6 +484,8 @@ def put_policy(port: int, admin: str) -> None:
 
 
 def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    if args.tree_compare:
+        return tree_plan(args, tmp)
     if args.streams_compare:
         return streams_plan(args, tmp)
     if args.history_compare:
@@ -1060,7 +1090,7 @@ def start_apps(
 ) -> dict[str, Server]:
     """Every app's server, answering (the host has created its tables by then)."""
     for spec in plan.apps:
-        servers.append(start_server(args.python, spec, tmp, args.host_loop))
+        servers.append(start_server(spec.python or args.python, spec, tmp, args.host_loop))
     for server in servers:
         server.wait_ready(users.member)
     return {server.name: server for server in servers}
@@ -1134,6 +1164,8 @@ def run_rounds(
 
 def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     info = versions(args.python)
+    if args.tree_compare:
+        versions(args.tree_compare)  # the other tree serves with the same stack, or we stop
     plan = build_plan(args, tmp)
     users = prepare_databases(args, plan, tmp)
     started: list[Server] = []
@@ -1194,6 +1226,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "patch_keys": PATCH_KEYS,
         "host_loop": args.host_loop,
         "baseline_loop": "uvloop",
+        "tree_compare": args.tree_compare,
     }
 
 
@@ -1396,6 +1429,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--streams", type=int, default=1000, help="streams held open by --streams-compare"
+    )
+    mode.add_argument(
+        "--tree-compare",
+        metavar="PYTHON",
+        help="the host on this tree's code vs on another tree's: that tree's venv interpreter "
+        "(GET, PATCH 64 users, PATCH 1 user)",
     )
     mode.add_argument(
         "--scale-compare",

@@ -2,7 +2,8 @@
 
 They live in the same database as the metadata.  SQL is written once, with PostgreSQL's `$1`
 placeholders, which the package's `sql_connection` runs on SQLite too, so the two dialects
-differ only in the DDL of `_DDL`.
+differ only in the DDL of `_DDL`.  The tables come to be as the store's do (`open_tables`):
+created on first use in one transaction, their schema version recorded beside them.
 
 Tokens are stored as the SHA-256 hex digest of the key: a copy of the database hands out no
 working token.  A key carries 160 random bits (`secrets.token_hex(20)`), so an unsalted fast
@@ -33,6 +34,7 @@ from databases import DatabaseURL
 
 from starlette_platform_metadata import PlatformAccess
 from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection, sql_connection
+from starlette_platform_metadata.stores.sql.schema import open_tables, version_rows
 
 from . import bulk
 
@@ -49,13 +51,9 @@ __all__ = [
 
 DEFAULT_URL = "sqlite:///example_host.db"
 
-#: The host tables' schema version, recorded so that a later release can migrate in place.
+#: The host tables' schema version, recorded in `example_host_schema` so that a later release
+#: can migrate in place.
 SCHEMA_VERSION = 1
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS example_host_schema (version INTEGER NOT NULL)",
-    f"INSERT INTO example_host_schema (version) SELECT {SCHEMA_VERSION} "
-    "WHERE NOT EXISTS (SELECT 1 FROM example_host_schema)",
-]
 _HOST_TABLES = ("platforms", "users", "memberships", "tokens")
 _GENERATION_TABLE = [
     "CREATE TABLE IF NOT EXISTS example_host_generation ("
@@ -102,7 +100,7 @@ _DDL = {
         "created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
         *_GENERATION_TABLE,
         *_SQLITE_TRIGGERS,
-        *_SCHEMA,
+        *version_rows("example_host", SCHEMA_VERSION),
     ],
     "postgresql": [
         "CREATE TABLE IF NOT EXISTS platforms ("
@@ -122,7 +120,7 @@ _DDL = {
         "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)",
         *_GENERATION_TABLE,
         *_POSTGRES_TRIGGERS,
-        *_SCHEMA,
+        *version_rows("example_host", SCHEMA_VERSION),
     ],
 }
 
@@ -181,8 +179,6 @@ _REVOKE_TOKENS_OF = (
     "RETURNING user_id"
 )
 _USER_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)"
-# Several workers may start at once, and CREATE TABLE IF NOT EXISTS races on PostgreSQL.
-_DDL_LOCK = "SELECT pg_advisory_xact_lock(720532)"
 
 
 def new_token() -> str:
@@ -252,16 +248,7 @@ class HostDB(OpensOnFirstUse):
     async def _open(self) -> None:
         # A reopened database may be another file whose counter happens to match.
         self._cache.clear()
-        await self._db.open()
-        try:
-            async with self._db.transaction() as tx:
-                if self._db.dialect == "postgresql":
-                    await tx.fetch(_DDL_LOCK)
-                for statement in _DDL[self._db.dialect]:
-                    await tx.fetch(statement)
-        except BaseException:
-            await self._db.close()
-            raise
+        await open_tables(self._db, "example_host", SCHEMA_VERSION, _DDL[self._db.dialect])
 
     async def _close(self) -> None:
         await self._db.close()

@@ -34,7 +34,7 @@ from starlette.routing import Mount
 from starlette.types import Message
 
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store
-from starlette_platform_metadata.stores.sqlite import SQLiteConnection
+from starlette_platform_metadata.stores.sql.sqlite_connection import SQLiteConnection
 
 from .conftest import POSTGRES_URL, STORE_KINDS, URL, FakeAuth, close_store, make_store
 

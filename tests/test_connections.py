@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from databases import Database, DatabaseURL
 
-from starlette_platform_metadata import DatabaseStore, StoreUnavailable
+from starlette_platform_metadata import DatabaseStore, StoreUnavailable, changes
 from starlette_platform_metadata.stores import sql_connection
-from starlette_platform_metadata.stores.postgres import PostgresConnection
+from starlette_platform_metadata.stores.sql.postgres_connection import PostgresConnection
 
 from .conftest import POSTGRES_URL
 
@@ -40,6 +40,43 @@ async def test_a_held_lock_makes_a_statement_wait_then_503(tmp_path: Path) -> No
     finally:
         other.close()
         await conn.close()
+
+
+async def test_a_store_connected_again_still_never_waits_for_the_lock_on_the_loop(
+    tmp_path: Path,
+) -> None:
+    """A group finds the write lock taken at once (then sleeps on the loop and tries again),
+    never in SQLite's busy handler, which would hold the event loop for `busy_timeout`; also
+    after the store disconnected and connected again (its new writer connection once kept
+    SQLite's wait, as the old one's setting was taken for the new one's, unless the DDL's
+    transaction on connect happened to set it)."""
+    path = tmp_path / "again.db"
+    async with DatabaseStore(f"sqlite:///{path}"):
+        pass  # the tables
+    store = DatabaseStore(f"sqlite:///{path}", busy_timeout=1.0, create_tables=False)
+    await store.update("p", "u", changes.patch({"a": 1}))
+    await store.disconnect()
+    await store.connect()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticking() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.update("p", "u", changes.patch({"a": 2}))
+        assert ticks >= 20, ticks  # the loop ran on while the write waited for the lock
+    finally:
+        ticker.cancel()
+        other.execute("ROLLBACK")
+        other.close()
+        await store.disconnect()
 
 
 async def test_connections_opening_one_new_file_at_once_all_open(tmp_path: Path) -> None:
@@ -221,7 +258,7 @@ def test_the_rows_between_checkpoints_follow_what_a_row_cost() -> None:
     within bounds: history (a revision and a retention delete beside each record, 1,000
     rows filled 360 pages) checkpoints after 2,777 rows; small rows not more often than every
     20,000 (then 200 commits bound the WAL); large documents not less often than every 250."""
-    from starlette_platform_metadata.stores.sqlite import rows_until_checkpoint
+    from starlette_platform_metadata.stores.sql.sqlite_checkpoints import rows_until_checkpoint
 
     assert rows_until_checkpoint(1000, 360) == 2777
     assert rows_until_checkpoint(1000, 48) == 20_000

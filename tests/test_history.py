@@ -21,7 +21,7 @@ from starlette.routing import Mount
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataApp, Store, changes
 from starlette_platform_metadata.feed import Committed
 from starlette_platform_metadata.stores.base import Record, Write
-from starlette_platform_metadata.stores.sql import history_schema
+from starlette_platform_metadata.stores.sql.schema import history_schema
 
 from .conftest import URL, FakeAuth
 
@@ -677,7 +677,7 @@ async def test_an_id_assigned_in_a_rolled_back_write_is_not_remembered(tmp_path:
 async def test_the_same_username_on_two_platforms_has_two_histories_past_the_id_memo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from starlette_platform_metadata.stores import sqlite as engine
+    from starlette_platform_metadata.stores.sql import sqlite as engine
 
     monkeypatch.setattr(engine, "_USER_IDS", 2)  # the memo starts over again and again
     store = DatabaseStore(f"sqlite:///{tmp_path / 'two.db'}")

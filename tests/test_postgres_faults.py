@@ -35,7 +35,7 @@ from starlette_platform_metadata import (
     StoreUnavailable,
     changes,
 )
-from starlette_platform_metadata.stores.postgres import PostgresConnection, postgres_database
+from starlette_platform_metadata.stores.sql.postgres_connection import PostgresConnection, postgres_database
 
 from .conftest import POSTGRES_URL, URL, FakeAuth
 

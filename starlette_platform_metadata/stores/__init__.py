@@ -17,9 +17,9 @@ from .base import (
     StoreUnavailable,
     Write,
 )
-from .connections import OpensOnFirstUse, SQLConnection, sql_connection
+from .connections import OpensOnFirstUse, SQLConnection
 from .memory import MemoryStore
-from .sql import DatabaseStore
+from .sql import DatabaseStore, sql_connection
 
 __all__ = [
     "EMPTY",

@@ -1,9 +1,10 @@
-"""Kept database connections, for `DatabaseStore` and for a host's own tables.
+"""Kept database connections, for `DatabaseStore` and for a host's own tables: what they offer.
 
-`databases` is how a host names its database (a URL, or its own `Database`); these classes keep
-connections open and run plain SQL on the driver, because `databases` opens a new SQLite
-connection (and thread) per task and compiles every query through SQLAlchemy, which costs more
-than the query.  SQL is written once with PostgreSQL's `$1` placeholders for both databases:
+`databases` is how a host names its database (a URL, or its own `Database`); the connections
+(`sql_connection`, built in sql/dialects.py) keep connections open and run plain SQL on the
+driver, because `databases` opens a new SQLite connection (and thread) per task and compiles
+every query through SQLAlchemy, which costs more than the query.  SQL is written once with
+PostgreSQL's `$1` placeholders for both databases:
 
     connection = sql_connection("sqlite:///app.db")     # or a `databases.Database`
     await connection.open()
@@ -16,14 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import Any, Protocol, Self
 
-if TYPE_CHECKING:
-    from databases import Database, DatabaseURL
-
-__all__ = ["OpensOnFirstUse", "SQLConnection", "SQLTransaction", "sql_connection"]
+__all__ = ["OpensOnFirstUse", "SQLConnection", "SQLTransaction"]
 
 
 class SQLTransaction(Protocol):
@@ -57,47 +54,6 @@ class SQLConnection(Protocol):
         wait for the write lock, which stays `busy_timeout`).
         """
         ...
-
-
-def sql_connection(
-    database: str | DatabaseURL | Database,
-    *,
-    busy_timeout: float = 5.0,
-    synchronous: str = "NORMAL",
-    pragmas: Sequence[str] = (),
-) -> SQLConnection:
-    """Kept connections to `database`: a `databases` URL or `Database`.
-
-    Args:
-        busy_timeout: seconds any call may take waiting (for a lock on SQLite; for the pool,
-            a connection and the statement together on PostgreSQL) before `StoreUnavailable`.
-        synchronous: SQLite's `PRAGMA synchronous`.
-        pragmas: further `PRAGMA` statements for every SQLite connection.
-
-    A `Database` passed in stays the host's: closing the connection never disconnects it.
-    SQLite opens the file named by its URL with connections of its own.
-    """
-    from databases import Database, DatabaseURL
-
-    owns = not isinstance(database, Database)
-    url = DatabaseURL(str(database.url) if isinstance(database, Database) else database)
-    if url.dialect == "sqlite":
-        from .sqlite import SQLiteConnection
-
-        if url.options:
-            raise ValueError(f"SQLite URL options are not supported: {sorted(url.options)}")
-        return SQLiteConnection(
-            url.database, busy_timeout=busy_timeout, synchronous=synchronous, pragmas=pragmas
-        )
-    if url.dialect == "postgresql":
-        from .postgres import PostgresConnection, postgres_database
-
-        if isinstance(database, Database):
-            return PostgresConnection(database, timeout=busy_timeout, owns_database=False)
-        return PostgresConnection(
-            postgres_database(url, busy_timeout), timeout=busy_timeout, owns_database=owns
-        )
-    raise ValueError(f"Unsupported database: {url.dialect!r} (use sqlite or postgresql)")
 
 
 class OpensOnFirstUse:

@@ -9,6 +9,7 @@ from typing import Any
 
 from .base import EMPTY, POLICY_USERNAME, Change, Record, Revision, Write
 from .filters import matches
+from .rows import plan_rows
 
 __all__ = ["MemoryStore"]
 
@@ -36,19 +37,21 @@ class MemoryStore:
         write = change(current)
         if write is None:
             return current
-        if write.record.version != current.version:
-            self._records[key] = write.record
-        if write.purge:
+        plan = plan_rows(current, write)
+        if plan.record is not None:
+            self._records[key] = plan.record
+        if plan.purge:
             self._history.pop(key, None)
-        if write.revision is not None:
+        if plan.revision is not None:
             clock = self._clock.setdefault(platform_key, [0, 0])
             clock[0] += 1
             kept = self._history.setdefault(key, deque())
-            kept.append(dataclasses.replace(write.revision, seq=clock[0]))
-            while kept and kept[0].version <= write.revision.version - write.keep_revisions:
-                dropped = kept.popleft()
-                clock[1] = max(clock[1], dropped.seq or 0)
-        return self._records.get(key, EMPTY)
+            kept.append(dataclasses.replace(plan.revision, seq=clock[0]))
+            if plan.trim is not None:
+                while kept and kept[0].version <= plan.trim:
+                    dropped = kept.popleft()
+                    clock[1] = max(clock[1], dropped.seq or 0)
+        return plan.stored
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         return [self._records.get((platform_key, name), EMPTY) for name in usernames]

@@ -1,19 +1,19 @@
 """The SQL both databases share: reading records and history.
 
 Written once with `$1` placeholders (SQLite's engine translates them to `?1`).  SQLite keys
-its history by user ids (stores/sql.py, `history_schema`): its engine rewrites the two history
+its history by user ids (schema.py, `history_schema`): its engine rewrites the two history
 reads for that layout."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .base import EMPTY, POLICY_USERNAME, Record, Revision
-from .connections import SQLConnection
-from .filters import matches, postgres_filter, sqlite_filter
+from ..base import EMPTY, POLICY_USERNAME, Record, Revision
+from ..connections import SQLConnection
+from ..filters import SQLFilter, matches
 
 __all__ = ["SQLReads"]
 
@@ -29,10 +29,16 @@ _NO_VERSION = 2**62
 class SQLReads:
     """`get` and `records` of an engine, written once with `$1` placeholders.
 
-    Subclasses say how a stored timestamp becomes a `datetime` (`timestamp`).
+    Subclasses say how a stored timestamp becomes a `datetime` (`timestamp`), and give the
+    SQL of a listing's filter in their dialect (`filter_sql`, stores/filters.py).
     """
 
-    def __init__(self, connection: SQLConnection, table: str) -> None:
+    def __init__(
+        self,
+        connection: SQLConnection,
+        table: str,
+        filter_sql: Callable[[Mapping[str, Any], int], SQLFilter],
+    ) -> None:
         self.reader = connection
         self._get_sql = (
             f"SELECT {_COLUMNS} FROM {table} WHERE platform_key = $1 AND username = $2"
@@ -45,7 +51,7 @@ class SQLReads:
         )
         # The same scan with a filter's conditions (`stores/filters.py`) before the ORDER BY.
         self._filtered_sql = self._records_sql.replace(" ORDER BY", "{where} ORDER BY")
-        self._filter_sql = sqlite_filter if connection.dialect == "sqlite" else postgres_filter
+        self._filter_sql = filter_sql
         h = f"{table}_history"
         # The newest page: a backward range scan of the primary key, `limit` rows.
         self._revisions_sql = (

@@ -1,0 +1,131 @@
+"""SQLite's WAL checkpoints, run by the store on a thread between two writes.
+
+A checkpoint copies what the WAL holds into the database file, with an fsync: on the event loop
+it would stall every request of the process, so the writer connection turns SQLite's automatic
+checkpoint off and `Checkpoints` runs them instead, on a thread of the connection's, in
+SQLite's own rhythm (docs/stores.md, "SQLite, where the disk waits go").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import sqlite3
+from collections.abc import Callable
+
+logger = logging.getLogger("starlette_platform_metadata")
+
+__all__ = [
+    "CHECKPOINT_COMMITS",
+    "CHECKPOINT_PAGES",
+    "CHECKPOINT_ROWS",
+    "Checkpoints",
+    "rows_until_checkpoint",
+]
+
+#: A checkpoint comes once the WAL holds about this many pages, SQLite's own rhythm (its
+#: automatic checkpoint, off on our writer, runs at 1,000), or after this many commits, whichever
+#: is first.  The commit count bounds the WAL when writes come one at a time (about five pages
+#: each).  Checkpointing more often costs writes: each checkpoint holds them back for its copy,
+#: its fsyncs and two trips to a thread (benchmarks/README.md, "The checkpoint rhythm").
+CHECKPOINT_PAGES = 1000
+CHECKPOINT_COMMITS = 200
+#: Pages cannot be counted as they are written, rows can (`total_changes`): each checkpoint
+#: says how many pages the WAL held, and the rows until the next one follow what a row cost
+#: (a revision, a retention delete and a large document each add pages), within these bounds.
+#: The first checkpoint comes after the fewest.
+CHECKPOINT_ROWS = (250, 20_000)
+
+
+def rows_until_checkpoint(rows: int, pages: int) -> int:
+    """The rows to write before the next checkpoint, after `rows` filled the WAL with `pages`:
+    as many as fill `CHECKPOINT_PAGES`, within `CHECKPOINT_ROWS`.  The WAL's pages include
+    other processes' and, after a checkpoint that could not finish (a reader was behind), older
+    ones: then the estimate errs towards checkpointing sooner."""
+    low, high = CHECKPOINT_ROWS
+    if pages < 0:  # not in WAL mode: nothing to measure
+        return low
+    if pages == 0:
+        return high
+    return max(low, min(high, rows * CHECKPOINT_PAGES // pages))
+
+
+class Checkpoints:
+    """The checkpoints of one open writer connection.
+
+    Args:
+        writer: the connection whose commits fill the WAL (its `total_changes` counts rows).
+        writer_lock: held by every write of ours; a checkpoint holds it too, so that it runs
+            between two writes, as SQLite's own automatic checkpoint would.
+        executor: the connection's threads; a checkpoint runs on one of them.
+        connect: opens the checkpoint's own connection (on the thread, at the first one).
+    """
+
+    def __init__(
+        self,
+        writer: sqlite3.Connection,
+        writer_lock: asyncio.Lock,
+        executor: concurrent.futures.ThreadPoolExecutor,
+        connect: Callable[[], sqlite3.Connection],
+    ) -> None:
+        self._writer: sqlite3.Connection | None = writer
+        self._writer_lock = writer_lock
+        self._executor = executor
+        self._connect = connect
+        self._connection: sqlite3.Connection | None = None
+        self._running = False
+        self._at = 0  # `total_changes` at the last checkpoint
+        self._rows = CHECKPOINT_ROWS[0]
+        self._commits = 0  # since the last checkpoint
+
+    def after_commit(self) -> None:
+        """Checkpoint on a thread once enough rows or commits were written since the last."""
+        writer = self._writer
+        if writer is None or self._running:
+            return
+        self._commits += 1
+        rows = writer.total_changes - self._at
+        if rows < self._rows and self._commits < CHECKPOINT_COMMITS:
+            return
+        self._running, self._commits = True, 0
+        task = asyncio.get_running_loop().create_task(self._checkpoint())
+        task.add_done_callback(self._done)
+
+    async def _checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file, on a thread, between two writes.
+
+        As SQLite's own automatic checkpoint, it runs while no write of ours is in progress
+        (under the writer lock), so that once it has copied everything the next write starts
+        the WAL over instead of growing it; our writes wait meanwhile (queued, never on the
+        loop).  PASSIVE: readers and other processes are never waited for or blocked."""
+        async with self._writer_lock:
+            writer = self._writer
+            if writer is None:  # closed meanwhile
+                return
+            # No write of ours runs under the lock: these are the rows the WAL holds pages of.
+            rows = writer.total_changes - self._at
+            self._at = writer.total_changes
+            loop = asyncio.get_running_loop()
+            pages = await loop.run_in_executor(self._executor, self._checkpoint_now)
+            self._rows = rows_until_checkpoint(rows, pages)
+
+    def _checkpoint_now(self) -> int:
+        """A passive checkpoint; the pages the WAL held (-1 when SQLite cannot say)."""
+        if self._connection is None:
+            self._connection = self._connect()
+        row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[1])
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._running = False
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("SQLite checkpoint failed: %s", task.exception())
+
+    def close(self) -> None:
+        """No checkpoint from now on; the checkpoint's connection closes on its thread, after
+        a checkpoint in progress."""
+        self._writer = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._executor.submit(connection.close)
