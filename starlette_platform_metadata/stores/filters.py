@@ -25,25 +25,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..jsontext import dump
+from ..jsonvalues import json_equal
 
 __all__ = ["SQLFilter", "json_equal", "matches", "postgres_filter", "sqlite_filter"]
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equal as JSON values: numbers by value, booleans only to booleans, containers deeply."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, dict):
-        return (
-            isinstance(b, dict)
-            and a.keys() == b.keys()
-            and all(json_equal(a[key], b[key]) for key in a)
-        )
-    if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(map(json_equal, a, b))
-    return type(a) is type(b) and bool(a == b)
 
 
 def matches(document: Mapping[str, Any], filter: Mapping[str, Any]) -> bool:
