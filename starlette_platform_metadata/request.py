@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Literal, NamedTuple, TypeVar
 from urllib.parse import unquote_to_bytes
 
 from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
@@ -164,10 +163,12 @@ async def authenticate(auth: AuthBackend, scheme: AuthScheme, conn: HTTPConnecti
     return identity
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(NamedTuple):
     """What `authorize` grants: whose metadata the request reaches (`None`: the platform's,
-    as a whole) and whether the caller is the platform's tenant admin (the full view)."""
+    as a whole) and whether the caller is the platform's tenant admin (the full view).
+
+    A named tuple, not a frozen dataclass: it is built on every request, and a frozen
+    dataclass's `__init__` costs three `object.__setattr__` calls."""
 
     platform_key: str
     username: str | None

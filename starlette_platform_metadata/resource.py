@@ -80,22 +80,28 @@ class Services:
         self.auth_scheme = AuthScheme.of(self.auth)
 
 
-@dataclass(slots=True)
 class Request:
     """One request on its way through a resource: the connection, the authenticated caller,
     the query as the resource reads it, and the app's services."""
 
-    scope: Scope
-    receive: Receive
-    conn: HTTPConnection
-    identity: Identity
-    query: Query
-    services: Services
+    __slots__ = ("conn", "identity", "method", "query", "receive", "scope", "services")
 
-    @property
-    def method(self) -> str:
-        method: str = self.scope["method"]
-        return method
+    def __init__(
+        self,
+        scope: Scope,
+        receive: Receive,
+        conn: HTTPConnection,
+        identity: Identity,
+        query: Query,
+        services: Services,
+    ) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.conn = conn
+        self.identity = identity
+        self.query = query
+        self.services = services
+        self.method: str = scope["method"]
 
     async def authorize(
         self, reach: Reach, platform_key: str, target: str | None = None
@@ -134,6 +140,12 @@ class Served:
         self.services = services
         self.methods = frozenset(resource.allow.split(", "))
         self.options_body = dump(resource.options).encode()
+        # Found once: HEAD runs `get`.
+        self.handlers: dict[str, Handler] = {
+            method: getattr(resource, "get" if method == "HEAD" else method.lower())
+            for method in self.methods
+            if method != "OPTIONS"
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outage = self.services.outage
@@ -180,8 +192,7 @@ class Served:
                 media_type="application/json",
             )
         query = Query(scope["query_string"], self.resource.query_names, services.limits)
-        handler: Handler = getattr(self.resource, "get" if method == "HEAD" else method.lower())
-        return await handler(Request(scope, receive, conn, identity, query, services))
+        return await self.handlers[method](Request(scope, receive, conn, identity, query, services))
 
 
 def _redacted_traceback(exc: BaseException, scope: Scope) -> str:
