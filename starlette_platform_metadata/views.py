@@ -2,7 +2,8 @@
 
 A tenant admin sees everything; a member acting on its own metadata never sees the
 platform's private keys (EXTENSIONS.md section 1).  Every output that carries a document
-goes through `visible_record`, so a new surface cannot forget the rule; what a member may
+goes through this module (`visible_record`, `revision_body`, `event_data`), so a new surface
+cannot forget the rule; what a member may
 learn of private keys beyond their absence (that a record exists, its version) is written in
 docs/policy.md.  A member's schema errors and size limits are decided inside the atomic
 write, where the stored document is known (`member_errors.py`, `sizes.py`).
