@@ -37,21 +37,21 @@ class MemoryStore:
         write = change(current)
         if write is None:
             return current
-        plan = plan_rows(current, write)
-        if plan.record is not None:
-            self._records[key] = plan.record
-        if plan.purge:
+        stored, record, _, purge, revision, trim = plan_rows(current, write)
+        if record is not None:
+            self._records[key] = record
+        if purge:
             self._history.pop(key, None)
-        if plan.revision is not None:
+        if revision is not None:
             clock = self._clock.setdefault(platform_key, [0, 0])
             clock[0] += 1
             kept = self._history.setdefault(key, deque())
-            kept.append(dataclasses.replace(plan.revision, seq=clock[0]))
-            if plan.trim is not None:
-                while kept and kept[0].version <= plan.trim:
+            kept.append(dataclasses.replace(revision, seq=clock[0]))
+            if trim is not None:
+                while kept and kept[0].version <= trim:
                     dropped = kept.popleft()
                     clock[1] = max(clock[1], dropped.seq or 0)
-        return plan.stored
+        return stored
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         return [self._records.get((platform_key, name), EMPTY) for name in usernames]

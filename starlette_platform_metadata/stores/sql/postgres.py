@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...jsontext import keys_json
-from ..base import EMPTY, Change, Record
+from ..base import EMPTY, Change, Record, Revision
 from ..filters import postgres_filter
-from ..rows import RowPlan, plan_rows
+from ..rows import plan_rows
 from .postgres_connection import PostgresConnection
 from .reads import SQLReads
 
@@ -160,19 +160,16 @@ class PostgresEngine(SQLReads):
                 found[i], _ = await self._locked_update(raw, platform_key, username, change)
         return found
 
-    def _revision_values(self, plan: RowPlan, first: bool) -> tuple[Any, ...]:
-        """Parameters `$7`.. of the statements with history (a first write has no trim; a
-        bound of 0 trims nothing)."""
-        revision = plan.revision
-        if revision is None:
-            return ()
+    def _revision_values(self, revision: Revision, trim: int | None) -> tuple[Any, ...]:
+        """Parameters `$7`.. of the statements with history; `trim` (retention's bound, 0
+        trims nothing) only for an existing row's, as a first write has none to trim."""
         return (
             revision.operation,
             revision.actor,
             revision.at,
             revision.metadata_json,
             keys_json(revision.changed_keys),
-            *(() if first else (plan.trim or 0,)),
+            *(() if trim is None else (trim,)),
             self._channel,
         )
 
@@ -227,30 +224,28 @@ class PostgresEngine(SQLReads):
             write = change(current)
             if write is None:
                 return current, False
-            plan = plan_rows(current, write)
-            if plan.purge:
+            _, record, document, purge, revision, trim = plan_rows(current, write)
+            if purge:
                 await raw.execute(self._purge_sql, platform_key, username)
-            record = plan.record
             if record is None:  # a purge with nothing stored
                 return current, True
             values = (
                 platform_key,
                 username,
-                plan.document,
+                document,
                 record.version,
                 record.created_at,
                 record.updated_at,
             )
-            history = plan.revision is not None
             if row is not None:
-                if history:
-                    extra = self._revision_values(plan, first=False)
+                if revision is not None:
+                    extra = self._revision_values(revision, trim or 0)
                     await raw.execute(self._update_revision_sql, *values, *extra)
                 else:
                     await raw.execute(self._update_sql, *values)
                 return record, True
-            if history:
-                extra = self._revision_values(plan, first=True)
+            if revision is not None:
+                extra = self._revision_values(revision, None)
                 inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
             else:
                 inserted = await raw.fetchval(self._insert_sql, *values)

@@ -174,26 +174,24 @@ class SQLiteEngine(SQLReads, GroupCommit):
             if write is None:
                 outcomes.append(current)
                 continue
-            plan = plan_rows(current, write)
-            record = plan.record
+            stored, record, document, purge, revision, trim = plan_rows(current, write)
             updated = None
             if record is not None:
                 updated = _iso(record.updated_at)
                 # The record's last state in the group is the one written.
                 rows.records[key] = (
                     *key,
-                    plan.document,
+                    document,
                     record.version,
                     _timestamp(record.created_at),
                     updated,
                 )
                 written[key] = record
-            if plan.purge:  # after this record's earlier revisions, before its next ones
+            if purge:  # after this record's earlier revisions, before its next ones
                 self._write_rows(connection, rows)
                 user_id = self._found_user_id(connection, key, new_ids)
                 if user_id is not None:
                     connection.execute(self._purge_sql, (user_id,))
-            revision = plan.revision
             if revision is not None:
                 self._keeps_history = True
                 platform_key = key[0]
@@ -205,7 +203,7 @@ class SQLiteEngine(SQLReads, GroupCommit):
                 clocks[platform_key] = seq = seq + 1
                 at = (
                     updated
-                    if updated is not None and revision.at == plan.stored.updated_at
+                    if updated is not None and revision.at == stored.updated_at
                     else _iso(revision.at)
                 )
                 rows.revisions.append(
@@ -224,9 +222,9 @@ class SQLiteEngine(SQLReads, GroupCommit):
                 )
                 # A user's later revision in the group moves the bound up: one range delete
                 # per user and group.
-                if plan.trim is not None:
-                    rows.trims[user_id] = (platform_key, plan.trim)
-            outcomes.append(plan.stored)
+                if trim is not None:
+                    rows.trims[user_id] = (platform_key, trim)
+            outcomes.append(stored)
         self._write_rows(connection, rows)
         return outcomes, functools.partial(self._remember, new_ids)
 
