@@ -60,6 +60,11 @@ TOO_MANY_STREAMS_OF_YOURS = "You have too many open event streams. Close one and
 TOO_MANY_PLATFORM_STREAMS = "Too many open event streams on this platform. Try again later."
 STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
 SERVER_ERROR = "A server error occurred."
+# The answers of the HTTP protocol itself (uvicorn_http.py), before any request reaches an app:
+# ready bytes, since no app renders them.
+HEAD_TOO_LARGE = b'{"detail":"Request line and headers too large."}'
+HEAD_TIMEOUT = b'{"detail":"Request headers not received in time."}'
+MALFORMED_REQUEST = b'{"detail":"Invalid HTTP request received."}'
 
 #: DRF's challenge: the `WWW-Authenticate` of every 401 unless the `AuthBackend` names its own.
 TOKEN_CHALLENGE = "Token"
