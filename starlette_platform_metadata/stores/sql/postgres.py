@@ -17,7 +17,9 @@ from typing import Any
 from ...jsontext import keys_json
 from ..base import EMPTY, Change, Record, Revision
 from ..filters import postgres_filter
+from ..base import StoreUnavailable
 from ..rows import plan_rows
+from ..turns import RowTurns
 from .postgres_connection import PostgresConnection
 from .reads import SQLReads
 
@@ -32,13 +34,19 @@ logger = logging.getLogger("starlette_platform_metadata")
 class PostgresEngine(SQLReads):
     """The metadata table on a `PostgresConnection`.
 
-    `update` locks the row: in one transaction, `SELECT ... FOR UPDATE`, the change in Python,
-    the write, `COMMIT`.  Chosen by measurement over compare-and-set (benchmarks/README.md):
-    with 64 writers on one row, compare-and-set loses most races and rereads, where the row
-    lock queues writers and each makes progress (about 1.8x the writes per second).  A first
-    write has no row to lock: it inserts with `ON CONFLICT DO NOTHING`, and if another writer
-    inserted meanwhile, locks that row and decides again.  A change that refuses, or has
-    nothing to store, rolls back.  Everything runs within the call's one deadline.
+    `update` reads the row, runs the change in Python, and writes with compare-and-set: one
+    statement, in autocommit, that stores the record only if its version is still the one
+    read, with the revision, retention and the platform's clock in the same statement.  Two
+    round trips, where a locked transaction takes four (BEGIN, `SELECT ... FOR UPDATE`, the
+    write, COMMIT).  Compare-and-set alone loses most races when many writers share a row
+    (benchmarks/README.md: with 64 writers on one row the row lock did 1.8x its writes), so
+    writers of one row in this process take turns first (`RowTurns`): each reads what the one
+    before wrote, and only writers in other processes can race.  A write that loses such a
+    race, or purges history, takes the locked path: in one transaction, `SELECT ... FOR
+    UPDATE`, the change, the write, `COMMIT`, which always makes progress.  A first write has
+    no row to lock: it inserts with `ON CONFLICT DO NOTHING`, and if another writer inserted
+    meanwhile, locks that row and decides again.  A change that refuses, or has nothing to
+    store, writes nothing.  Each step runs within the call's deadline.
     """
 
     def __init__(self, connection: PostgresConnection, table: str) -> None:
@@ -109,6 +117,22 @@ class PostgresEngine(SQLReads):
             + revision
             + " SELECT version, pg_notify($12, $1) FROM i"
         )
+        # Compare-and-set: the same statements, applied only while the row's version is `$14`
+        # (`$8` without history); everything else in the statement hangs on the update's row.
+        cas = " AND version = $14 RETURNING 1"
+        self._cas_revision_sql = (
+            f"WITH w AS ({self._update_sql}{cas}), "
+            f"d AS ({trim} AND EXISTS (SELECT 1 FROM w) RETURNING seq), "
+            "c AS ("
+            + tick.format(
+                source="SELECT $1, 1, COALESCE((SELECT max(seq) FROM d), 0) FROM w"
+            )
+            + "), "
+            + revision
+            + " SELECT pg_notify($13, $1) FROM w"
+        )
+        self._cas_sql = self._update_sql + " AND version = $7 RETURNING 1"
+        self._turns = RowTurns()
         self._changes_of_sql = self._changes_sql.replace(
             "AND seq > $2", "AND seq > $2 AND username = ANY($4::text[])"
         )
@@ -123,6 +147,59 @@ class PostgresEngine(SQLReads):
         return [found.get(name, EMPTY) for name in usernames]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        try:
+            async with self._turns.turn((platform_key, username), self.connection.timeout):
+                record = await self._optimistic_update(platform_key, username, change)
+                if record is not None:
+                    return record
+                return await self._locked_transaction(platform_key, username, change)
+        except TimeoutError:  # waiting for the turn: the writers before took too long
+            raise StoreUnavailable(
+                f"PostgreSQL did not answer within {self.connection.timeout} s"
+            ) from None
+
+    async def _optimistic_update(
+        self, platform_key: str, username: str, change: Change
+    ) -> Record | None:
+        """Read, change, compare-and-set, on one pooled connection in autocommit: the
+        record stored (or the current one, when the change stores nothing), or `None` when
+        the locked path must decide (another process wrote the row since the read, or the
+        write purges history)."""
+        async with self.connection.session() as raw:
+            row = await raw.fetchrow(self._get_sql, platform_key, username)
+            current = self._record(row)
+            write = change(current)
+            if write is None:
+                return current
+            _, record, document, purge, revision, trim = plan_rows(current, write)
+            if purge or record is None:
+                return None
+            values = (
+                platform_key,
+                username,
+                document,
+                record.version,
+                record.created_at,
+                record.updated_at,
+            )
+            if row is None:
+                if revision is not None:
+                    extra = self._revision_values(revision, None)
+                    inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
+                else:
+                    inserted = await raw.fetchval(self._insert_sql, *values)
+                return None if inserted is None else record
+            if revision is not None:
+                extra = self._revision_values(revision, trim or 0)
+                sql, args = self._cas_revision_sql, (*values, *extra, current.version)
+            else:
+                sql, args = self._cas_sql, (*values, current.version)
+            applied = await raw.fetchrow(sql, *args)
+            return None if applied is None else record
+
+    async def _locked_transaction(
+        self, platform_key: str, username: str, change: Change
+    ) -> Record:
         async with self.connection.session() as raw:
             transaction = raw.transaction()
             await transaction.start()
