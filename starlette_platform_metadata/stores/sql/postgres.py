@@ -19,7 +19,8 @@ from ..base import EMPTY, Change, Record, Revision
 from ..filters import postgres_filter
 from ..base import StoreUnavailable
 from ..rows import plan_rows
-from ..turns import RowTurns
+from ..base import Write
+from ..optimistic import RecentRecords, RowTurns
 from .postgres_connection import PostgresConnection
 from .reads import SQLReads
 
@@ -27,6 +28,8 @@ __all__ = ["BATCH_SECONDS_PER_ROW", "PostgresEngine"]
 
 #: `update_many`'s deadline: `busy_timeout` plus this per update (a row takes about 0.3 ms).
 BATCH_SECONDS_PER_ROW = 0.005
+#: The documents `update` keeps as the basis of its next compare-and-set, per process.
+RECENT_BYTES = 4 * 1024 * 1024
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -43,7 +46,11 @@ class PostgresEngine(SQLReads):
     writers of one row in this process take turns first (`RowTurns`): each reads what the one
     before wrote, and only writers in other processes can race.  A write that loses such a
     race, or purges history, takes the locked path: in one transaction, `SELECT ... FOR
-    UPDATE`, the change, the write, `COMMIT`, which always makes progress.  A first write has
+    UPDATE`, the change, the write, `COMMIT`, which always makes progress.  And the record a
+    write stored (`RecentRecords`) is the basis of the row's next write in this process: a
+    change on it, then the compare-and-set, one round trip; only when it is not the stored
+    record any more (another process wrote), or the change refuses or stores nothing on it,
+    does the write read and decide again.  A first write has
     no row to lock: it inserts with `ON CONFLICT DO NOTHING`, and if another writer inserted
     meanwhile, locks that row and decides again.  A change that refuses, or has nothing to
     store, writes nothing.  Each step runs within the call's deadline.
@@ -133,6 +140,7 @@ class PostgresEngine(SQLReads):
         )
         self._cas_sql = self._update_sql + " AND version = $7 RETURNING 1"
         self._turns = RowTurns()
+        self._recent = RecentRecords(RECENT_BYTES)
         self._changes_of_sql = self._changes_sql.replace(
             "AND seq > $2", "AND seq > $2 AND username = ANY($4::text[])"
         )
@@ -147,12 +155,18 @@ class PostgresEngine(SQLReads):
         return [found.get(name, EMPTY) for name in usernames]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        key = (platform_key, username)
         try:
-            async with self._turns.turn((platform_key, username), self.connection.timeout):
-                record = await self._optimistic_update(platform_key, username, change)
-                if record is not None:
-                    return record
-                return await self._locked_transaction(platform_key, username, change)
+            async with self._turns.turn(key, self.connection.timeout):
+                try:
+                    record = await self._optimistic_update(platform_key, username, change)
+                    if record is None:
+                        record = await self._locked_transaction(platform_key, username, change)
+                except BaseException:
+                    self._recent.discard(key)  # refused, or unknown after an outage
+                    raise
+                self._recent.put(key, record)
+                return record
         except TimeoutError:  # waiting for the turn: the writers before took too long
             raise StoreUnavailable(
                 f"PostgreSQL did not answer within {self.connection.timeout} s"
@@ -161,41 +175,75 @@ class PostgresEngine(SQLReads):
     async def _optimistic_update(
         self, platform_key: str, username: str, change: Change
     ) -> Record | None:
-        """Read, change, compare-and-set, on one pooled connection in autocommit: the
-        record stored (or the current one, when the change stores nothing), or `None` when
-        the locked path must decide (another process wrote the row since the read, or the
-        write purges history)."""
+        """Change, compare-and-set, on one pooled connection in autocommit: from the record
+        this process last stored, else from a read.  The record stored (or the current one,
+        when the change stores nothing), or `None` when the locked path must decide (another
+        process wrote the row since the read, or the write purges history)."""
+        basis = self._recent.get((platform_key, username))
         async with self.connection.session() as raw:
+            if basis is not None and basis.version > 0:  # a row exists: versions never fall
+                try:
+                    write = change(basis)
+                except Exception:  # refused on a basis that may be old: decide on a read
+                    write = None
+                if write is not None:
+                    stored = await self._compare_and_set(raw, platform_key, username, basis, write)
+                    if stored is not None:
+                        return stored
             row = await raw.fetchrow(self._get_sql, platform_key, username)
             current = self._record(row)
             write = change(current)
             if write is None:
                 return current
-            _, record, document, purge, revision, trim = plan_rows(current, write)
-            if purge or record is None:
-                return None
-            values = (
-                platform_key,
-                username,
-                document,
-                record.version,
-                record.created_at,
-                record.updated_at,
-            )
             if row is None:
-                if revision is not None:
-                    extra = self._revision_values(revision, None)
-                    inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
-                else:
-                    inserted = await raw.fetchval(self._insert_sql, *values)
-                return None if inserted is None else record
-            if revision is not None:
-                extra = self._revision_values(revision, trim or 0)
-                sql, args = self._cas_revision_sql, (*values, *extra, current.version)
-            else:
-                sql, args = self._cas_sql, (*values, current.version)
-            applied = await raw.fetchrow(sql, *args)
-            return None if applied is None else record
+                return await self._insert(raw, platform_key, username, current, write)
+            return await self._compare_and_set(raw, platform_key, username, current, write)
+
+    async def _compare_and_set(
+        self, raw: Any, platform_key: str, username: str, current: Record, write: Write
+    ) -> Record | None:
+        """Store `write` over the existing row if its version is still `current`'s: the
+        record stored, or `None` (not stored: the row moved on, or the write purges)."""
+        _, record, document, purge, revision, trim = plan_rows(current, write)
+        if purge or record is None:
+            return None
+        values = self._row_values(platform_key, username, document, record)
+        if revision is not None:
+            extra = self._revision_values(revision, trim or 0)
+            applied = await raw.fetchrow(self._cas_revision_sql, *values, *extra, current.version)
+        else:
+            applied = await raw.fetchrow(self._cas_sql, *values, current.version)
+        return None if applied is None else record
+
+    async def _insert(
+        self, raw: Any, platform_key: str, username: str, current: Record, write: Write
+    ) -> Record | None:
+        """A first write, where no row was: the record stored, or `None` if another writer
+        inserted the row first (or the write purges)."""
+        _, record, document, purge, revision, _ = plan_rows(current, write)
+        if purge or record is None:
+            return None
+        values = self._row_values(platform_key, username, document, record)
+        if revision is not None:
+            extra = self._revision_values(revision, None)
+            inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
+        else:
+            inserted = await raw.fetchval(self._insert_sql, *values)
+        return None if inserted is None else record
+
+    @staticmethod
+    def _row_values(
+        platform_key: str, username: str, document: str | None, record: Record
+    ) -> tuple[Any, ...]:
+        """Parameters `$1`..`$6` of every statement that writes the record's row."""
+        return (
+            platform_key,
+            username,
+            document,
+            record.version,
+            record.created_at,
+            record.updated_at,
+        )
 
     async def _locked_transaction(
         self, platform_key: str, username: str, change: Change
@@ -235,6 +283,8 @@ class PostgresEngine(SQLReads):
             for i in order:
                 username, change = updates[i]
                 found[i], _ = await self._locked_update(raw, platform_key, username, change)
+        for username, _ in updates:
+            self._recent.discard((platform_key, username))
         return found
 
     def _revision_values(self, revision: Revision, trim: int | None) -> tuple[Any, ...]:
