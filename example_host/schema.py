@@ -12,7 +12,7 @@ __all__ = ["DDL", "HOST_TABLES", "SCHEMA_VERSION"]
 
 #: The host tables' schema version, recorded in `example_host_schema` so that a later release
 #: can migrate in place.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the generation trigger also sends NOTIFY
 HOST_TABLES = ("platforms", "users", "memberships", "tokens")
 GENERATION_TABLE = [
     "CREATE TABLE IF NOT EXISTS example_host_generation ("

@@ -649,3 +649,24 @@ async def test_the_served_app_freezes_what_startup_left_alive(
             serving = gc.get_threshold()
             assert serving == ((YOUNG_GC_THRESHOLD, *before[1:]) if expected else before)
         assert gc.get_threshold() == before
+
+
+async def test_host_tables_of_schema_1_get_the_notifying_trigger(host: Host) -> None:
+    """A database whose host tables a release before NOTIFY created (schema 1, a trigger that
+    only raises the counter) is upgraded on open: on PostgreSQL the trigger then notifies, so
+    no process trusts a counter that nobody announces changes of."""
+    db = await host.db.connection()
+    await db.fetchrow("UPDATE example_host_schema SET version = 1")
+    if listening(host):
+        await db.fetchrow(
+            "CREATE OR REPLACE FUNCTION example_host_bump() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN UPDATE example_host_generation SET n = n + 1; RETURN NULL; END $$"
+        )
+    await host.db.disconnect()
+    await host.db.connect()
+    db = await host.db.connection()
+    row = await db.fetchrow("SELECT max(version) FROM example_host_schema")
+    assert row[0] == 2
+    if listening(host):
+        source = await db.fetchrow("SELECT prosrc FROM pg_proc WHERE proname = 'example_host_bump'")
+        assert "pg_notify" in source[0]

@@ -20,7 +20,7 @@ from ..filters import postgres_filter
 from ..base import StoreUnavailable
 from ..rows import plan_rows
 from ..base import Write
-from ..optimistic import RecentRecords, RowTurns
+from ..optimistic import RecentRecords, RowTurns, SentWrites, applied
 from .postgres_connection import PostgresConnection
 from .reads import SQLReads
 
@@ -124,9 +124,16 @@ class PostgresEngine(SQLReads):
             + revision
             + " SELECT version, pg_notify($12, $1) FROM i"
         )
-        # Compare-and-set: the same statements, applied only while the row's version is `$14`
-        # (`$8` without history); everything else in the statement hangs on the update's row.
-        cas = " AND version = $14 RETURNING 1"
+        # Compare-and-set: the same statements, applied only while the row holds the basis
+        # (its version, `updated_at` and document: `$14`-`$16`, or `$7`-`$9` without history);
+        # everything else in the statement hangs on the update's row.  The version alone is not
+        # enough: a record this process sent but another process beat (its version then names
+        # another state) may already be the next writer's basis; only the whole state is.
+        same = (
+            "version = {} AND updated_at IS NOT DISTINCT FROM {} "
+            "AND metadata::text IS NOT DISTINCT FROM {}"
+        )
+        cas = " AND " + same.format("$14", "$15", "$16") + " RETURNING 1"
         self._cas_revision_sql = (
             f"WITH w AS ({self._update_sql}{cas}), "
             f"d AS ({trim} AND EXISTS (SELECT 1 FROM w) RETURNING seq), "
@@ -138,9 +145,10 @@ class PostgresEngine(SQLReads):
             + revision
             + " SELECT pg_notify($13, $1) FROM w"
         )
-        self._cas_sql = self._update_sql + " AND version = $7 RETURNING 1"
+        self._cas_sql = self._update_sql + " AND " + same.format("$7", "$8", "$9") + " RETURNING 1"
         self._turns = RowTurns()
         self._recent = RecentRecords(RECENT_BYTES)
+        self._sent = SentWrites(self._send)
         self._changes_of_sql = self._changes_sql.replace(
             "AND seq > $2", "AND seq > $2 AND username = ANY($4::text[])"
         )
@@ -156,40 +164,83 @@ class PostgresEngine(SQLReads):
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
         key = (platform_key, username)
+        timeout = self.connection.timeout
         try:
-            async with self._turns.turn(key, self.connection.timeout):
+            async with self._turns.turn(key, timeout):
+                issued = await self._issue_on_basis(key, platform_key, username, change)
+            if issued is not None:
+                record, attempt = issued
                 try:
-                    record = await self._optimistic_update(platform_key, username, change)
-                    if record is None:
-                        record = await self._locked_transaction(platform_key, username, change)
-                except BaseException:
-                    self._recent.discard(key)  # refused, or unknown after an outage
+                    # Shielded: a cancelled caller returns only once its write is settled,
+                    # applied or not, as a write awaited in place would.
+                    applied = await asyncio.shield(attempt)
+                except asyncio.CancelledError:
+                    self._recent.discard(key)
+                    await asyncio.wait((attempt,))
                     raise
-                self._recent.put(key, record)
-                return record
+                except BaseException:
+                    self._recent.discard(key)  # unknown after an outage
+                    raise
+                if applied is not None:
+                    return record
+                self._recent.discard(key)  # another process wrote the row: read it
+            async with self._turns.turn(key, timeout):
+                try:
+                    found = await self._read_and_update(platform_key, username, change)
+                    if found is None:
+                        found = await self._locked_transaction(platform_key, username, change)
+                except BaseException:
+                    self._recent.discard(key)
+                    raise
+                self._recent.put(key, found)
+                return found
         except TimeoutError:  # waiting for the turn: the writers before took too long
-            raise StoreUnavailable(
-                f"PostgreSQL did not answer within {self.connection.timeout} s"
-            ) from None
+            raise StoreUnavailable(f"PostgreSQL did not answer within {timeout} s") from None
 
-    async def _optimistic_update(
+    async def _issue_on_basis(
+        self, key: tuple[str, str], platform_key: str, username: str, change: Change
+    ) -> tuple[Record, asyncio.Future[Any]] | None:
+        """In the row's turn: the change on the record this process last stored, its
+        compare-and-set sent (`SentWrites`, not awaited), and that record made the next
+        writer's basis, so the next write is on its way while this one waits for PostgreSQL.
+        `None`: no basis, or the change refuses, stores nothing or purges on it (then decide
+        on a read)."""
+        basis = self._recent.get(key)
+        if basis is None or basis.version == 0:
+            return None
+        try:
+            write = change(basis)
+        except Exception:  # refused on a basis that may be old: decide on a read
+            return None
+        if write is None:
+            return None
+        _, record, document, purge, revision, trim = plan_rows(basis, write)
+        if purge or record is None:
+            return None
+        sql, args = self._cas_statement(
+            platform_key, username, basis, record, document, revision, trim
+        )
+        attempt = await self._sent.send(key, sql, args)
+        if not attempt.done() or applied(attempt):
+            self._recent.put(key, record)
+        return record, attempt
+
+    async def _send(self, sql: str, args: tuple[Any, ...], sent: asyncio.Event | None) -> Any:
+        """One statement on a pooled connection; `sent` is set just before it is written
+        (asyncpg writes a prepared statement's execution before its first suspension)."""
+        async with self.connection.session() as raw:
+            if sent is not None:
+                sent.set()
+            return await raw.fetchrow(sql, *args)
+
+    async def _read_and_update(
         self, platform_key: str, username: str, change: Change
     ) -> Record | None:
-        """Change, compare-and-set, on one pooled connection in autocommit: from the record
-        this process last stored, else from a read.  The record stored (or the current one,
-        when the change stores nothing), or `None` when the locked path must decide (another
-        process wrote the row since the read, or the write purges history)."""
-        basis = self._recent.get((platform_key, username))
+        """Read, change, compare-and-set (or insert), on one pooled connection in autocommit:
+        the record stored (or the current one, when the change stores nothing), or `None`
+        when the locked path must decide (another process wrote the row since the read, or
+        the write purges history)."""
         async with self.connection.session() as raw:
-            if basis is not None and basis.version > 0:  # a row exists: versions never fall
-                try:
-                    write = change(basis)
-                except Exception:  # refused on a basis that may be old: decide on a read
-                    write = None
-                if write is not None:
-                    stored = await self._compare_and_set(raw, platform_key, username, basis, write)
-                    if stored is not None:
-                        return stored
             row = await raw.fetchrow(self._get_sql, platform_key, username)
             current = self._record(row)
             write = change(current)
@@ -197,23 +248,36 @@ class PostgresEngine(SQLReads):
                 return current
             if row is None:
                 return await self._insert(raw, platform_key, username, current, write)
-            return await self._compare_and_set(raw, platform_key, username, current, write)
+            _, record, document, purge, revision, trim = plan_rows(current, write)
+            if purge or record is None:
+                return None
+            sql, args = self._cas_statement(
+                platform_key, username, current, record, document, revision, trim
+            )
+            return None if await raw.fetchrow(sql, *args) is None else record
 
-    async def _compare_and_set(
-        self, raw: Any, platform_key: str, username: str, current: Record, write: Write
-    ) -> Record | None:
-        """Store `write` over the existing row if its version is still `current`'s: the
-        record stored, or `None` (not stored: the row moved on, or the write purges)."""
-        _, record, document, purge, revision, trim = plan_rows(current, write)
-        if purge or record is None:
-            return None
+    def _cas_statement(
+        self,
+        platform_key: str,
+        username: str,
+        current: Record,
+        record: Record,
+        document: str | None,
+        revision: Revision | None,
+        trim: int | None,
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The compare-and-set of `record` over `current`'s version: a row back if applied."""
         values = self._row_values(platform_key, username, document, record)
         if revision is not None:
             extra = self._revision_values(revision, trim or 0)
-            applied = await raw.fetchrow(self._cas_revision_sql, *values, *extra, current.version)
-        else:
-            applied = await raw.fetchrow(self._cas_sql, *values, current.version)
-        return None if applied is None else record
+            return self._cas_revision_sql, (*values, *extra, *self._state(current))
+        return self._cas_sql, (*values, *self._state(current))
+
+    @staticmethod
+    def _state(record: Record) -> tuple[Any, ...]:
+        """What a compare-and-set finds in the row when it holds `record`."""
+        document = record.metadata_json if record.exists else None
+        return record.version, record.updated_at, document
 
     async def _insert(
         self, raw: Any, platform_key: str, username: str, current: Record, write: Write
