@@ -8,7 +8,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .base import EMPTY, POLICY_USERNAME, Change, Record, Revision, Write
-from .dumps import DumpRow, NotEmpty, StoredClock, StoredRecord, StoredRevision, Table
+from .dumps import DumpError, DumpRow, NotEmpty, StoredClock, StoredRecord, StoredRevision, Table
 from .filters import matches
 from .rows import plan_rows
 
@@ -170,12 +170,20 @@ class MemoryStore:
         count = 0
         async for row in rows:
             count += 1
+            # The checks a database's keys would make: a row twice is a bad dump.
             if isinstance(row, StoredRecord):
-                records[(row.platform_key, row.username)] = row.record
+                key = (row.platform_key, row.username)
+                if key in records:
+                    raise DumpError(f"The dump holds the record of {key} twice")
+                records[key] = row.record
             elif isinstance(row, StoredRevision):
                 kept = history.setdefault((row.platform_key, row.username), deque())
+                if kept and kept[-1].version >= row.revision.version:
+                    raise DumpError("The dump holds revisions twice or out of order")
                 kept.append(row.revision)
             elif isinstance(row, StoredClock):
+                if row.platform_key in clock:
+                    raise DumpError(f"The dump holds the clock of {row.platform_key} twice")
                 clock[row.platform_key] = [row.seq, row.horizon]
             else:
                 raise ValueError(f"No table {row.table!r} is being loaded")

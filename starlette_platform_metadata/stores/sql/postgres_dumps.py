@@ -191,7 +191,7 @@ async def _write(
     try:
         return await _insert(connection, key, batch, inserts, specs)
     except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
-        raise DumpError(f"The database refuses a row of the dump: {exc}") from None
+        raise DumpError(f"The database refuses a row of the dump (one twice, or without its parent): {exc}") from None
 
 
 async def _insert(

@@ -84,7 +84,7 @@ class _Thread:
             try:
                 return work(connection)
             except sqlite3.IntegrityError as exc:
-                raise DumpError(f"The database refuses a row of the dump: {exc}") from None
+                raise DumpError(f"The database refuses a row of the dump (one twice, or without its parent): {exc}") from None
             except sqlite3.OperationalError as exc:
                 raise unavailable(exc) or exc from None
 
