@@ -21,8 +21,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from starlette_platform_metadata import DatabaseStore
-from starlette_platform_metadata import dumps
+from starlette_platform_metadata import DatabaseStore, dumps
 from starlette_platform_metadata.stores.dumps import DumpError, NotEmpty, Table
 
 from .db import HostDB

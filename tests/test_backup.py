@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from starlette_platform_metadata import DatabaseStore, Store
-from starlette_platform_metadata import dumps
+from starlette_platform_metadata import DatabaseStore, Store, dumps
 from starlette_platform_metadata.stores.base import Record, Revision, Write, utcnow
 
 from .conftest import DATABASE_KINDS, STORE_KINDS, close_store, make_store

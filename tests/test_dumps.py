@@ -9,8 +9,8 @@ holds data and changes nothing; a bad file loads nothing.
 from __future__ import annotations
 
 import io
-import json
 import itertools
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,8 +19,13 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from starlette_platform_metadata import DatabaseStore, MemoryStore, PlatformMetadataApp, Store
-from starlette_platform_metadata import dumps
+from starlette_platform_metadata import (
+    DatabaseStore,
+    MemoryStore,
+    PlatformMetadataApp,
+    Store,
+    dumps,
+)
 from starlette_platform_metadata.stores.base import POLICY_USERNAME
 from starlette_platform_metadata.stores.dumps import DumpError, NotEmpty
 

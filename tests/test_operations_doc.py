@@ -39,7 +39,7 @@ KINDS = ("sqlite", "postgresql")
 EMPTY_POSTGRES = {"Moving from SQLite to PostgreSQL"}
 
 _BLOCK = re.compile(
-    r"^(?P<indent>[ \t]*)```(?P<lang>[a-z]*)\n(?P<code>.*?)^(?P=indent)```$", re.M | re.S
+    r"^(?P<indent>[ \t]*)```(?P<lang>[a-z]*)\n(?P<code>.*?)^(?P=indent)```$", re.MULTILINE | re.DOTALL
 )
 _RUNS_ON = re.compile(r"<!-- runs on: ([a-z, ]+) -->\s*$")
 
@@ -58,7 +58,7 @@ def blocks(text: str) -> list[Block]:
         if match["lang"] not in ("sh", "bash", "console", "shell"):
             continue
         before = text[: match.start()]
-        section = re.findall(r"^## (.+)$", before, re.M)[-1]
+        section = re.findall(r"^## (.+)$", before, re.MULTILINE)[-1]
         tag = _RUNS_ON.search(before.rstrip(" \t"))
         assert tag is not None, f"a shell block of '{section}' says nowhere what it runs on"
         kinds = tuple(kind.strip() for kind in tag[1].split(","))
@@ -104,7 +104,7 @@ async def fill(url: str) -> str:
 
 def pg_bindir() -> str:
     found = subprocess.run(
-        [str(ROOT / "scripts" / "pg-cluster"), "bindir"], capture_output=True, text=True
+        [str(ROOT / "scripts" / "pg-cluster"), "bindir"], capture_output=True, text=True, check=False
     )
     assert found.returncode == 0, "PostgreSQL's binaries are not installed (scripts/pg-cluster)"
     return found.stdout.strip()
@@ -146,6 +146,7 @@ def test_every_command_of_the_guide_runs(
             continue
         ran = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", block.code],
+            check=False,
             cwd=folder,
             env=env,
             capture_output=True,
