@@ -116,9 +116,16 @@ async def dump(store: object, out: IO[bytes], *, tables: Sequence[Table] = ()) -
     specs = {spec.name: spec for spec in tables}
     out.write(_text({"dump": MAGIC, "format": FORMAT}).encode() + b"\n")
     count = 0
-    async for row in _store(store).dump(tables):
-        out.write(_line(row, specs).encode() + b"\n")
-        count += 1
+    rows = _store(store).dump(tables)
+    try:
+        async for row in rows:
+            out.write(_line(row, specs).encode() + b"\n")
+            count += 1
+    finally:
+        # Closed at once when writing fails: the store's snapshot (a transaction) ends too.
+        close = getattr(rows, "aclose", None)
+        if close is not None:
+            await close()
     out.write(_text({"end": {"rows": count}}).encode() + b"\n")
     return count
 
