@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -26,10 +27,11 @@ from starlette_platform_metadata import (
     Store,
     dumps,
 )
-from starlette_platform_metadata.stores.base import POLICY_USERNAME
+from starlette_platform_metadata import changes
+from starlette_platform_metadata.stores.base import POLICY_USERNAME, ManyWriter
 from starlette_platform_metadata.stores.dumps import DumpError, NotEmpty
 
-from .conftest import STORE_KINDS, URL, FakeAuth, close_store, make_store
+from .conftest import DATABASE_KINDS, STORE_KINDS, URL, FakeAuth, close_store, make_store
 
 pytestmark = pytest.mark.anyio
 
@@ -272,3 +274,34 @@ async def test_backup_on_postgresql_points_at_pg_dump(tmp_path: Path) -> None:
     with pytest.raises(NotImplementedError, match="pg_dump"):
         await store.backup(str(tmp_path / "copy.db"))
     assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize("kind", DATABASE_KINDS)
+async def test_dump_and_load_hold_a_batch_in_memory_not_the_database(
+    kind: str, made: list[Store], tmp_path: Path
+) -> None:
+    """40 MB of documents dump to a file and load back with a peak of a few batches: the
+    rows stream, through a cursor on the way out and in batches on the way in."""
+    source = new_store(made, kind, tmp_path)
+    assert isinstance(source, ManyWriter)
+    names = [f"user{i:04d}" for i in range(4000)]
+    await source.update_many(
+        "big", [(name, changes.replace({"blob": "x" * 10_000, "i": i})) for i, name in enumerate(names)]
+    )
+    path = tmp_path / "big.dump"
+    tracemalloc.start()
+    try:
+        with path.open("wb") as out:
+            await dumps.dump(source, out)
+        dumping = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        target = new_store(made, kind, tmp_path)
+        with path.open("rb") as source_file:
+            loaded = await dumps.load(target, source_file)
+        loading = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert loaded == 4000
+    assert path.stat().st_size > 40_000_000
+    assert dumping < 15_000_000 and loading < 15_000_000, (dumping, loading)
+    assert await target.get("big", "user3999") == await source.get("big", "user3999")
