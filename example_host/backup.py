@@ -141,6 +141,8 @@ async def dump(url: str, args: argparse.Namespace) -> int:
             try:
                 with partial.open("xb") as out:
                     count = await dumps.dump(store, out, tables=HOST_TABLES)
+                    out.flush()
+                    os.fsync(out.fileno())  # on disk before it takes FILE's name
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)

@@ -323,6 +323,17 @@ def _host_values(spec: Table, values: Sequence[Any]) -> tuple[Any, ...]:
     )
 
 
+def _sync_folder(folder: Path) -> None:
+    """Make a rename into `folder` durable (POSIX: fsync the directory)."""
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 async def backup(source: str, target: str, busy_timeout: float) -> None:
     """A consistent copy of the live database file `source` at `target` (which must not
     exist), through SQLite's online backup API in one step: one read transaction, so the copy
@@ -353,6 +364,7 @@ async def backup(source: str, target: str, busy_timeout: float) -> None:
         finally:
             src.close()
         os.replace(partial, target_path)
+        _sync_folder(target_path.parent)
 
     try:
         await asyncio.to_thread(copy)
