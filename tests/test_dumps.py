@@ -25,13 +25,21 @@ from starlette_platform_metadata import (
     MemoryStore,
     PlatformMetadataApp,
     Store,
+    changes,
     dumps,
 )
-from starlette_platform_metadata import changes
 from starlette_platform_metadata.stores.base import POLICY_USERNAME, ManyWriter
 from starlette_platform_metadata.stores.dumps import DumpError, NotEmpty
+from starlette_platform_metadata.testing import DumperContract
 
-from .conftest import DATABASE_KINDS, STORE_KINDS, URL, FakeAuth, close_store, make_store
+from .conftest import (
+    DATABASE_KINDS,
+    STORE_KINDS,
+    URL,
+    FakeAuth,
+    close_store,
+    make_store,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +61,10 @@ def new_store(made: list[Store], kind: str, tmp_path: Path) -> Store:
     store = make_store(kind, folder)
     made.append(store)
     return store
+
+
+class TestDumperOnEveryStore(DumperContract):
+    """The kit's `DumperContract` over conftest's `store` fixture: memory, SQLite, PostgreSQL."""
 
 
 async def fill(store: Store) -> None:
