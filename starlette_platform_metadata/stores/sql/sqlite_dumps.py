@@ -1,4 +1,4 @@
-"""SQLite: a dump from one read snapshot, a load in one write transaction, and `backup`.
+"""SQLite: a dump from one read snapshot, a load in one write transaction.
 
 Each runs on a connection of its own, on a thread of its own: a dump's read transaction may
 last minutes, and must neither hold up the store's reads on the event loop nor its writer.
@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
-import os
 import sqlite3
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from ...jsontext import keys_json
-from ..base import Record, Revision, StoreUnavailable
+from ..base import Record, Revision
 from ..dumps import (
     DumpError,
     DumpRow,
@@ -34,7 +33,7 @@ from ..dumps import (
 from .schema import check_identifier
 from .sqlite_connection import unavailable
 
-__all__ = ["BATCH", "backup", "dump", "load"]
+__all__ = ["BATCH", "dump", "load"]
 
 T = TypeVar("T")
 
@@ -170,14 +169,24 @@ def _table_row(spec: Table) -> Callable[[Any], DumpRow]:
     return make
 
 
-async def dump(path: str, busy_timeout: float, table: str, tables: Sequence[Table]) -> AsyncIterator[DumpRow]:
+def _execute(sql: str, connection: sqlite3.Connection) -> sqlite3.Cursor:
+    return connection.execute(sql)
+
+
+def _fetch(cursor: sqlite3.Cursor, connection: sqlite3.Connection) -> list[Any]:
+    return cursor.fetchmany(BATCH)
+
+
+async def dump(
+    path: str, busy_timeout: float, table: str, tables: Sequence[Table]
+) -> AsyncIterator[DumpRow]:
     """Every row, from one read transaction: what was committed when its first read ran."""
     thread = _Thread(path, busy_timeout)
     try:
-        await thread.run(lambda c: c.execute("BEGIN"))
+        await thread.run(functools.partial(_execute, "BEGIN"))
         for sql, make in _selects(table, tables):
-            cursor = await thread.run(lambda c, sql=sql: c.execute(sql))  # type: ignore[misc]
-            while rows := await thread.run(lambda c, cursor=cursor: cursor.fetchmany(BATCH)):  # type: ignore[misc]
+            cursor = await thread.run(functools.partial(_execute, sql))
+            while rows := await thread.run(functools.partial(_fetch, cursor)):
                 for row in rows:
                     yield make(row)
     finally:
@@ -198,16 +207,16 @@ async def load(
     thread = _Thread(path, busy_timeout)
     count = 0
     try:
-        await thread.run(lambda c: c.execute("BEGIN IMMEDIATE"))
-        await thread.run(lambda c: writer.prepare(c, replace))
+        await thread.run(functools.partial(_execute, "BEGIN IMMEDIATE"))
+        await thread.run(functools.partial(writer.prepare, replace=replace))
         batch: list[DumpRow] = []
         async for row in rows:
             batch.append(row)
             if len(batch) >= BATCH:
-                count += await thread.run(lambda c, b=batch: writer.write(c, b))  # type: ignore[misc]
+                count += await thread.run(functools.partial(writer.write, batch=batch))
                 batch = []
-        count += await thread.run(lambda c: writer.write(c, batch))
-        await thread.run(writer.finish)
+        count += await thread.run(functools.partial(writer.write, batch=batch))
+        await thread.run(functools.partial(_execute, "COMMIT"))
     finally:
         await thread.close()  # rolls back unless committed
     return count
@@ -284,9 +293,6 @@ class _Loader:
                 [_host_values(spec, r.values) for r in run],  # type: ignore[union-attr]
             )
 
-    def finish(self, connection: sqlite3.Connection) -> None:
-        connection.execute("COMMIT")
-
 
 def _record_values(row: StoredRecord) -> tuple[Any, ...]:
     record = row.record
@@ -321,56 +327,3 @@ def _host_values(spec: Table, values: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(
         _host_time(value) if isinstance(value, datetime) else value for value in values
     )
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make a rename into `folder` durable (POSIX: fsync the directory)."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-async def backup(source: str, target: str, busy_timeout: float) -> None:
-    """A consistent copy of the live database file `source` at `target` (which must not
-    exist), through SQLite's online backup API in one step: one read transaction, so the copy
-    is the database as some commit left it, however many writers go on meanwhile.  Written
-    to a temporary file beside `target` and renamed into place once complete."""
-    target_path = Path(target)
-    if target_path.exists():
-        raise FileExistsError(f"{target} already exists: remove it or choose another path")
-    if source in ("", ":memory:"):
-        raise ValueError("An in-memory SQLite database cannot be backed up by this command")
-    if target_path.resolve() == Path(source).resolve():
-        raise ValueError("The backup must go to another file than the database itself")
-    partial = target_path.with_name(f".{target_path.name}.partial-{os.getpid()}")
-
-    if not Path(source).is_file():
-        raise FileNotFoundError(f"No database file {source}")
-
-    def copy() -> None:
-        src = sqlite3.connect(source, timeout=busy_timeout)
-        try:
-            dst = sqlite3.connect(partial)
-            try:
-                src.backup(dst)  # pages=-1: every page in one step, one snapshot
-                # The copy stays a single file (no -wal beside it) until it is opened again.
-                dst.execute("PRAGMA journal_mode = DELETE").fetchall()
-            finally:
-                dst.close()
-        finally:
-            src.close()
-        os.replace(partial, target_path)
-        _sync_folder(target_path.parent)
-
-    try:
-        await asyncio.to_thread(copy)
-    except sqlite3.OperationalError as exc:
-        partial.unlink(missing_ok=True)
-        raise unavailable(exc) or StoreUnavailable(f"SQLite: {exc}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise

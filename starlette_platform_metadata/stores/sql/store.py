@@ -231,6 +231,6 @@ class DatabaseStore(OpensOnFirstUse):
                 "backup copies a SQLite file; on PostgreSQL use pg_dump (or pg_basebackup "
                 "with WAL archiving), or this package's dump: docs/operations.md"
             )
-        from .sqlite_dumps import backup
+        from .sqlite_backup import backup
 
         await backup(where, path, self.connection.busy_timeout)
