@@ -13,6 +13,7 @@ failure is a non-zero exit.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import re
 import subprocess
@@ -154,3 +155,19 @@ def test_every_command_of_the_guide_runs(
             timeout=120,
         )
         assert ran.returncode == 0, f"{block.code}\n--- stdout\n{ran.stdout}\n--- stderr\n{ran.stderr}"
+
+
+@pytest.mark.anyio
+async def test_the_documented_dump_format_is_what_a_dump_writes(tmp_path: Path) -> None:
+    """The guide's example dump loads, and dumps again to exactly its own bytes."""
+    from example_host.backup import HOST_TABLES
+    from starlette_platform_metadata import dumps
+
+    section = GUIDE.read_text().split("### The dump format", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0].encode()
+    url = f"sqlite:///{tmp_path / 'format.db'}"
+    async with HostDB(url), DatabaseStore(url) as store:
+        await dumps.load(store, io.BytesIO(example), tables=HOST_TABLES)
+        out = io.BytesIO()
+        await dumps.dump(store, out, tables=HOST_TABLES)
+    assert out.getvalue() == example
