@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+
 from ..conditional import Conditions, parse
 from ..stores.base import (
     Change,
