@@ -11,6 +11,9 @@ python -m example_host remove-user USERNAME --platform KEY [--database URL]
 python -m example_host revoke-token (TOKEN | --user USERNAME) [--database URL]
 python -m example_host export --platform KEY [--filter JSON] [--database URL]
 python -m example_host import --platform KEY FILE [--database URL]
+python -m example_host backup PATH [--database URL]
+python -m example_host dump FILE [--database URL]
+python -m example_host load FILE [--replace] [--database URL]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from databases import DatabaseURL
 from starlette_platform_metadata.events import EventSettings
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
+from . import backup as copies
 from . import commands as user_commands
 from . import transfer
 from .app import EVENTS_ENV, HISTORY_ENV, MOUNT_PATH
@@ -187,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--admin", action="store_true", help="make the user a tenant admin")
     user_commands.add_parsers(commands, [database])
     transfer.add_parsers(commands, [database])
+    copies.add_parsers(commands, [database])
     return parser
 
 
@@ -363,6 +368,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(user_commands.COMMANDS[args.command](url, args))
         if args.command in transfer.COMMANDS:
             return asyncio.run(transfer.COMMANDS[args.command](url, args))
+        if args.command in copies.COMMANDS:
+            return asyncio.run(copies.COMMANDS[args.command](url, args))
         if args.command == "add-platform":
             if not args.key:
                 parser.error("KEY may not be empty")
