@@ -19,10 +19,10 @@ function strOrNull(value) {
 function int(value) {
     return typeof value === "number" && Number.isInteger(value) ? value : fail("not an integer");
 }
+/** `value` as the object type `T` of wire.ts, once it is an object: its fields are read (and
+ * checked) one by one through `T`, so a field wire.ts no longer has does not compile. */
 function obj(value) {
-    return value !== null && typeof value === "object" && !Array.isArray(value)
-        ? value
-        : fail("not an object");
+    return value !== null && typeof value === "object" && !Array.isArray(value) ? value : fail("not an object");
 }
 function list(value) {
     return Array.isArray(value) ? value : fail("not an array");
@@ -84,7 +84,7 @@ export function readPolicy(value, etag) {
         version: int(body.version),
         updatedAt: strOrNull(body.updated_at),
         etag,
-        raw: body,
+        raw: value,
     };
 }
 export function readPolicyUpdate(value, etag) {
@@ -97,7 +97,7 @@ export function readPolicyUpdate(value, etag) {
             const example = obj(item);
             return { username: str(example.username), errors: list(example.errors).map(str) };
         }),
-        raw: body,
+        raw: value,
     };
 }
 /** One event's data as a `Change`; data off the contract throws a `MetadataClientError`

@@ -75,20 +75,26 @@ export async function* watchChanges(watch) {
         }
     }
 }
-/** The next chunk, or `Silent` when none comes within `WATCH_READ_TIMEOUT` (the server sends a
- * comment at least every 15 s: this connection is dead). */
+/** The next chunk; `Silent` when none comes within `WATCH_READ_TIMEOUT` (the server sends a
+ * comment at least every 15 s: this connection is dead); the abort's reason as soon as
+ * `controller` aborts, even when an injected `fetch` ignores its signal. */
 async function readWithin(reader, controller) {
     let timer;
-    const silent = new Promise((_, reject) => {
+    let onAbort;
+    const stopped = new Promise((_, reject) => {
         timer = setTimeout(() => {
-            controller.abort();
             reject(new Silent("no data for too long"));
+            controller.abort();
         }, WATCH_READ_TIMEOUT * 1000);
+        onAbort = () => reject(controller.signal.reason);
+        controller.signal.addEventListener("abort", onAbort, { once: true });
     });
     try {
-        return await Promise.race([reader.read(), silent]);
+        return await Promise.race([reader.read(), stopped]);
     }
     finally {
         clearTimeout(timer);
+        if (onAbort)
+            controller.signal.removeEventListener("abort", onAbort);
     }
 }

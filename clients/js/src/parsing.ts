@@ -45,10 +45,10 @@ function int(value: unknown): number {
   return typeof value === "number" && Number.isInteger(value) ? value : fail("not an integer");
 }
 
-function obj<T>(value: unknown): T & wire.JsonObject {
-  return value !== null && typeof value === "object" && !Array.isArray(value)
-    ? (value as T & wire.JsonObject)
-    : fail("not an object");
+/** `value` as the object type `T` of wire.ts, once it is an object: its fields are read (and
+ * checked) one by one through `T`, so a field wire.ts no longer has does not compile. */
+function obj<T extends object>(value: unknown): T {
+  return value !== null && typeof value === "object" && !Array.isArray(value) ? (value as T) : fail("not an object");
 }
 
 function list(value: unknown): unknown[] {
@@ -118,7 +118,7 @@ export function readPolicy(value: unknown, etag: string | null): PlatformPolicy 
     version: int(body.version),
     updatedAt: strOrNull(body.updated_at),
     etag,
-    raw: body,
+    raw: value as wire.JsonObject,
   };
 }
 
@@ -132,7 +132,7 @@ export function readPolicyUpdate(value: unknown, etag: string | null): PolicyUpd
       const example = obj<wire.PolicyPutResult["examples"][number]>(item);
       return { username: str(example.username), errors: list(example.errors).map(str) };
     }),
-    raw: body,
+    raw: value as wire.JsonObject,
   };
 }
 

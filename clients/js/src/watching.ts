@@ -87,22 +87,27 @@ export async function* watchChanges(watch: Watch): ChangeIterable {
   }
 }
 
-/** The next chunk, or `Silent` when none comes within `WATCH_READ_TIMEOUT` (the server sends a
- * comment at least every 15 s: this connection is dead). */
+/** The next chunk; `Silent` when none comes within `WATCH_READ_TIMEOUT` (the server sends a
+ * comment at least every 15 s: this connection is dead); the abort's reason as soon as
+ * `controller` aborts, even when an injected `fetch` ignores its signal. */
 async function readWithin(
   reader: ReadableStreamDefaultReader<Uint8Array>,
   controller: AbortController,
 ): Promise<ReadableStreamReadResult<Uint8Array>> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const silent = new Promise<never>((_, reject) => {
+  let onAbort: (() => void) | undefined;
+  const stopped = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      controller.abort();
       reject(new Silent("no data for too long"));
+      controller.abort();
     }, WATCH_READ_TIMEOUT * 1000);
+    onAbort = () => reject(controller.signal.reason);
+    controller.signal.addEventListener("abort", onAbort, { once: true });
   });
   try {
-    return await Promise.race([reader.read(), silent]);
+    return await Promise.race([reader.read(), stopped]);
   } finally {
     clearTimeout(timer);
+    if (onAbort) controller.signal.removeEventListener("abort", onAbort);
   }
 }
