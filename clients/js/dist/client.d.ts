@@ -125,7 +125,5 @@ export declare class MetadataClient {
      * order, none skipped, none twice, across reconnections and server restarts (it resumes
      * with `Last-Event-ID`). Ends when `signal` aborts or the loop breaks; refusals throw. */
     watch(platformKey: string, options?: WatchOptions): ChangeIterable;
-    /** The URL of `resource` below the endpoint, with the query. */
-    resourceUrl(resource: string, params: Params): string;
 }
 export {};

@@ -55,12 +55,11 @@ export class MetadataClient {
         // invocation".
         const given = options.fetch ?? globalThis.fetch;
         this.#fetch = (input, init) => given(input, init);
-        this.#headers = { Accept: "application/json" };
-        new Headers(options.headers).forEach((value, name) => {
-            this.#headers[name] = value;
-        });
+        // Names are case-insensitive: one `Headers` keeps one value per name, the later winning.
+        this.#headers = new Headers({ Accept: "application/json" });
+        new Headers(options.headers).forEach((value, name) => this.#headers.set(name, value));
         if (options.token != null)
-            this.#headers["Authorization"] = `Token ${options.token}`;
+            this.#headers.set("Authorization", `Token ${options.token}`);
     }
     // --- the metadata (API.md) -----------------------------------------------------------
     /** The metadata of `username` (default: the caller) on `platformKey`. */
@@ -203,22 +202,20 @@ export class MetadataClient {
         });
     }
     // --- sending -----------------------------------------------------------------------------
-    /** The URL of `resource` below the endpoint, with the query. */
-    resourceUrl(resource, params) {
-        return `${this.url}${resource}?${new URLSearchParams(params).toString()}`;
-    }
     async #send(method, resource, platformKey, request) {
         return this.#sendQuery(method, resource, [...query(platformKey, request.username), ...(request.params ?? [])], request);
     }
     /** `#send` with the whole query given, `platform_key` included (a page after the first). */
     async #sendQuery(method, resource, params, request) {
-        const headers = { ...this.#headers, ...request.headers };
+        const headers = new Headers(this.#headers);
+        for (const [name, value] of Object.entries(request.headers ?? {}))
+            headers.set(name, value);
         if (request.ifMatch != null) {
-            headers["If-Match"] = typeof request.ifMatch === "number" ? `"${request.ifMatch}"` : request.ifMatch;
+            headers.set("If-Match", typeof request.ifMatch === "number" ? `"${request.ifMatch}"` : request.ifMatch);
         }
         const init = { method, headers, cache: "no-store" };
         if (request.json !== undefined) {
-            headers["Content-Type"] = "application/json";
+            headers.set("Content-Type", "application/json");
             init.body = JSON.stringify(request.json);
         }
         else if (request.body !== undefined) {
@@ -226,7 +223,7 @@ export class MetadataClient {
         }
         if (request.signal)
             init.signal = request.signal;
-        return this.#fetch(this.resourceUrl(resource, params), init);
+        return this.#fetch(`${this.url}${resource}?${new URLSearchParams(params).toString()}`, init);
     }
     async #record(method, resource, platformKey, request) {
         const response = await this.#send(method, resource, platformKey, request);

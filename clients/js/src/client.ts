@@ -107,7 +107,8 @@ export type ImportItem = ListedRecord | MetadataRecord | readonly [string, JsonO
 
 type Params = [string, string][];
 
-interface Request {
+/** One request's parts besides the method, the resource and the platform. */
+interface Call {
   params?: Params;
   username?: string | null | undefined;
   headers?: Record<string, string>;
@@ -157,7 +158,7 @@ export class MetadataClient {
   /** The endpoint's URL, ending in `/`. */
   readonly url: string;
   readonly #fetch: typeof fetch;
-  readonly #headers: Record<string, string>;
+  readonly #headers: Headers;
 
   constructor(options: ClientOptions) {
     const inner = (options.path ?? DEFAULT_PATH).replace(/^\/+|\/+$/g, "");
@@ -166,11 +167,10 @@ export class MetadataClient {
     // invocation".
     const given = options.fetch ?? globalThis.fetch;
     this.#fetch = (input, init) => given(input, init);
-    this.#headers = { Accept: "application/json" };
-    new Headers(options.headers).forEach((value, name) => {
-      this.#headers[name] = value;
-    });
-    if (options.token != null) this.#headers["Authorization"] = `Token ${options.token}`;
+    // Names are case-insensitive: one `Headers` keeps one value per name, the later winning.
+    this.#headers = new Headers({ Accept: "application/json" });
+    new Headers(options.headers).forEach((value, name) => this.#headers.set(name, value));
+    if (options.token != null) this.#headers.set("Authorization", `Token ${options.token}`);
   }
 
   // --- the metadata (API.md) -----------------------------------------------------------
@@ -340,38 +340,34 @@ export class MetadataClient {
 
   // --- sending -----------------------------------------------------------------------------
 
-  /** The URL of `resource` below the endpoint, with the query. */
-  resourceUrl(resource: string, params: Params): string {
-    return `${this.url}${resource}?${new URLSearchParams(params).toString()}`;
-  }
-
-  async #send(method: string, resource: string, platformKey: string, request: Request): Promise<Response> {
+  async #send(method: string, resource: string, platformKey: string, request: Call): Promise<Response> {
     return this.#sendQuery(method, resource, [...query(platformKey, request.username), ...(request.params ?? [])], request);
   }
 
   /** `#send` with the whole query given, `platform_key` included (a page after the first). */
-  async #sendQuery(method: string, resource: string, params: Params, request: Request): Promise<Response> {
-    const headers: Record<string, string> = { ...this.#headers, ...request.headers };
+  async #sendQuery(method: string, resource: string, params: Params, request: Call): Promise<Response> {
+    const headers = new Headers(this.#headers);
+    for (const [name, value] of Object.entries(request.headers ?? {})) headers.set(name, value);
     if (request.ifMatch != null) {
-      headers["If-Match"] = typeof request.ifMatch === "number" ? `"${request.ifMatch}"` : request.ifMatch;
+      headers.set("If-Match", typeof request.ifMatch === "number" ? `"${request.ifMatch}"` : request.ifMatch);
     }
     const init: RequestInit = { method, headers, cache: "no-store" };
     if (request.json !== undefined) {
-      headers["Content-Type"] = "application/json";
+      headers.set("Content-Type", "application/json");
       init.body = JSON.stringify(request.json);
     } else if (request.body !== undefined) {
       init.body = request.body;
     }
     if (request.signal) init.signal = request.signal;
-    return this.#fetch(this.resourceUrl(resource, params), init);
+    return this.#fetch(`${this.url}${resource}?${new URLSearchParams(params).toString()}`, init);
   }
 
-  async #record(method: string, resource: string, platformKey: string, request: Request): Promise<MetadataRecord> {
+  async #record(method: string, resource: string, platformKey: string, request: Call): Promise<MetadataRecord> {
     const response = await this.#send(method, resource, platformKey, request);
     return readBody(response, (body) => readRecord(body, response.headers.get("ETag")));
   }
 
-  async #noContent(method: string, resource: string, platformKey: string, request: Request): Promise<void> {
+  async #noContent(method: string, resource: string, platformKey: string, request: Call): Promise<void> {
     const response = await this.#send(method, resource, platformKey, request);
     if (response.status !== 204) throw await errorFor(response);
   }
@@ -390,7 +386,7 @@ export class MetadataClient {
     }, first);
   }
 
-  async *#export(platformKey: string, request: Request): AsyncGenerator<ListedRecord, void, undefined> {
+  async *#export(platformKey: string, request: Call): AsyncGenerator<ListedRecord, void, undefined> {
     const response = await this.#send("GET", "users/", platformKey, request);
     if (response.status !== 200) throw await errorFor(response);
     const reader = openStream(response, NDJSON);

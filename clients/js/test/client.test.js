@@ -44,6 +44,14 @@ test("requests carry the endpoint's URL, the query, the token and the If-Match g
   assert.equal(sent[1].url.search, "?platform_key=acme");
 });
 
+test("headers given override the defaults by name, any case; a token overrides them", async () => {
+  const { client, sent } = fake(() => json(RECORD, 200, { ETag: '"1"' }), { headers: { accept: "application/json; q=1", authorization: "Bearer x", "X-Trace": "7" } });
+  await client.get("acme");
+  assert.equal(sent[0].headers.get("Accept"), "application/json; q=1");
+  assert.equal(sent[0].headers.get("Authorization"), "Token t0k");
+  assert.equal(sent[0].headers.get("X-Trace"), "7");
+});
+
 test("path, headers and no token: Bearer credentials of the caller's own", async () => {
   const { client, sent } = fake(() => new Response(null, { status: 204 }), {
     baseUrl: "http://h:1",
