@@ -134,6 +134,9 @@ class MemoryStore:
     async def poll(self) -> bool:
         return False  # one process: the app's own feed tells of every change
 
+    async def check(self) -> None:
+        """Readiness (`HealthChecker`): memory is always there."""
+
 
 def _fixed(write: Write) -> Change:
     """The change that stores `write`, already decided."""
