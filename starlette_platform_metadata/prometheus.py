@@ -23,18 +23,18 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_asgi_app
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, make_asgi_app, multiprocess
+from prometheus_client.registry import Collector
 
-from .errors import UNAVAILABLE_REASONS
-from .metrics import status_class
+from .prometheus_families import STREAM_BOUNDS, ClientMetrics, TalliesCollector
+from .tallies import Tallies
 
 __all__ = [
-    "Exposition",
     "GROUP_BUCKETS",
     "LATENCY_BUCKETS",
     "MULTIPROCESS_ENV",
     "STREAM_BOUNDS",
+    "Exposition",
     "PrometheusMetrics",
     "process_exited",
 ]
@@ -46,14 +46,12 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 #: Updates per SQLite group commit (at most `MAX_GROUP`, 512).
 GROUP_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-#: The bounds a stream is refused at (`streams_refused_total`'s label).
-STREAM_BOUNDS = ("process", "identity", "platform", "shutting_down")
 #: Set, prometheus-client keeps each process's figures in files there (multiprocess mode).
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class PrometheusMetrics:
-    """`Metrics` as Prometheus counters, gauges and histograms.
+    """`Metrics` exported to Prometheus.
 
     Args:
         registry: where the metrics are registered; `None`: a new private
@@ -61,6 +59,12 @@ class PrometheusMetrics:
             process-wide one.
         namespace: the prefix of every name (`platform_metadata_requests_total`).
         latency_buckets: the latency histograms' bucket bounds, in seconds.
+
+    In one process the figures are plain numbers (`tallies.Tallies`, well under a
+    microsecond per request) that a collector of ours turns into metric families when
+    scraped.  In multiprocess mode they must live in prometheus-client's shared files, so
+    each is a prometheus-client counter, gauge or histogram (`ClientMetrics`), which costs
+    it a few microseconds per request more (docs/monitoring.md, "What it costs").
     """
 
     enabled = True
@@ -73,115 +77,27 @@ class PrometheusMetrics:
         latency_buckets: Sequence[float] = LATENCY_BUCKETS,
     ) -> None:
         self.registry = CollectorRegistry() if registry is None else registry
-        common: dict[str, Any] = {"namespace": namespace, "registry": self.registry}
-        self.requests = Counter(
-            "requests",
-            "Requests answered, by resource, method and status class.",
-            ("resource", "method", "status_class"),
-            **common,
-        )
-        self.request_seconds = Histogram(
-            "request_duration_seconds",
-            "Seconds from a request's arrival to its answer being ready to send (a live "
-            "stream: to its headers), by resource and method.",
-            ("resource", "method"),
-            buckets=latency_buckets,
-            **common,
-        )
-        self.unavailable_responses = Counter(
-            "unavailable_responses",
-            "503 answers, by reason (readiness's included).",
-            ("reason",),
-            **common,
-        )
-        self.store_seconds = Histogram(
-            "store_operation_duration_seconds",
-            "Seconds a store operation took, returned or raised, by operation.",
-            ("operation",),
-            buckets=latency_buckets,
-            **common,
-        )
-        self.group_commit_updates = Histogram(
-            "sqlite_group_commit_updates",
-            "Updates written per SQLite group commit (one transaction).",
-            buckets=GROUP_BUCKETS,
-            **common,
-        )
-        self.streams_open = Gauge(
-            "streams_open",
-            "Live-change subscriptions open (streams, and the host's own watch()).",
-            multiprocess_mode="livesum",
-            **common,
-        )
-        self.streams_refused = Counter(
-            "streams_refused",
-            "Live-change streams refused, by the bound reached.",
-            ("bound",),
-            **common,
-        )
-        self.policy_compilations = Counter(
-            "policy_compilations",
-            "Platform policies parsed and their schemas compiled (policy cache misses).",
-            **common,
-        )
-        self.history_trims = Counter(
-            "history_trims",
-            "Writes whose retention (history_per_user) dropped the user's oldest revision.",
-            **common,
-        )
-        # Every reason and bound shows from the start, at 0: `rate()` and `increase()` then
-        # see the first one counted.
-        self._unavailable = {r: self.unavailable_responses.labels(r) for r in UNAVAILABLE_REASONS}
-        self._refused = {b: self.streams_refused.labels(b) for b in STREAM_BOUNDS}
-        # Label children found once per label set: `labels()` costs more than what it finds.
-        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._operations: dict[str, Any] = {}
-
-    # --- Metrics -----------------------------------------------------------------------------
-
-    def request(self, resource: str, method: str, status: int, seconds: float) -> None:
-        key = (resource, method, status)
-        children = self._requests.get(key)
-        if children is None:
-            children = self._requests[key] = (
-                self.requests.labels(resource, method, status_class(status)),
-                self.request_seconds.labels(resource, method),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
-
-    def unavailable(self, reason: str) -> None:
-        child = self._unavailable.get(reason)
-        if child is None:  # a reason of a newer package than this backend knows
-            child = self._unavailable[reason] = self.unavailable_responses.labels(reason)
-        child.inc()
-
-    def store_operation(self, operation: str, seconds: float) -> None:
-        child = self._operations.get(operation)
-        if child is None:
-            child = self._operations[operation] = self.store_seconds.labels(operation)
-        child.observe(seconds)
-
-    def group_committed(self, updates: int) -> None:
-        self.group_commit_updates.observe(updates)
-
-    def stream_opened(self) -> None:
-        self.streams_open.inc()
-
-    def stream_closed(self) -> None:
-        self.streams_open.dec()
-
-    def stream_refused(self, bound: str) -> None:
-        child = self._refused.get(bound)
-        if child is None:
-            child = self._refused[bound] = self.streams_refused.labels(bound)
-        child.inc()
-
-    def policy_compiled(self) -> None:
-        self.policy_compilations.inc()
-
-    def history_trimmed(self) -> None:
-        self.history_trims.inc()
+        self.namespace = namespace
+        recorder: Tallies | ClientMetrics
+        if os.environ.get(MULTIPROCESS_ENV):
+            recorder = ClientMetrics(self.registry, namespace, latency_buckets, GROUP_BUCKETS)
+            self.collectors: list[Collector] = list(recorder.collectors)
+        else:
+            recorder = Tallies(latency_buckets, GROUP_BUCKETS)
+            collector = TalliesCollector(recorder, namespace)
+            self.registry.register(collector)
+            self.collectors = [collector]
+        self.recorder = recorder
+        # The recorder's own methods, bound once: a call costs no hop through this class.
+        self.request = recorder.request
+        self.unavailable = recorder.unavailable
+        self.store_operation = recorder.store_operation
+        self.group_committed = recorder.group_committed
+        self.stream_opened = recorder.stream_opened
+        self.stream_closed = recorder.stream_closed
+        self.stream_refused = recorder.stream_refused
+        self.policy_compiled = recorder.policy_compiled
+        self.history_trimmed = recorder.history_trimmed
 
     # --- exposition ----------------------------------------------------------------------
 

@@ -280,9 +280,7 @@ def test_each_app_has_a_registry_of_its_own_unless_given_the_global_one(auth: Fa
             {"resource": "metadata", "method": "GET", "status_class": "2xx"},
         ) == 1
     finally:
-        for collector in (shared.requests, shared.request_seconds, shared.unavailable_responses,
-                          shared.store_seconds, shared.group_commit_updates, shared.streams_open,
-                          shared.streams_refused, shared.policy_compilations, shared.history_trims):
+        for collector in shared.collectors:
             REGISTRY.unregister(collector)
 
 
@@ -329,3 +327,47 @@ def test_the_package_works_without_prometheus_client() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:2] == ["401 200", "extra needed"]
+
+
+def test_both_recorders_export_the_same_samples() -> None:
+    """One process keeps plain numbers (`Tallies`); multiprocess mode prometheus-client's
+    objects (`ClientMetrics`): the same calls give the same samples under the same names."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client import generate_latest
+
+    from starlette_platform_metadata.prometheus import GROUP_BUCKETS, LATENCY_BUCKETS
+    from starlette_platform_metadata.prometheus_families import ClientMetrics
+
+    tallied = PrometheusMetrics()
+    registry = CollectorRegistry()
+    client = ClientMetrics(registry, "platform_metadata", LATENCY_BUCKETS, GROUP_BUCKETS)
+    for metrics in (tallied, client):
+        for seconds in (0.0002, 0.0007, 0.003, 0.7, 30.0):
+            metrics.request("metadata", "GET", 200, seconds)
+        metrics.request("policy", "PUT", 403, 0.001)
+        metrics.unavailable("store_unavailable")
+        metrics.store_operation("get_many", 0.0004)
+        metrics.group_committed(3)
+        metrics.group_committed(600)
+        metrics.stream_opened()
+        metrics.stream_opened()
+        metrics.stream_closed()
+        metrics.stream_refused("identity")
+        metrics.policy_compiled()
+        metrics.history_trimmed()
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    ours, theirs = samples(tallied.registry), samples(registry)
+    assert ours == theirs
+    bucket = "platform_metadata_request_duration_seconds_bucket"
+    labels = (("le", "0.001"), ("method", "GET"), ("resource", "metadata"))
+    assert ours[(bucket, labels)] == 2  # cumulative: 0.0002 and 0.0007
+    assert ours[(bucket, (("le", "+Inf"),) + labels[1:])] == 5
