@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/run.py --policy-compare    # a platform policy in force vs none
     .venv/bin/python benchmarks/run.py --history-compare   # history kept (100/user) vs off
     .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
+    .venv/bin/python benchmarks/run.py --metrics-compare   # Prometheus metrics on vs off
     .venv/bin/python benchmarks/run.py --tree-compare OTHER/.venv/bin/python  # this code vs other
 
 Every app is served by uvicorn (one worker, httptools, uvloop, access log off) on 127.0.0.1 and
@@ -147,6 +148,9 @@ class AppSpec:
     history: int | None = None  # revisions kept per user (None: the host's default, 100)
     streams: int = 0  # idle live-change streams held open (on the GET user) during the load
     python: str = ""  # the interpreter that serves it, and so the code it runs ("": --python)
+    # Prometheus metrics: "" off; "on" (one process's registry); "multiprocess"
+    # (prometheus-client's multiprocess mode, as `serve --workers N` runs it).
+    metrics: str = ""
 
 
 @dataclass(frozen=True)
@@ -428,6 +432,46 @@ def streams_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("streams-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
 
 
+def metrics_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """The host serving Prometheus metrics (in one process's registry, and in multiprocess
+    mode, as `serve --workers N` runs it) against the same host with metrics off (issue 25:
+    at most 5 % of GET and PATCH throughput)."""
+    apps = [
+        host_variant(args, tmp, name, what, metrics=mode)
+        for name, what, mode in (
+            ("metrics", "metrics on", "on"),
+            ("multiprocess", "metrics on, multiprocess mode", "multiprocess"),
+            ("off", "metrics off", ""),
+        )
+    ]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    targets: list[Target] = []
+    for subject in ("metrics", "multiprocess"):
+        pair = (subject, "off")
+        targets += [
+            same(f"GET req/s ({subject})", "get", "get", "rps", pair, ">=", 0.95),
+            same(f"{many} req/s ({subject})", "patch_many_users", "patch", "rps", pair, ">=", 0.95),
+            same(f"GET p99 ({subject})", "get", "get", "p99", pair, "<="),
+            same(f"{many} p99 ({subject})", "patch_many_users", "patch", "p99", pair, "<="),
+        ]
+    return Plan("metrics-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
+
+
+def check_metrics(spec: AppSpec, port: int) -> None:
+    """A host with metrics on counted the load: its `/metrics` shows the GETs it answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    wanted = 'platform_metadata_requests_total{method="GET",resource="metadata",status_class="2xx"}'
+    if response.status != 200 or wanted not in text:
+        raise Abort(f"{spec.name}: /metrics answered {response.status} without {wanted}")
+
+
 def tree_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     """The host as this tree's code (`--python`) against the same host as another tree's (the
     interpreter of that tree's venv, `--tree-compare`), on fresh SQLite files or on
@@ -488,6 +532,8 @@ def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
         return tree_plan(args, tmp)
     if args.streams_compare:
         return streams_plan(args, tmp)
+    if args.metrics_compare:
+        return metrics_plan(args, tmp)
     if args.history_compare:
         return history_plan(args, tmp)
     if args.policy_compare:
@@ -600,6 +646,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ next to bare_app.py
     env.pop("DATABASE_URL", None)
     env.pop("EXAMPLE_HOST_SQLITE_SYNCHRONOUS", None)
+    env.pop("EXAMPLE_HOST_METRICS", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(extra or {})
     return env
 
@@ -706,6 +754,12 @@ def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop
     extra = {"DATABASE_URL": spec.database, "EXAMPLE_HOST_SQLITE_SYNCHRONOUS": spec.synchronous}
     if spec.history is not None:
         extra["EXAMPLE_HOST_HISTORY_PER_USER"] = str(spec.history)
+    if spec.metrics:
+        extra["EXAMPLE_HOST_METRICS"] = "1"
+    if spec.metrics == "multiprocess":
+        directory = cwd / f"{spec.name}-metrics"
+        directory.mkdir(exist_ok=True)
+        extra["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     if spec.streams:
         # The idle streams are a few users' own: lift the per-caller and per-platform shares.
         for name in ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM"):
@@ -1185,6 +1239,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         load_after = os.getloadavg()
         for spec in plan.apps:  # a final check that every app still answers correctly
             check_answer(spec.name, servers[spec.name].port, users.member, "GET", None)
+            if spec.metrics:
+                check_metrics(spec, servers[spec.name].port)
         logs = {name: server.log_tail(50) for name, server in servers.items()}
     return {
         "command": [sys.executable, *sys.argv],
@@ -1429,6 +1485,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--streams", type=int, default=1000, help="streams held open by --streams-compare"
+    )
+    mode.add_argument(
+        "--metrics-compare",
+        action="store_true",
+        help="the host serving Prometheus metrics (one process's registry, and multiprocess "
+        "mode) vs metrics off (GET, PATCH 64 users)",
     )
     mode.add_argument(
         "--tree-compare",
