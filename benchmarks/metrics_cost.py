@@ -1,13 +1,14 @@
 """What Prometheus metrics cost the request path, measured in one process, no network.
 
-    .venv/bin/python benchmarks/metrics_cost.py [--requests 2000] [--rounds 7] [--multiprocess]
+    .venv/bin/python benchmarks/metrics_cost.py [--requests 2000] [--rounds 7] [--shared] [--memory]
 
 Two apps on two SQLite files, one with `metrics=PrometheusMetrics()` and one without, answer
 the same GETs and PATCHes called straight through ASGI (no server, no socket: only the
 endpoint's own work, so the ratio is the most metrics can take from a served request, whose
 server and network time dilute it).  Rounds alternate which app goes first; the report gives
-the median CPU microseconds per request of each and their ratio.  `--multiprocess` runs the
-metrics app in prometheus-client's multiprocess mode (`serve --workers N`), in a temp dir.
+the median CPU microseconds per request of each and their ratio.  `--shared` gives the
+metrics app a shared directory, as `serve --workers N` does (its writer thread included);
+`--memory` runs both on `MemoryStore` (no commit thread: steadier PATCH figures).
 
 A companion to `run.py --metrics-compare` (served, wrk): on a shared machine the served
 run's rounds can differ by 2-3x, where this one's CPU time per request holds within a few
@@ -31,7 +32,9 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="requests per batch (2000)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (7)")
-    parser.add_argument("--multiprocess", action="store_true", help="prometheus multiprocess mode")
+    parser.add_argument(
+        "--shared", action="store_true", help="a shared directory, as with several workers"
+    )
     parser.add_argument(
         "--memory", action="store_true", help="MemoryStore instead of SQLite (no commit thread)"
     )
@@ -40,9 +43,9 @@ def parse_args() -> argparse.Namespace:
 
 ARGS = parse_args()
 TMP = Path(tempfile.mkdtemp(prefix="spm-metrics-cost-"))
-if ARGS.multiprocess:  # before prometheus_client is imported, as a worker would have it
-    (TMP / "multiproc").mkdir()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(TMP / "multiproc")
+if ARGS.shared:  # as `serve --workers N` sets it for its workers
+    (TMP / "shared").mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(TMP / "shared")
 
 from starlette.requests import HTTPConnection  # noqa: E402
 
@@ -100,12 +103,15 @@ async def batch(app: PlatformMetadataApp, method: str, count: int) -> float:
 
 async def main() -> None:
     apps = {}
+    closing: list[PrometheusMetrics] = []
     for name in ("metrics", "off"):
         store = MemoryStore() if ARGS.memory else DatabaseStore(f"sqlite:///{TMP / name}.db")
         if isinstance(store, DatabaseStore):
             await store.connect()
         metrics = PrometheusMetrics() if name == "metrics" else None
         apps[name] = PlatformMetadataApp(auth=Auth(), store=store, metrics=metrics)
+        if metrics is not None:
+            closing.append(metrics)
     for app in apps.values():  # warm up: tables, caches, the record
         await batch(app, "PATCH", 200)
         await batch(app, "GET", 200)
@@ -117,7 +123,7 @@ async def main() -> None:
                 cost.setdefault((name, method), []).append(
                     await batch(apps[name], method, ARGS.requests)
                 )
-    mode = "multiprocess mode" if ARGS.multiprocess else "one process's registry"
+    mode = "a shared directory" if ARGS.shared else "one process"
     mode += ", MemoryStore" if ARGS.memory else ", SQLite"
     print(f"CPU us per request, medians of {ARGS.rounds} rounds of {ARGS.requests} ({mode}):")
     for method in ("GET", "PATCH"):
@@ -125,6 +131,8 @@ async def main() -> None:
         off = statistics.median(cost[("off", method)])
         print(f"  {method:<5} metrics {on:7.1f}  off {off:7.1f}  off/metrics (throughput ratio) "
               f"{off / on:.3f}  added {on - off:+.1f} us")
+    for metrics in closing:
+        metrics.close()
     for app in apps.values():
         if isinstance(app.store, DatabaseStore):
             await app.store.disconnect()

@@ -148,8 +148,8 @@ class AppSpec:
     history: int | None = None  # revisions kept per user (None: the host's default, 100)
     streams: int = 0  # idle live-change streams held open (on the GET user) during the load
     python: str = ""  # the interpreter that serves it, and so the code it runs ("": --python)
-    # Prometheus metrics: "" off; "on" (one process's registry); "multiprocess"
-    # (prometheus-client's multiprocess mode, as `serve --workers N` runs it).
+    # Prometheus metrics: "" off; "on" (one process); "shared" (a shared directory, as
+    # `serve --workers N` runs them: the worker also writes its figures there every second).
     metrics: str = ""
 
 
@@ -433,21 +433,21 @@ def streams_plan(args: argparse.Namespace, tmp: Path) -> Plan:
 
 
 def metrics_plan(args: argparse.Namespace, tmp: Path) -> Plan:
-    """The host serving Prometheus metrics (in one process's registry, and in multiprocess
-    mode, as `serve --workers N` runs it) against the same host with metrics off (issue 25:
+    """The host serving Prometheus metrics (in one process, and with the shared directory
+    `serve --workers N` gives its workers) against the same host with metrics off (issue 25:
     at most 5 % of GET and PATCH throughput)."""
     apps = [
         host_variant(args, tmp, name, what, metrics=mode)
         for name, what, mode in (
             ("metrics", "metrics on", "on"),
-            ("multiprocess", "metrics on, multiprocess mode", "multiprocess"),
+            ("shared", "metrics on, shared directory", "shared"),
             ("off", "metrics off", ""),
         )
     ]
     chosen = scenarios(args)
     many = f"PATCH {args.users} users"
     targets: list[Target] = []
-    for subject in ("metrics", "multiprocess"):
+    for subject in ("metrics", "shared"):
         pair = (subject, "off")
         targets += [
             same(f"GET req/s ({subject})", "get", "get", "rps", pair, ">=", 0.95),
@@ -756,7 +756,7 @@ def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop
         extra["EXAMPLE_HOST_HISTORY_PER_USER"] = str(spec.history)
     if spec.metrics:
         extra["EXAMPLE_HOST_METRICS"] = "1"
-    if spec.metrics == "multiprocess":
+    if spec.metrics == "shared":
         directory = cwd / f"{spec.name}-metrics"
         directory.mkdir(exist_ok=True)
         extra["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
@@ -1489,8 +1489,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mode.add_argument(
         "--metrics-compare",
         action="store_true",
-        help="the host serving Prometheus metrics (one process's registry, and multiprocess "
-        "mode) vs metrics off (GET, PATCH 64 users)",
+        help="the host serving Prometheus metrics (one process, and with a shared directory "
+        "as with --workers) vs metrics off (GET, PATCH 64 users)",
     )
     mode.add_argument(
         "--tree-compare",

@@ -67,7 +67,7 @@ def create_app(
     `history_per_user`: revisions kept per user and platform (0: history off).
     `events`: bounds and timings of live-change streams.
     `metrics`: serve Prometheus metrics at `/metrics` (needs prometheus-client, the `metrics`
-    or `example` extra), in multiprocess mode when `$PROMETHEUS_MULTIPROC_DIR` is set.
+    or `example` extra), every worker's summed when `$PROMETHEUS_MULTIPROC_DIR` is set.
     """
     db = HostDB(database_url)
     auth = TokenAuthBackend(db)
@@ -75,7 +75,7 @@ def create_app(
     reporter: Metrics | None = None
     routes: list[BaseRoute] = []
     if metrics:
-        from starlette_platform_metadata.prometheus import PrometheusMetrics, process_exited
+        from starlette_platform_metadata.prometheus import PrometheusMetrics
 
         prometheus = reporter = PrometheusMetrics()
         routes.append(Route(METRICS_PATH, prometheus.asgi_app(), methods=["GET", "HEAD"]))
@@ -104,7 +104,7 @@ def create_app(
                 gc.set_threshold(*thresholds)
                 await store.disconnect()
                 if metrics:
-                    process_exited()  # its open streams no longer count
+                    prometheus.close()  # its last figures, for the other workers' scrapes
         finally:
             await db.disconnect()
 

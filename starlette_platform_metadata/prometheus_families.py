@@ -1,18 +1,16 @@
-"""The Prometheus metrics themselves: names, help, labels, once; and the two ways they are kept.
+"""The Prometheus metrics themselves: names, help and labels, once; and their collector.
 
 `FAMILIES` describes every metric (docs/monitoring.md lists them).  `TalliesCollector` exports
-a `tallies.Tallies` (plain numbers, one process) as metric families when scraped;
-`ClientMetrics` keeps them as prometheus-client counters, gauges and histograms, which is what
-multiprocess mode needs (their values live in the shared files).  `prometheus.py` picks one.
+a `tallies.Tallies` (plain numbers) as metric families when scraped, through prometheus-client's
+custom collector interface.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -22,10 +20,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .errors import UNAVAILABLE_REASONS
-from .metrics import status_class
-from .tallies import Tallies
+from .tallies import Histogram, Tallies
 
-__all__ = ["FAMILIES", "STREAM_BOUNDS", "ClientMetrics", "Family", "TalliesCollector"]
+__all__ = ["FAMILIES", "STREAM_BOUNDS", "Family", "TalliesCollector"]
 
 #: The bounds a stream is refused at (`streams_refused_total`'s label).
 STREAM_BOUNDS = ("process", "identity", "platform", "shutting_down")
@@ -101,27 +98,32 @@ class TalliesCollector(Collector):
         self.prefix = f"{namespace}_" if namespace else ""
 
     def collect(self) -> Iterator[Metric]:
+        # Each dict is copied first (one step under the GIL): a shared directory's thread
+        # collects while the event loop counts, and may meet a label set added meanwhile.
         t = self.tallies
         p = self.prefix
         requests = CounterMetricFamily(p + REQUESTS.name, REQUESTS.help, labels=REQUESTS.labels)
-        for labels, count in sorted(t.requests.items()):
+        for labels, count in sorted(t.requests.copy().items()):
             requests.add_metric(labels, count)
         yield requests
-        yield _histograms(p, REQUEST_SECONDS, t.request_seconds)
+        yield _histograms(p, REQUEST_SECONDS, t.request_seconds.copy())
         unavailable = CounterMetricFamily(
             p + UNAVAILABLE.name, UNAVAILABLE.help, labels=UNAVAILABLE.labels
         )
-        for reason in dict.fromkeys((*UNAVAILABLE_REASONS, *sorted(t.unavailable_responses))):
-            unavailable.add_metric((reason,), t.unavailable_responses.get(reason, 0))
+        counted = t.unavailable_responses.copy()
+        for reason in dict.fromkeys((*UNAVAILABLE_REASONS, *sorted(counted))):
+            unavailable.add_metric((reason,), counted.get(reason, 0))
         yield unavailable
-        yield _histograms(p, STORE_SECONDS, {(k,): v for k, v in t.store_seconds.items()})
+        operations = {(name,): h for name, h in t.store_seconds.copy().items()}
+        yield _histograms(p, STORE_SECONDS, operations)
         yield _histograms(p, GROUP_UPDATES, {(): t.group_commit_updates})
         yield GaugeMetricFamily(p + STREAMS_OPEN.name, STREAMS_OPEN.help, t.streams_open)
         refused = CounterMetricFamily(
             p + STREAMS_REFUSED.name, STREAMS_REFUSED.help, labels=STREAMS_REFUSED.labels
         )
-        for bound in dict.fromkeys((*STREAM_BOUNDS, *sorted(t.streams_refused))):
-            refused.add_metric((bound,), t.streams_refused.get(bound, 0))
+        counted = t.streams_refused.copy()
+        for bound in dict.fromkeys((*STREAM_BOUNDS, *sorted(counted))):
+            refused.add_metric((bound,), counted.get(bound, 0))
         yield refused
         for family, value in (
             (POLICY_COMPILATIONS, t.policy_compilations),
@@ -130,103 +132,10 @@ class TalliesCollector(Collector):
             yield CounterMetricFamily(p + family.name, family.help, value)
 
 
-def _histograms(prefix: str, family: Family, found: Any) -> HistogramMetricFamily:
+def _histograms(
+    prefix: str, family: Family, found: Mapping[Any, Histogram]
+) -> HistogramMetricFamily:
     metric = HistogramMetricFamily(prefix + family.name, family.help, labels=family.labels)
     for labels, histogram in sorted(found.items()):
         metric.add_metric(labels, histogram.cumulative(), histogram.total)
     return metric
-
-
-class ClientMetrics:
-    """The same metrics as prometheus-client objects (multiprocess mode keeps their values in
-    its shared files).  Each label set's child is found once."""
-
-    enabled = True
-
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        namespace: str,
-        latency_buckets: Sequence[float],
-        group_buckets: Sequence[float],
-    ) -> None:
-        common: dict[str, Any] = {"namespace": namespace, "registry": registry}
-        self.requests = Counter(REQUESTS.name, REQUESTS.help, REQUESTS.labels, **common)
-        self.request_seconds = Histogram(
-            REQUEST_SECONDS.name, REQUEST_SECONDS.help, REQUEST_SECONDS.labels,
-            buckets=latency_buckets, **common,
-        )  # fmt: skip
-        self.unavailable_responses = Counter(
-            UNAVAILABLE.name, UNAVAILABLE.help, UNAVAILABLE.labels, **common
-        )
-        self.store_seconds = Histogram(
-            STORE_SECONDS.name, STORE_SECONDS.help, STORE_SECONDS.labels,
-            buckets=latency_buckets, **common,
-        )  # fmt: skip
-        self.group_commit_updates = Histogram(
-            GROUP_UPDATES.name, GROUP_UPDATES.help, buckets=group_buckets, **common
-        )
-        # Summed over the live workers: a worker gone takes its streams with it.
-        self.streams_open = Gauge(
-            STREAMS_OPEN.name, STREAMS_OPEN.help, multiprocess_mode="livesum", **common
-        )
-        self.streams_refused = Counter(
-            STREAMS_REFUSED.name, STREAMS_REFUSED.help, STREAMS_REFUSED.labels, **common
-        )
-        self.policy_compilations = Counter(
-            POLICY_COMPILATIONS.name, POLICY_COMPILATIONS.help, **common
-        )
-        self.history_trims = Counter(HISTORY_TRIMS.name, HISTORY_TRIMS.help, **common)
-        self.collectors: tuple[Collector, ...] = (
-            self.requests, self.request_seconds, self.unavailable_responses,
-            self.store_seconds, self.group_commit_updates, self.streams_open,
-            self.streams_refused, self.policy_compilations, self.history_trims,
-        )  # fmt: skip
-        self._unavailable = {r: self.unavailable_responses.labels(r) for r in UNAVAILABLE_REASONS}
-        self._refused = {b: self.streams_refused.labels(b) for b in STREAM_BOUNDS}
-        self._requests: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._operations: dict[str, Any] = {}
-
-    def request(self, resource: str, method: str, status: int, seconds: float) -> None:
-        key = (resource, method, status)
-        children = self._requests.get(key)
-        if children is None:
-            children = self._requests[key] = (
-                self.requests.labels(resource, method, status_class(status)),
-                self.request_seconds.labels(resource, method),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
-
-    def unavailable(self, reason: str) -> None:
-        child = self._unavailable.get(reason)
-        if child is None:
-            child = self._unavailable[reason] = self.unavailable_responses.labels(reason)
-        child.inc()
-
-    def store_operation(self, operation: str, seconds: float) -> None:
-        child = self._operations.get(operation)
-        if child is None:
-            child = self._operations[operation] = self.store_seconds.labels(operation)
-        child.observe(seconds)
-
-    def group_committed(self, updates: int) -> None:
-        self.group_commit_updates.observe(updates)
-
-    def stream_opened(self) -> None:
-        self.streams_open.inc()
-
-    def stream_closed(self) -> None:
-        self.streams_open.dec()
-
-    def stream_refused(self, bound: str) -> None:
-        child = self._refused.get(bound)
-        if child is None:
-            child = self._refused[bound] = self.streams_refused.labels(bound)
-        child.inc()
-
-    def policy_compiled(self) -> None:
-        self.policy_compilations.inc()
-
-    def history_trimmed(self) -> None:
-        self.history_trims.inc()

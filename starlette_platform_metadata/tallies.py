@@ -7,7 +7,8 @@ counter and histogram and a store operation's histogram, against 26 us for the w
 process).  The request path runs on one event loop thread, so these are dict and list
 updates (well under a microsecond per call), and `prometheus.PrometheusMetrics` turns them
 into metric families only when a scrape asks (a custom collector).  Call them from one thread
-(the event loop's), as the package does.
+(the event loop's), as the package does; reading them from another (a scrape, a shared
+directory's writer) is safe.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class Histogram:
         """`(le, count)` pairs as the exposition wants them, `+Inf` last."""
         found: list[tuple[str, float]] = []
         running = 0
-        for bound, count in zip((*map(repr, map(float, self.bounds)), "+Inf"), self.counts):
+        counts = list(self.counts)  # a copy: the event loop may count meanwhile
+        for bound, count in zip((*map(repr, map(float, self.bounds)), "+Inf"), counts):
             running += count
             found.append((bound, running))
         return found

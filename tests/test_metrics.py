@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import httpx
@@ -280,8 +281,7 @@ def test_each_app_has_a_registry_of_its_own_unless_given_the_global_one(auth: Fa
             {"resource": "metadata", "method": "GET", "status_class": "2xx"},
         ) == 1
     finally:
-        for collector in shared.collectors:
-            REGISTRY.unregister(collector)
+        REGISTRY.unregister(shared.collector)
 
 
 def test_without_metrics_the_request_path_is_untouched(auth: FakeAuth) -> None:
@@ -329,45 +329,69 @@ def test_the_package_works_without_prometheus_client() -> None:
     assert out.stdout.split("\n")[:2] == ["401 200", "extra needed"]
 
 
-def test_both_recorders_export_the_same_samples() -> None:
-    """One process keeps plain numbers (`Tallies`); multiprocess mode prometheus-client's
-    objects (`ClientMetrics`): the same calls give the same samples under the same names."""
+def scrape_samples(app: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample a scrape of the exposition app answers, by name and sorted labels."""
     from prometheus_client.parser import text_string_to_metric_families
-    from prometheus_client import generate_latest
 
-    from starlette_platform_metadata.prometheus import GROUP_BUCKETS, LATENCY_BUCKETS
-    from starlette_platform_metadata.prometheus_families import ClientMetrics
+    async def get() -> str:
+        async with client_of(Starlette(routes=[Route("/metrics", app)])) as client:  # type: ignore[arg-type]
+            return (await client.get("/metrics")).text
 
-    tallied = PrometheusMetrics()
-    registry = CollectorRegistry()
-    client = ClientMetrics(registry, "platform_metadata", LATENCY_BUCKETS, GROUP_BUCKETS)
-    for metrics in (tallied, client):
-        for seconds in (0.0002, 0.0007, 0.003, 0.7, 30.0):
-            metrics.request("metadata", "GET", 200, seconds)
-        metrics.request("policy", "PUT", 403, 0.001)
-        metrics.unavailable("store_unavailable")
-        metrics.store_operation("get_many", 0.0004)
-        metrics.group_committed(3)
-        metrics.group_committed(600)
-        metrics.stream_opened()
-        metrics.stream_opened()
-        metrics.stream_closed()
-        metrics.stream_refused("identity")
+    text = asyncio.run(get())
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_several_workers_are_summed_through_a_shared_directory(tmp_path: Path) -> None:
+    """Each worker writes its figures to the directory; any worker's scrape sums them all:
+    counters and histograms of every worker, gauges of running workers only."""
+    one = PrometheusMetrics(directory=tmp_path, interval=0.05)
+    two = PrometheusMetrics(directory=tmp_path, interval=0.05)
+    try:
+        for metrics, count in ((one, 3), (two, 4)):
+            for _ in range(count):
+                metrics.request("metadata", "GET", 200, 0.0007)
+            metrics.stream_opened()
+        two.unavailable("store_unavailable")
+        two.close()  # exits: its last figures written
+        # A worker that died long ago: its counts stay, its gauge no longer counts.
+        finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                                  capture_output=True, text=True, check=True)
+        dead = int(finished.stdout)
+        (tmp_path / f"platform_metadata-{dead}-00000000.prom").write_text(
+            "# TYPE platform_metadata_requests_total counter\n"
+            'platform_metadata_requests_total{method="GET",resource="metadata",status_class="2xx"} 5.0\n'
+            "# TYPE platform_metadata_streams_open gauge\n"
+            "platform_metadata_streams_open 7.0\n"
+        )
+        found = scrape_samples(one.asgi_app())
+    finally:
+        one.close()
+    get = (("method", "GET"), ("resource", "metadata"), ("status_class", "2xx"))
+    assert found[("platform_metadata_requests_total", get)] == 3 + 4 + 5
+    count = (("method", "GET"), ("resource", "metadata"))
+    assert found[("platform_metadata_request_duration_seconds_count", count)] == 7
+    assert found[("platform_metadata_request_duration_seconds_bucket", (("le", "0.001"), *count))] == 7
+    # `two` has exited but runs in this very process, so its gauge still counts: 1 + 1.
+    assert found[("platform_metadata_streams_open", ())] == 2
+    assert found[("platform_metadata_unavailable_responses_total", (("reason", "store_unavailable"),))] == 1
+
+
+def test_a_worker_writes_its_figures_every_interval(tmp_path: Path) -> None:
+    metrics = PrometheusMetrics(directory=tmp_path, interval=0.05)
+    try:
+        assert metrics.shared is not None
+        first = metrics.shared.path.read_text()
         metrics.policy_compiled()
-        metrics.history_trimmed()
-
-    def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = generate_latest(registry).decode()
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if not s.name.endswith("_created")
-        }
-
-    ours, theirs = samples(tallied.registry), samples(registry)
-    assert ours == theirs
-    bucket = "platform_metadata_request_duration_seconds_bucket"
-    labels = (("le", "0.001"), ("method", "GET"), ("resource", "metadata"))
-    assert ours[(bucket, labels)] == 2  # cumulative: 0.0002 and 0.0007
-    assert ours[(bucket, (("le", "+Inf"),) + labels[1:])] == 5
+        for _ in range(100):
+            if "platform_metadata_policy_compilations_total 1.0" in metrics.shared.path.read_text():
+                break
+            time.sleep(0.02)
+        else:
+            raise AssertionError("not written within 2 s")
+    finally:
+        metrics.close()
+    assert "platform_metadata_policy_compilations_total 0.0" in first
