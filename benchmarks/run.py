@@ -157,7 +157,8 @@ class AppSpec:
 class Ref:
     """A figure: the median over rounds of `metric` for `role` of `scenario` on `app`.
 
-    Metrics: "rps"; "p50", "p90", "p99", "max" in ms; and Ref("disk", "fsync", "", "per_s").
+    Metrics: "rps"; "p50", "p90", "p99", "max" in ms; "cpu_us", the server's CPU microseconds per
+    request; and Ref("disk", "fsync", "", "per_s").
     """
 
     app: str
@@ -452,6 +453,12 @@ def metrics_plan(args: argparse.Namespace, tmp: Path) -> Plan:
         targets += [
             same(f"GET req/s ({subject})", "get", "get", "rps", pair, ">=", 0.95),
             same(f"{many} req/s ({subject})", "patch_many_users", "patch", "rps", pair, ">=", 0.95),
+            # 5 % more CPU per request is 5 % fewer requests from a saturated worker.
+            same(f"GET server CPU/request ({subject})", "get", "get", "cpu_us", pair, "<=", 1.05),
+            same(
+                f"{many} server CPU/request ({subject})",
+                "patch_many_users", "patch", "cpu_us", pair, "<=", 1.05,
+            ),  # fmt: skip
             same(f"GET p99 ({subject})", "get", "get", "p99", pair, "<="),
             same(f"{many} p99 ({subject})", "patch_many_users", "patch", "p99", pair, "<="),
         ]
@@ -594,6 +601,10 @@ class LoadRun:
     writes_applied: int | None = None
     # Requests in flight when wrk stops may land without wrk counting them: one per connection.
     in_flight: int = 0
+    # The server process's CPU (all its threads) per request answered in the measured run, in
+    # microseconds, over every load of the scenario: what an app costs per request, which a
+    # shared machine disturbs far less than req/s (it takes cores from both sides unevenly).
+    cpu_us: float | None = None
 
     @property
     def write_check_failed(self) -> bool:
@@ -611,6 +622,7 @@ class LoadRun:
             "socket_errors": self.result.socket_errors,
             "writes_applied": self.writes_applied,
             "write_check_failed": self.write_check_failed,
+            "server_cpu_us_per_request": None if self.cpu_us is None else round(self.cpu_us, 1),
             **asdict(self.result),
             "warmup": None if self.warmup is None else asdict(self.warmup),
         }
@@ -912,17 +924,27 @@ def run_scenario(
         role: settled_version_sum(server.port, users.tokens(load.users))
         for role, load in writers.items()
     }
+    cpu_before = process_cpu_seconds(server.process.pid)
     results = run_loads(args, server.port, scenario, users, args.duration)
+    cpu = process_cpu_seconds(server.process.pid) - cpu_before
     server.check_alive()
+    answered = sum(result.requests for result in results.values())
+    cpu_us = cpu / answered * 1e6 if answered else None
     run = Run(scenario.key, server.name, round_no)
     for role, load in scenario.loads.items():
         applied = None
         if role in writers:
             applied = settled_version_sum(server.port, users.tokens(load.users)) - before[role]
         run.loads.append(
-            LoadRun(role, results[role], warmups.get(role), applied, load.connections)
+            LoadRun(role, results[role], warmups.get(role), applied, load.connections, cpu_us)
         )
     return run
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux `/proc/PID/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_run(run: Run) -> None:
@@ -1299,6 +1321,9 @@ def samples(runs: Sequence[Run], fsyncs: Sequence[float]) -> dict[Ref, list[floa
             for metric in METRICS:
                 ref = Ref(run.app, run.scenario, load.role, metric)
                 values.setdefault(ref, []).append(load.result.metric(metric))
+            if load.cpu_us is not None:
+                ref = Ref(run.app, run.scenario, load.role, "cpu_us")
+                values.setdefault(ref, []).append(load.cpu_us)
     return values
 
 
