@@ -2,9 +2,9 @@
 
 Metrics need no token and say how busy the service is, so they are on by default only where
 nobody else can reach them (a loopback `--host`); `--metrics` turns them on elsewhere, for a
-scraper that the network or a proxy lets in alone.  With `--workers N`, prometheus-client's
-multiprocess mode: each worker writes its figures to files in `$PROMETHEUS_MULTIPROC_DIR`
-and any worker's `/metrics` answers with all of them summed (docs/monitoring.md).
+scraper that the network or a proxy lets in alone.  With `--workers N`, each worker writes
+its figures once a second to a file in `$PROMETHEUS_MULTIPROC_DIR` and any worker's
+`/metrics` answers with all of them summed (docs/monitoring.md, "Several workers").
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .app import METRICS_ENV
 
 __all__ = ["MULTIPROC_ENV", "metrics_default", "metrics_environment"]
 
-#: prometheus-client's multiprocess mode: each worker's figures in files there.
+#: The workers' shared directory: each worker's figures in a file there.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
@@ -37,7 +37,7 @@ def metrics_default(host: str) -> bool:
 @contextlib.contextmanager
 def metrics_environment(host: str, workers: int, chosen: bool | None) -> Iterator[bool]:
     """Tell the workers (through the environment they inherit) whether to serve metrics, and
-    with several workers give them a multiprocess directory of this run alone (stale files of
+    with several workers give them a shared directory of this run alone (stale files of
     an earlier run would be counted), removed afterwards.  An operator's own
     `$PROMETHEUS_MULTIPROC_DIR` is used as it is.  Yields whether metrics are on."""
     metrics = metrics_default(host) if chosen is None else chosen

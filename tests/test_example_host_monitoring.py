@@ -2,7 +2,7 @@
 
 Health and readiness are always served; metrics are on by default on a loopback --host only
 (`--metrics` / `--no-metrics` say otherwise), and with several workers one scrape sums them
-all (prometheus-client's multiprocess mode)."""
+all (each worker's figures in a shared directory)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_the_metrics_flags(flags: list[str], chosen: bool | None) -> None:
     assert options.metrics is chosen
 
 
-def test_several_workers_share_a_multiprocess_directory_of_the_run_alone(
+def test_several_workers_share_a_directory_of_the_run_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv(MULTIPROC_ENV, raising=False)
