@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/run.py --policy-compare    # a platform policy in force vs none
     .venv/bin/python benchmarks/run.py --history-compare   # history kept (100/user) vs off
     .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
+    .venv/bin/python benchmarks/run.py --metrics-compare   # Prometheus metrics on vs off
     .venv/bin/python benchmarks/run.py --tree-compare OTHER/.venv/bin/python  # this code vs other
     .venv/bin/python benchmarks/run.py --serve-compare     # `serve` as shipped vs bare, h11, raw
     .venv/bin/python benchmarks/run.py --pg-compare --database postgresql://...  # vs bare asyncpg
@@ -153,13 +154,17 @@ class AppSpec:
     # these arguments (None: uvicorn on the app factory, httptools, see uvicorn_command).
     serve: tuple[str, ...] | None = None
     bare: str = "bare_app"  # the baseline's module: bare_app (a dict) or bare_pg_app
+    # Prometheus metrics: "" off; "on" (one process); "shared" (a shared directory, as
+    # `serve --workers N` runs them: the worker also writes its figures there every second).
+    metrics: str = ""
 
 
 @dataclass(frozen=True)
 class Ref:
     """A figure: the median over rounds of `metric` for `role` of `scenario` on `app`.
 
-    Metrics: "rps"; "p50", "p90", "p99", "max" in ms; and Ref("disk", "fsync", "", "per_s").
+    Metrics: "rps"; "p50", "p90", "p99", "max" in ms; "cpu_us", the server's CPU microseconds per
+    request; and Ref("disk", "fsync", "", "per_s").
     """
 
     app: str
@@ -434,6 +439,52 @@ def streams_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("streams-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
 
 
+def metrics_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """The host serving Prometheus metrics (in one process, and with the shared directory
+    `serve --workers N` gives its workers) against the same host with metrics off (issue 25:
+    at most 5 % of GET and PATCH throughput)."""
+    apps = [
+        host_variant(args, tmp, name, what, metrics=mode)
+        for name, what, mode in (
+            ("metrics", "metrics on", "on"),
+            ("shared", "metrics on, shared directory", "shared"),
+            ("off", "metrics off", ""),
+        )
+    ]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    targets: list[Target] = []
+    for subject in ("metrics", "shared"):
+        pair = (subject, "off")
+        targets += [
+            same(f"GET req/s ({subject})", "get", "get", "rps", pair, ">=", 0.95),
+            same(f"{many} req/s ({subject})", "patch_many_users", "patch", "rps", pair, ">=", 0.95),
+            # 5 % more CPU per request is 5 % fewer requests from a saturated worker.
+            same(f"GET server CPU/request ({subject})", "get", "get", "cpu_us", pair, "<=", 1.05),
+            same(
+                f"{many} server CPU/request ({subject})",
+                "patch_many_users", "patch", "cpu_us", pair, "<=", 1.05,
+            ),  # fmt: skip
+            same(f"GET p99 ({subject})", "get", "get", "p99", pair, "<="),
+            same(f"{many} p99 ({subject})", "patch_many_users", "patch", "p99", pair, "<="),
+        ]
+    return Plan("metrics-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
+
+
+def check_metrics(spec: AppSpec, port: int) -> None:
+    """A host with metrics on counted the load: its `/metrics` shows the GETs it answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    wanted = 'platform_metadata_requests_total{method="GET",resource="metadata",status_class="2xx"}'
+    if response.status != 200 or wanted not in text:
+        raise Abort(f"{spec.name}: /metrics answered {response.status} without {wanted}")
+
+
 def tree_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     """The host as this tree's code (`--python`) against the same host as another tree's (the
     interpreter of that tree's venv, `--tree-compare`), on fresh SQLite files or on
@@ -552,6 +603,8 @@ def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
         return tree_plan(args, tmp)
     if args.streams_compare:
         return streams_plan(args, tmp)
+    if args.metrics_compare:
+        return metrics_plan(args, tmp)
     if args.history_compare:
         return history_plan(args, tmp)
     if args.policy_compare:
@@ -612,6 +665,10 @@ class LoadRun:
     writes_applied: int | None = None
     # Requests in flight when wrk stops may land without wrk counting them: one per connection.
     in_flight: int = 0
+    # The server process's CPU (all its threads) per request answered in the measured run, in
+    # microseconds, over every load of the scenario: what an app costs per request, which a
+    # shared machine disturbs far less than req/s (it takes cores from both sides unevenly).
+    cpu_us: float | None = None
 
     @property
     def write_check_failed(self) -> bool:
@@ -629,6 +686,7 @@ class LoadRun:
             "socket_errors": self.result.socket_errors,
             "writes_applied": self.writes_applied,
             "write_check_failed": self.write_check_failed,
+            "server_cpu_us_per_request": None if self.cpu_us is None else round(self.cpu_us, 1),
             **asdict(self.result),
             "warmup": None if self.warmup is None else asdict(self.warmup),
         }
@@ -664,6 +722,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ next to bare_app.py
     env.pop("DATABASE_URL", None)
     env.pop("EXAMPLE_HOST_SQLITE_SYNCHRONOUS", None)
+    env.pop("EXAMPLE_HOST_METRICS", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(extra or {})
     return env
 
@@ -771,6 +831,12 @@ def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop
     extra = {"DATABASE_URL": spec.database, "EXAMPLE_HOST_SQLITE_SYNCHRONOUS": spec.synchronous}
     if spec.history is not None:
         extra["EXAMPLE_HOST_HISTORY_PER_USER"] = str(spec.history)
+    if spec.metrics:
+        extra["EXAMPLE_HOST_METRICS"] = "1"
+    if spec.metrics == "shared":
+        directory = cwd / f"{spec.name}-metrics"
+        directory.mkdir(exist_ok=True)
+        extra["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     if spec.streams:
         # The idle streams are a few users' own: lift the per-caller and per-platform shares.
         for name in ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM"):
@@ -930,17 +996,27 @@ def run_scenario(
         role: settled_version_sum(server.port, users.tokens(load.users))
         for role, load in writers.items()
     }
+    cpu_before = process_cpu_seconds(server.process.pid)
     results = run_loads(args, server.port, scenario, users, args.duration)
+    cpu = process_cpu_seconds(server.process.pid) - cpu_before
     server.check_alive()
+    answered = sum(result.requests for result in results.values())
+    cpu_us = cpu / answered * 1e6 if answered else None
     run = Run(scenario.key, server.name, round_no)
     for role, load in scenario.loads.items():
         applied = None
         if role in writers:
             applied = settled_version_sum(server.port, users.tokens(load.users)) - before[role]
         run.loads.append(
-            LoadRun(role, results[role], warmups.get(role), applied, load.connections)
+            LoadRun(role, results[role], warmups.get(role), applied, load.connections, cpu_us)
         )
     return run
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux `/proc/PID/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_run(run: Run) -> None:
@@ -1257,6 +1333,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         load_after = os.getloadavg()
         for spec in plan.apps:  # a final check that every app still answers correctly
             check_answer(spec.name, servers[spec.name].port, users.member, "GET", None)
+            if spec.metrics:
+                check_metrics(spec, servers[spec.name].port)
         logs = {name: server.log_tail(50) for name, server in servers.items()}
     return {
         "command": [sys.executable, *sys.argv],
@@ -1315,6 +1393,9 @@ def samples(runs: Sequence[Run], fsyncs: Sequence[float]) -> dict[Ref, list[floa
             for metric in METRICS:
                 ref = Ref(run.app, run.scenario, load.role, metric)
                 values.setdefault(ref, []).append(load.result.metric(metric))
+            if load.cpu_us is not None:
+                ref = Ref(run.app, run.scenario, load.role, "cpu_us")
+                values.setdefault(ref, []).append(load.cpu_us)
     return values
 
 
@@ -1501,6 +1582,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--streams", type=int, default=1000, help="streams held open by --streams-compare"
+    )
+    mode.add_argument(
+        "--metrics-compare",
+        action="store_true",
+        help="the host serving Prometheus metrics (one process, and with a shared directory "
+        "as with --workers) vs metrics off (GET, PATCH 64 users)",
     )
     mode.add_argument(
         "--tree-compare",

@@ -3,6 +3,7 @@
 python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
     [--no-access-log] [--http {httptools,h11}] [--max-header-bytes N]
     [--timeout-keep-alive SECONDS] [--limit-concurrency N] [--loop {auto,asyncio,uvloop}]
+    [--metrics | --no-metrics]
 python -m example_host add-platform KEY [--database URL]
 python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
 python -m example_host add-users --platform KEY FILE [--admin] [--database URL]
@@ -36,8 +37,9 @@ from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 from . import backup as copies
 from . import commands as user_commands
 from . import transfer
-from .app import EVENTS_ENV, HISTORY_ENV, MOUNT_PATH
+from .app import EVENTS_ENV, HISTORY_ENV, METRICS_PATH, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
+from .monitoring import metrics_environment
 from .redact import MASK, redact_message, redact_url
 
 DEMO_PLATFORM = "acme-corp"
@@ -65,6 +67,7 @@ class ServeOptions:
     # uvicorn's choice (uvloop when installed); asyncio trades a few percent of a saturated
     # worker's rate for a much shorter latency tail (benchmarks/README.md, "Which event loop").
     loop: str = "auto"
+    metrics: bool | None = None  # None: on when serving on loopback only (monitoring.py)
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     serve.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            f"serve Prometheus metrics at {METRICS_PATH}, without a token (default: on when "
+            "--host is a loopback address, off otherwise)"
+        ),
+    )
+    serve.add_argument(
         "--history-per-user",
         type=int,
         metavar="N",
@@ -259,14 +271,21 @@ def _base_url(host: str, port: int) -> str:
 
 
 def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) -> int:
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     # Worker processes build the app from the environment (uvicorn imports the factory anew).
     os.environ["DATABASE_URL"] = url
     if options.history_per_user is not None:
         os.environ[HISTORY_ENV] = str(options.history_per_user)
     os.environ.setdefault(EVENTS_ENV + "MAX_STREAMS", str(max_streams(options.limit_concurrency)))
+    with metrics_environment(host, workers, options.metrics) as metrics:
+        return _run_server(url, host, port, workers, options, metrics)
+
+
+def _run_server(
+    url: str, host: str, port: int, workers: int, options: ServeOptions, metrics: bool
+) -> int:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,
@@ -318,6 +337,9 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
             print(f"  (with the database's password in place of {MASK})")
         print()
     print(f"Demo web app: open {_base_url(host, port)}/ and sign in with a token.")
+    base = _base_url(host, port)
+    shown = f", metrics {base}{METRICS_PATH}" if metrics else " (metrics off: --metrics)"
+    print(f"Health: {base}/healthz, readiness {base}/readyz{shown}")
     sys.stdout.flush()
     # From here as `uvicorn.run` goes on after binding.
     server = uvicorn.Server(config)
@@ -350,6 +372,7 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         access_log=args.access_log,
         history_per_user=args.history_per_user,
         loop=args.loop,
+        metrics=args.metrics,
     )
 
 

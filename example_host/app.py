@@ -1,5 +1,6 @@
-"""The example host as a Starlette app: the metadata endpoint over the host's own users, and
-the demo web app at `/` (web.py)."""
+"""The example host as a Starlette app: the metadata endpoint over the host's own users, the
+demo web app at `/` (web.py), liveness and readiness at `/healthz` and `/readyz`, and, when on,
+Prometheus metrics at `/metrics` (docs/monitoring.md)."""
 
 from __future__ import annotations
 
@@ -14,22 +15,38 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from starlette_platform_metadata import DatabaseStore, PlatformMetadataMiddleware
 from starlette_platform_metadata.events import EventSettings
+from starlette_platform_metadata.health import Health
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
+from starlette_platform_metadata.metrics import Metrics
 
 from .auth import TokenAuthBackend
 from .db import DEFAULT_URL, HostDB
 from .web import demo_routes
 
-__all__ = ["HISTORY_ENV", "MOUNT_PATH", "create_app", "create_app_from_env"]
+__all__ = [
+    "HEALTH",
+    "HISTORY_ENV",
+    "METRICS_ENV",
+    "METRICS_PATH",
+    "MOUNT_PATH",
+    "create_app",
+    "create_app_from_env",
+]
 
 MOUNT_PATH = "/api/core/users/platform-metadata"
 #: Objects allocated (net) between two young collections in a served process (default 700).
 YOUNG_GC_THRESHOLD = 10_000
 #: Revisions kept per user (`serve --history-per-user` sets it for every worker).
 HISTORY_ENV = "EXAMPLE_HOST_HISTORY_PER_USER"
+#: `1`: serve Prometheus metrics at `METRICS_PATH` (`serve --metrics` sets it for every worker).
+METRICS_ENV = "EXAMPLE_HOST_METRICS"
+METRICS_PATH = "/metrics"
+#: Liveness at `/healthz`, readiness at `/readyz` (a store round trip of at most 3 s).
+HEALTH = Health()
 
 
 def create_app(
@@ -39,6 +56,7 @@ def create_app(
     freeze_gc: bool = False,
     history_per_user: int = DEFAULT_HISTORY_PER_USER,
     events: EventSettings | None = None,
+    metrics: bool = False,
 ) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
@@ -48,10 +66,19 @@ def create_app(
     young-generation threshold to `YOUNG_GC_THRESHOLD`, as a served process should.
     `history_per_user`: revisions kept per user and platform (0: history off).
     `events`: bounds and timings of live-change streams.
+    `metrics`: serve Prometheus metrics at `/metrics` (needs prometheus-client, the `metrics`
+    or `example` extra), every worker's summed when `$PROMETHEUS_MULTIPROC_DIR` is set.
     """
     db = HostDB(database_url)
     auth = TokenAuthBackend(db)
     store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
+    reporter: Metrics | None = None
+    routes: list[BaseRoute] = []
+    if metrics:
+        from starlette_platform_metadata.prometheus import PrometheusMetrics
+
+        prometheus = reporter = PrometheusMetrics()
+        routes.append(Route(METRICS_PATH, prometheus.asgi_app(), methods=["GET", "HEAD"]))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -76,12 +103,14 @@ def create_app(
             finally:
                 gc.set_threshold(*thresholds)
                 await store.disconnect()
+                if metrics:
+                    prometheus.close()  # its last figures, for the other workers' scrapes
         finally:
             await db.disconnect()
 
     app = Starlette(
         # The demo web app at `/`; the metadata endpoint is served by the middleware below.
-        routes=demo_routes(auth, MOUNT_PATH, http_error=_json_http_error),
+        routes=[*routes, *demo_routes(auth, MOUNT_PATH, http_error=_json_http_error)],
         exception_handlers={HTTPException: _json_http_error},
         middleware=[
             # Middleware rather than a Mount: it serves the path with and without the trailing
@@ -93,6 +122,8 @@ def create_app(
                 path=MOUNT_PATH,
                 history_per_user=history_per_user,
                 events=events,
+                health=HEALTH,
+                metrics=reporter,
             )
         ],
         lifespan=lifespan,
@@ -117,6 +148,7 @@ def create_app_from_env() -> Starlette:
     `$EXAMPLE_HOST_SQLITE_SYNCHRONOUS` (default `NORMAL`) sets the store's SQLite
     `PRAGMA synchronous`, e.g. `FULL` (benchmarks/run.py --synchronous); ignored for PostgreSQL.
     `$EXAMPLE_HOST_HISTORY_PER_USER` (default 100) the revisions kept per user.
+    `$EXAMPLE_HOST_METRICS=1` serves Prometheus metrics at `/metrics`.
     """
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
@@ -127,6 +159,7 @@ def create_app_from_env() -> Starlette:
         freeze_gc=True,
         history_per_user=history,
         events=events_from_env(),
+        metrics=os.environ.get(METRICS_ENV) == "1",
     )
 
 

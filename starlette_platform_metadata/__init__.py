@@ -19,19 +19,23 @@ if TYPE_CHECKING:
     from .events import EventSettings
     from .exceptions import PlatformMetadataError
     from .feed import Committed, OnChange
+    from .health import Health
     from .limits import Limits
     from .listing import ImportRefused
+    from .metrics import Metrics
     from .middleware import PlatformMetadataMiddleware
     from .policy import Policy, PolicyInvalid, PolicyLimits
     from .starlette_auth import StarletteUserBackend, on_auth_error
     from .stores.base import (
         ChangeReader,
+        HealthChecker,
         HistoryReader,
         ManyReader,
         ManyWriter,
         Record,
         RecordLister,
         Revision,
+        SchemaMismatch,
         Store,
         StoreUnavailable,
     )
@@ -49,6 +53,8 @@ __all__ = [
     "DatabaseStore",
     "DocumentTooLarge",
     "EventSettings",
+    "Health",
+    "HealthChecker",
     "HistoryReader",
     "Identity",
     "ImportRefused",
@@ -56,6 +62,7 @@ __all__ = [
     "ManyReader",
     "ManyWriter",
     "MemoryStore",
+    "Metrics",
     "OnChange",
     "PlatformAccess",
     "PlatformMetadataApp",
@@ -68,6 +75,7 @@ __all__ = [
     "RecordLister",
     "Refusal",
     "Revision",
+    "SchemaMismatch",
     "SchemaViolation",
     "StarletteUserBackend",
     "Store",
@@ -86,19 +94,23 @@ _HOMES = {
     "events": ("EventSettings",),
     "exceptions": ("PlatformMetadataError",),
     "feed": ("Committed", "OnChange"),
+    "health": ("Health",),
     "limits": ("Limits",),
     "listing": ("ImportRefused",),
+    "metrics": ("Metrics",),
     "middleware": ("PlatformMetadataMiddleware",),
     "policy": ("Policy", "PolicyInvalid", "PolicyLimits"),
     "starlette_auth": ("StarletteUserBackend", "on_auth_error"),
     "stores.base": (
         "ChangeReader",
+        "HealthChecker",
         "HistoryReader",
         "ManyReader",
         "ManyWriter",
         "Record",
         "RecordLister",
         "Revision",
+        "SchemaMismatch",
         "Store",
         "StoreUnavailable",
     ),

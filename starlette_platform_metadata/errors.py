@@ -78,15 +78,22 @@ DUPLICATE_USERNAME = "username: also given on line {}."
 
 
 class ApiError(PlatformMetadataError):
-    """A refused request: a status, a JSON body and optional extra headers."""
+    """A refused request: a status, a JSON body and optional extra headers.
+
+    `reason` names why a 503 was answered (`UNAVAILABLE_REASONS`), for metrics and logs."""
 
     def __init__(
-        self, status_code: int, body: Any, headers: Mapping[str, str] | None = None
+        self,
+        status_code: int,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(status_code, body)
         self.status_code = status_code
         self.body = body
         self.headers = dict(headers or {})
+        self.reason = reason
 
 
 class AuthenticationFailed(PlatformMetadataError):
@@ -330,18 +337,72 @@ def precondition_failed(reason: str, etag: str) -> ApiError:
     return ApiError(412, {"detail": PRECONDITION_DETAILS[reason]}, {"ETag": etag})
 
 
+# Every reason a 503 is answered for: the label of the unavailable-responses metric, and
+# readiness's `reason` (docs/monitoring.md has a runbook for each).
+STORE_UNAVAILABLE_REASON = "store_unavailable"
+TOO_MANY_STREAMS_REASON = "too_many_streams"
+SHUTTING_DOWN_REASON = "shutting_down"
+STORE_TIMEOUT_REASON = "store_timeout"
+SCHEMA_NEWER_REASON = "schema_newer"
+SCHEMA_OLDER_REASON = "schema_older"
+SCHEMA_MISSING_REASON = "schema_missing"
+STORE_ERROR_REASON = "store_error"
+
+#: Readiness's detail, by the reason it is not ready (`{found}` and `{expected}`: schema
+#: versions; `{timeout}`: seconds).
+NOT_READY_DETAILS = {
+    STORE_UNAVAILABLE_REASON: "The metadata store is busy or unreachable.",
+    STORE_TIMEOUT_REASON: "The metadata store did not answer within {timeout} s.",
+    SCHEMA_NEWER_REASON: (
+        "The metadata tables are schema version {found}, newer than this release's"
+        " {expected}: a newer release has migrated them."
+    ),
+    SCHEMA_OLDER_REASON: (
+        "The metadata tables are schema version {found}, older than this release's"
+        " {expected}."
+    ),
+    SCHEMA_MISSING_REASON: "The metadata tables, or their schema version, are missing.",
+    STORE_ERROR_REASON: "The metadata store failed its check; the server's log says why.",
+}
+
+#: Every reason of a 503 the package answers, the API's and readiness's.
+UNAVAILABLE_REASONS = (
+    STORE_UNAVAILABLE_REASON,
+    TOO_MANY_STREAMS_REASON,
+    SHUTTING_DOWN_REASON,
+    *(reason for reason in NOT_READY_DETAILS if reason != STORE_UNAVAILABLE_REASON),
+)
+
+#: The bodies of liveness and readiness: nothing of any tenant.
+ALIVE = {"status": "ok"}
+READY = {"status": "ready"}
+
+
 def service_unavailable() -> ApiError:
     return ApiError(
         503,
         {"detail": STORE_UNAVAILABLE},
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        reason=STORE_UNAVAILABLE_REASON,
     )
 
 
-def too_many_streams() -> ApiError:
+def too_many_streams(shutting_down: bool = False) -> ApiError:
+    """503: the process's `max_streams` are open, or it is shutting down (the same answer;
+    the reason tells them apart in metrics)."""
     return ApiError(
-        503, {"detail": TOO_MANY_STREAMS}, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        503,
+        {"detail": TOO_MANY_STREAMS},
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        reason=SHUTTING_DOWN_REASON if shutting_down else TOO_MANY_STREAMS_REASON,
     )
+
+
+def not_ready(reason: str, **values: object) -> ApiError:
+    """503 of readiness: `{"status": "unavailable", "reason": ..., "detail": ...}`."""
+    detail = NOT_READY_DETAILS[reason].format(**values)
+    body = {"status": "unavailable", "reason": reason, "detail": detail}
+    return ApiError(503, body, {"Cache-Control": "no-store"}, reason=reason)
 
 
 def stream_quota(bound: str) -> ApiError:

@@ -26,6 +26,7 @@ from starlette_platform_metadata.__main__ import main as cli_main
 from starlette_platform_metadata.testing import (
     AWKWARD,
     ChangeReaderContract,
+    HealthCheckerContract,
     HistoryContract,
     ManyReaderContract,
     ManyWriterContract,
@@ -48,6 +49,7 @@ class TestEveryStore(
     ManyWriterContract,
     HistoryContract,
     ChangeReaderContract,
+    HealthCheckerContract,
 ):
     """The kit over conftest's `store` fixture: memory, SQLite, PostgreSQL."""
 

@@ -190,6 +190,9 @@ class MemoryStore:
         self._records, self._history, self._clock = records, history, clock
         return count
 
+    async def check(self) -> None:
+        """Readiness (`HealthChecker`): memory is always there."""
+
 
 def _fixed(write: Write) -> Change:
     """The change that stores `write`, already decided."""

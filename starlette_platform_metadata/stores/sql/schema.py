@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 
-from ..base import StoreUnavailable
+from ..base import SchemaMismatch, StoreUnavailable
 from ..connections import SQLConnection, SQLTransaction
 
 __all__ = [
     "SCHEMA_VERSION",
     "check_identifier",
+    "check_version",
     "history_schema",
     "listing_schema",
     "open_tables",
@@ -203,8 +204,10 @@ async def open_tables(
         missing: what to do when the tables are missing, for the error.
 
     Raises:
-        RuntimeError: `<name>_schema` is missing or records another version than `version`,
-            or the PostgreSQL database does not use UTF8 (text of any language must fit).
+        SchemaMismatch: `<name>_schema` is missing or records another version than `version`
+            (a `RuntimeError`).
+        RuntimeError: the PostgreSQL database does not use UTF8 (text of any language must
+            fit).
     """
     await connection.open()
     try:
@@ -225,7 +228,7 @@ async def open_tables(
                     await before(tx)
                 for statement in () if current else statements:
                     await tx.fetch(statement)
-        await _check_version(connection, name, version, missing)
+        await check_version(connection, name, version, missing)
     except BaseException:
         await connection.close()
         raise
@@ -240,15 +243,28 @@ async def _at_version(tx: SQLTransaction, name: str, version: int) -> bool:
     return row is not None and row[0] == version
 
 
-async def _check_version(connection: SQLConnection, name: str, version: int, missing: str) -> None:
+async def check_version(
+    connection: SQLConnection, name: str, version: int, missing: str = ""
+) -> None:
+    """The tables named `name` record schema version `version`, asked of the database now.
+
+    Raises:
+        SchemaMismatch: `<name>_schema` is missing or records another version.
+        StoreUnavailable: the database did not answer.
+    """
     try:
         row = await connection.fetchrow(f"SELECT max(version) FROM {name}_schema")
     except StoreUnavailable:
         raise
     except Exception as exc:
         hint = f": {missing}" if missing else ""
-        raise RuntimeError(f"Table {name} or {name}_schema is missing{hint}") from exc
-    if row[0] != version:
-        raise RuntimeError(
-            f"Table {name} has schema version {row[0]}; this release needs {version}"
+        raise SchemaMismatch(
+            f"Table {name} or {name}_schema is missing{hint}", None, version
+        ) from exc
+    if row is None or row[0] != version:
+        found = None if row is None else row[0]
+        raise SchemaMismatch(
+            f"Table {name} has schema version {found}; this release needs {version}",
+            found,
+            version,
         )

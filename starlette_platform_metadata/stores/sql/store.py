@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 from ..base import Change, Record, Revision
 from ..connections import OpensOnFirstUse, SQLConnection, SQLTransaction
 from ..dumps import DumpRow, Table
+from ...metrics import Metrics
 from .dialects import Engine, backend
 from .schema import (
     SCHEMA_VERSION,
     check_identifier,
+    check_version,
     open_tables,
     schema,
     upgrade_schema,
@@ -158,6 +160,17 @@ class DatabaseStore(OpensOnFirstUse):
         if not self._ready:
             await self.connect()
         return await self._engine.position(platform_key)
+
+    async def check(self) -> None:
+        """Readiness (`HealthChecker`): open if not open yet, then read the schema version
+        row, one round trip.  `StoreUnavailable` when the database does not answer within
+        `busy_timeout`; `SchemaMismatch` when the tables are another release's or gone."""
+        await self.ensure_open()
+        await check_version(self.connection, self.table, SCHEMA_VERSION)
+
+    def report_to(self, metrics: Metrics) -> None:
+        """SQLite's group commits report their sizes to `metrics` (`metrics.Reporter`)."""
+        self._engine.metrics = metrics
 
     async def poll(self) -> bool:
         """SQLite: `PRAGMA data_version` moved (any connection committed); PostgreSQL: a
