@@ -21,6 +21,7 @@ from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from .auth import TokenAuthBackend
 from .db import DEFAULT_URL, HostDB
+from .jwt_auth import HostAuthBackend, JWTSettings
 from .web import demo_routes
 
 __all__ = ["HISTORY_ENV", "MOUNT_PATH", "create_app", "create_app_from_env"]
@@ -39,6 +40,7 @@ def create_app(
     freeze_gc: bool = False,
     history_per_user: int = DEFAULT_HISTORY_PER_USER,
     events: EventSettings | None = None,
+    jwt: JWTSettings | None = None,
 ) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
@@ -48,9 +50,11 @@ def create_app(
     young-generation threshold to `YOUNG_GC_THRESHOLD`, as a served process should.
     `history_per_user`: revisions kept per user and platform (0: history off).
     `events`: bounds and timings of live-change streams.
+    `jwt`: also accept Bearer JWTs of this issuer (jwt_auth.py).
     """
     db = HostDB(database_url)
     auth = TokenAuthBackend(db)
+    endpoint_auth = auth if jwt is None else HostAuthBackend(auth, jwt)
     store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
 
     @contextlib.asynccontextmanager
@@ -75,6 +79,8 @@ def create_app(
                 yield
             finally:
                 gc.set_threshold(*thresholds)
+                if isinstance(endpoint_auth, HostAuthBackend):
+                    await endpoint_auth.aclose()
                 await store.disconnect()
         finally:
             await db.disconnect()
@@ -88,7 +94,7 @@ def create_app(
             # slash instead of redirecting, which `curl` without -L would not follow.
             Middleware(
                 PlatformMetadataMiddleware,
-                auth=auth,
+                auth=endpoint_auth,
                 store=store,
                 path=MOUNT_PATH,
                 history_per_user=history_per_user,
@@ -117,6 +123,8 @@ def create_app_from_env() -> Starlette:
     `$EXAMPLE_HOST_SQLITE_SYNCHRONOUS` (default `NORMAL`) sets the store's SQLite
     `PRAGMA synchronous`, e.g. `FULL` (benchmarks/run.py --synchronous); ignored for PostgreSQL.
     `$EXAMPLE_HOST_HISTORY_PER_USER` (default 100) the revisions kept per user.
+    `$EXAMPLE_HOST_JWT_JWKS_URL` (with `..._ISSUER`, `..._AUDIENCE`, `..._ALGORITHMS`, as
+    `serve --jwks-url ...` sets them) turns JWT auth on.
     """
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
@@ -127,6 +135,7 @@ def create_app_from_env() -> Starlette:
         freeze_gc=True,
         history_per_user=history,
         events=events_from_env(),
+        jwt=JWTSettings.from_env(),
     )
 
 
