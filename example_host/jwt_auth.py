@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = ["JWT_ENV", "HostAuthBackend", "JWTSettings", "add_serve_flags", "export_env"]
 
-#: `EXAMPLE_HOST_JWT_JWKS_URL`, `..._ISSUER`, `..._AUDIENCE`, `..._ALGORITHMS`.
+#: `EXAMPLE_HOST_JWT_JWKS_URL`, `..._ISSUER`, `..._AUDIENCE`, `..._ALGORITHMS` (and
+#: `..._VERIFIED_CACHE`, which has no flag).
 JWT_ENV = "EXAMPLE_HOST_JWT_"
 DEFAULT_ALGORITHMS = ("RS256",)
 
@@ -43,6 +44,9 @@ class JWTSettings:
     issuer: str
     audience: str
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    #: Verified tokens kept (`JWTAuthBackend.verify`); `$EXAMPLE_HOST_JWT_VERIFIED_CACHE`,
+    #: with no flag: 0 is for measuring verification itself (benchmarks/run.py --jwt-compare).
+    verified_cache: int = 4096
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> JWTSettings | None:
@@ -56,6 +60,7 @@ class JWTSettings:
             env[JWT_ENV + "ISSUER"],
             env[JWT_ENV + "AUDIENCE"],
             tuple(a.strip() for a in algorithms.split(",") if a.strip()),
+            int(env.get(JWT_ENV + "VERIFIED_CACHE") or cls.verified_cache),
         )
 
 
@@ -108,6 +113,7 @@ def backend(settings: JWTSettings) -> JWTAuthBackend:
         algorithms=settings.algorithms,
         issuer=settings.issuer,
         audience=settings.audience,
+        verified_cache=settings.verified_cache,
     )
 
 

@@ -13,11 +13,16 @@ error_description="..."` (RFC 6750, 3.1); a request without a Bearer token gets 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import jwt
+from jwt import PyJWK
 from starlette.requests import HTTPConnection
 
 from . import errors
@@ -102,7 +107,8 @@ class JWTAuthBackend:
         leeway: seconds of clock skew allowed on `exp`, `nbf` and `iat`.
         username_claim: the claim holding the contract's username (`sub` by default).
         require: claims every token must have besides `exp`, `iss`, `aud` and the username.
-        jwks_options: passed to `RemoteKeySet` (intervals, timeout, transport).
+        verified_cache: tokens kept once verified (0: none), see `verify`.
+        jwks_transport, jwks_options: passed to `RemoteKeySet` (intervals, timeout, ...).
     """
 
     www_authenticate = BEARER
@@ -122,6 +128,7 @@ class JWTAuthBackend:
         leeway: float = 30.0,
         username_claim: str = "sub",
         require: Iterable[str] = (),
+        verified_cache: int = 4096,
         jwks_transport: httpx.AsyncBaseTransport | None = None,
         **jwks_options: Any,
     ) -> None:
@@ -159,6 +166,8 @@ class JWTAuthBackend:
         required = ["exp", username_claim, *require]
         required += ["iss"] * (issuer is not None) + ["aud"] * (audience is not None)
         self._options: jwt.types.Options = {"require": list(dict.fromkeys(required))}
+        self.verified_cache = verified_cache
+        self._verified: dict[str, _Verified] = {}
 
     async def authenticate(self, conn: HTTPConnection) -> Identity | None:
         try:
@@ -173,11 +182,30 @@ class JWTAuthBackend:
     async def verify(self, token: str) -> dict[str, Any]:
         """The claims of `token` once every check passed (the username claim a non-empty
         string); otherwise `AuthenticationFailed` (a 401 with RFC 6750's challenge), or
-        `AuthUnavailable` when no key can be had."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise invalid_token(errors.TOKEN_MALFORMED) from None
+        `AuthUnavailable` when no key can be had.
+
+        A token that passed is kept (up to `verified_cache` of them) with the key that
+        verified it, and passes again without its signature checked while it has not
+        expired and that same key is still the one its `kid` names: the same token string,
+        signature included, so nothing is trusted that was not verified.  A key gone from
+        the set (rotation) sends the token through every check again, and so to its 401.
+        Verifying costs PyJWT some 100 us a token, a request's own cost again
+        (benchmarks/README.md, "JWT auth").
+        """
+        kept = self._verified.get(token)
+        if kept is not None and time.time() < kept.expires:
+            if await self.key_source.key(kept.kid, kept.alg) is kept.key:
+                return kept.claims
+        claims, key, kid, alg = await self._verify(token)
+        if self.verified_cache:
+            if len(self._verified) >= self.verified_cache:
+                self._verified.clear()  # a flood of new tokens only ever empties it
+            expires = float(claims["exp"]) + self.leeway
+            self._verified[token] = _Verified(claims, key, kid, alg, expires)
+        return claims
+
+    async def _verify(self, token: str) -> tuple[dict[str, Any], PyJWK, str | None, str]:
+        header = _header(token)
         alg, kid = header.get("alg"), header.get("kid")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise invalid_token(errors.TOKEN_ALGORITHM_REFUSED)
@@ -201,7 +229,7 @@ class JWTAuthBackend:
         username = claims.get(self.username_claim)
         if not isinstance(username, str) or not username:
             raise invalid_token(errors.TOKEN_BAD_CLAIM.format(self.username_claim))
-        return claims
+        return claims, key, kid, alg
 
     async def access(
         self, identity: Identity, platform_key: str, target: str | None
@@ -212,6 +240,27 @@ class JWTAuthBackend:
         """Stop a key fetch in flight (call from the host's shutdown)."""
         if isinstance(self.key_source, RemoteKeySet):
             await self.key_source.aclose()
+
+
+class _Verified(NamedTuple):
+    claims: dict[str, Any]
+    key: PyJWK
+    kid: str | None
+    alg: str
+    expires: float  # `exp` + leeway, epoch seconds
+
+
+def _header(token: str) -> dict[str, Any]:
+    """The token's header, read only to pick the key: PyJWT checks it all again.  (PyJWT's
+    `get_unverified_header` validates every segment, a fourth of the cost of a request.)"""
+    segment = token.partition(".")[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, binascii.Error):
+        raise invalid_token(errors.TOKEN_MALFORMED) from None
+    if not isinstance(header, dict) or "." not in token:
+        raise invalid_token(errors.TOKEN_MALFORMED)
+    return header
 
 
 def _detail(exc: jwt.PyJWTError) -> str:

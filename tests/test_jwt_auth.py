@@ -334,3 +334,32 @@ async def test_hs256_with_a_given_secret_but_never_with_the_rsa_key(rsa_key: Sig
     with pytest.raises(Exception) as refused_:
         await backend.verify(confused)
     assert getattr(refused_.value, "detail", None) == "Token is signed with an unknown key."
+
+
+async def test_a_verified_token_is_kept_until_it_expires(
+    rsa_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same token string passes again without its signature checked, but never past
+    its `exp` (+ leeway): then it is checked again, and refused."""
+    backend = JWTAuthBackend(
+        claim_access(), keys=[rsa_key.jwk], algorithms=["RS256"], issuer=ISSUER,
+        audience=AUDIENCE, leeway=0,
+    )  # fmt: skip
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counting(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting)
+    now = int(claims()["iat"])
+    short = token(rsa_key, exp=now + 1)
+    for _ in range(3):
+        assert (await backend.verify(short))["sub"] == "john_doe"
+    assert len(decoded) == 1
+    await _after(2.1)  # `exp` was at most 2 s away
+    with pytest.raises(Exception) as refused_:
+        await backend.verify(short)
+    assert getattr(refused_.value, "detail", None) == "Token has expired."
+    assert len(decoded) == 2
