@@ -723,7 +723,11 @@ def uvicorn_command(python: str, target: list[str], port: int, loop: str = "uvlo
 
 
 def start_server(
-    python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop", jwt: dict[str, str] | None = None
+    python: str,
+    spec: AppSpec,
+    cwd: Path,
+    host_loop: str = "uvloop",
+    jwt: dict[str, str] | None = None,
 ) -> Server:
     """The bare baseline on uvloop, its fastest; the example host on `host_loop` (with `jwt`,
     the issuer's settings, when the spec turns JWT auth on)."""
@@ -1226,7 +1230,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         runs, fsyncs = run_rounds(args, plan, servers, users, tmp)
         load_after = os.getloadavg()
         for spec in plan.apps:  # a final check that every app still answers correctly
-            check_answer(spec.name, servers[spec.name].port, users.of(spec.name).member, "GET", None)
+            member = users.of(spec.name).member
+            check_answer(spec.name, servers[spec.name].port, member, "GET", None)
         logs = {name: server.log_tail(50) for name, server in servers.items()}
     return {
         "command": [sys.executable, *sys.argv],

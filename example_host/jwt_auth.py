@@ -104,7 +104,9 @@ def backend(settings: JWTSettings) -> JWTAuthBackend:
     cryptography load only in a host that turns JWT auth on."""
     from starlette_platform_metadata.jwt_auth import JWTAuthBackend
 
-    async def host_answers(identity: Identity, platform_key: str, target: str | None) -> PlatformAccess:
+    async def host_answers(
+        identity: Identity, platform_key: str, target: str | None
+    ) -> PlatformAccess:
         raise AssertionError("HostAuthBackend answers access from the host's tables")
 
     return JWTAuthBackend(

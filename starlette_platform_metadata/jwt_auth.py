@@ -193,9 +193,12 @@ class JWTAuthBackend:
         (benchmarks/README.md, "JWT auth").
         """
         kept = self._verified.get(token)
-        if kept is not None and time.time() < kept.expires:
-            if await self.key_source.key(kept.kid, kept.alg) is kept.key:
-                return kept.claims
+        if (
+            kept is not None
+            and time.time() < kept.expires
+            and await self.key_source.key(kept.kid, kept.alg) is kept.key
+        ):
+            return kept.claims
         claims, key, kid, alg = await self._verify(token)
         if self.verified_cache:
             if len(self._verified) >= self.verified_cache:

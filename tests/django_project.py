@@ -177,7 +177,8 @@ def create(folder: Path, database_url: str) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
     env = environment(folder, database_url)
-    run = {"cwd": folder, "env": env, "capture_output": True, "text": True, "timeout": 120}
+    run = {"cwd": folder, "env": env, "capture_output": True, "text": True, "timeout": 120,
+           "check": False}  # fmt: skip
     migrated = subprocess.run([sys.executable, "-m", "django", "migrate", "-v", "0"], **run)  # type: ignore[call-overload]
     assert migrated.returncode == 0, migrated.stderr
     seeded = subprocess.run([sys.executable, "seed.py"], **run)  # type: ignore[call-overload]

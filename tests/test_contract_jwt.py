@@ -27,7 +27,7 @@ from starlette_platform_metadata import Store
 
 from .conftest import URL
 from .issuer import AUDIENCE, ISSUER, JWKSServer, SigningKey, token
-from .test_contract import *  # noqa: F403  (the suite, collected here over JWT auth)
+from .test_contract import *
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,12 @@ from databases import DatabaseURL
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from starlette_platform_metadata import Identity, MemoryStore, PlatformAccess, PlatformMetadataApp
+from starlette_platform_metadata import (
+    Identity,
+    MemoryStore,
+    PlatformAccess,
+    PlatformMetadataApp,
+)
 from starlette_platform_metadata.drf_auth import DRFTokenBackend
 
 from . import django_project
