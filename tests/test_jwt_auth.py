@@ -363,3 +363,26 @@ async def test_a_verified_token_is_kept_until_it_expires(
         await backend.verify(short)
     assert getattr(refused_.value, "detail", None) == "Token has expired."
     assert len(decoded) == 2
+
+
+async def test_claim_access_reaches_other_users_only_through_the_host(rsa_key: SigningKey) -> None:
+    """An admin by its token's claim reaches another user only when the host says that user
+    is a member (`target_is_member`); without that question answered, 404 User not found."""
+    members = {("acme", "jane")}
+
+    async def is_member(platform_key: str, username: str) -> bool:
+        return (platform_key, username) in members
+
+    admin = bearer(token(rsa_key, "boss", platforms={"acme": "admin"}))
+    for access, expected in [(claim_access(target_is_member=is_member), 200), (claim_access(), 404)]:
+        backend = JWTAuthBackend(access, keys=[rsa_key.jwk], algorithms=["RS256"],
+                                 issuer=ISSUER, audience=AUDIENCE)  # fmt: skip
+        app = PlatformMetadataApp(auth=backend, store=MemoryStore())
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=Starlette(routes=[Mount(URL.rstrip("/"), app=app)])),
+            base_url="http://testserver",
+        ) as client:
+            response = await client.get(ACME + "&username=jane", headers=admin)
+            assert response.status_code == expected, response.text
+            stranger = await client.get(ACME + "&username=mallory", headers=admin)
+            assert (stranger.status_code, stranger.json()) == (404, {"error": "User not found"})
