@@ -9,6 +9,8 @@
     .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
     .venv/bin/python benchmarks/run.py --tree-compare OTHER/.venv/bin/python  # this code vs other
     .venv/bin/python benchmarks/run.py --jwt-compare       # GET with a Bearer JWT vs a Token key
+    .venv/bin/python benchmarks/run.py --serve-compare     # `serve` as shipped vs bare, h11, raw
+    .venv/bin/python benchmarks/run.py --pg-compare --database postgresql://...  # vs bare asyncpg
 
 Every app is served by uvicorn (one worker, httptools, uvloop, access log off) on 127.0.0.1 and
 loaded by wrk (`--latency`; the Lua scripts are benchmarks/*.lua).  Each round runs every
@@ -150,6 +152,10 @@ class AppSpec:
     python: str = ""  # the interpreter that serves it, and so the code it runs ("": --python)
     jwt: bool = False  # JWT auth on (serve --jwks-url ...), loaded with Bearer JWTs
     jwt_verified_cache: int | None = None  # tokens kept once verified (None: the default)
+    # The host started as users start it, `python -m example_host serve --no-access-log` plus
+    # these arguments (None: uvicorn on the app factory, httptools, see uvicorn_command).
+    serve: tuple[str, ...] | None = None
+    bare: str = "bare_app"  # the baseline's module: bare_app (a dict) or bare_pg_app
 
 
 @dataclass(frozen=True)
@@ -477,6 +483,60 @@ def jwt_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("jwt-compare", apps, [scenarios(args)["get"]], targets)
 
 
+def serve_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """`python -m example_host serve --no-access-log` as shipped (bounded httptools) against
+    the bare baseline, beside the same host with `--http h11` and on uvicorn's own httptools
+    (no head bounds): what the default costs."""
+    apps = [
+        AppSpec("baseline", "bare Starlette, benchmarks/bare_app.py", host=False),
+        host_variant(args, tmp, "shipped", "serve as shipped", serve=()),
+        host_variant(args, tmp, "h11", "serve --http h11", serve=("--http", "h11")),
+        host_variant(args, tmp, "raw", "uvicorn --http httptools (no head bounds)"),
+    ]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    targets = []
+    for name, bounds in (("shipped", (0.70, 0.55, 0.55, 2.0)), ("h11", None), ("raw", None)):
+        pair = (name, "baseline")
+        get, spread, one, tail = bounds or (None, None, None, None)
+        targets += [
+            same(f"{name}: GET req/s", "get", "get", "rps", pair, ">=", get),
+            same(f"{name}: {many} req/s", "patch_many_users", "patch", "rps", pair, ">=", spread),
+            same(f"{name}: PATCH 1 user req/s", "patch_one_user", "patch", "rps", pair, ">=", one),
+            same(f"{name}: GET p99", "get", "get", "p99", pair, "<=", tail),
+            same(f"{name}: {many} p99", "patch_many_users", "patch", "p99", pair, "<=", tail),
+            same(f"{name}: PATCH 1 user p99", "patch_one_user", "patch", "p99", pair, "<=", tail),
+        ]
+    keys = ("get", "patch_many_users", "patch_one_user")
+    return Plan("serve-compare", apps, [chosen[k] for k in keys], targets)
+
+
+def pg_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """`serve` as shipped on PostgreSQL (`--database`) against a bare Starlette + asyncpg
+    route on the same cluster, one statement per request (bare_pg_app.py)."""
+    baseline = AppSpec(
+        "pg_baseline",
+        "bare Starlette + asyncpg, benchmarks/bare_pg_app.py",
+        host=False,
+        database=args.database,
+        bare="bare_pg_app",
+    )
+    apps = [baseline, host_variant(args, tmp, "subject", "serve as shipped", serve=())]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    pair = ("subject", "pg_baseline")
+    targets = [
+        same("GET req/s", "get", "get", "rps", pair, ">=", 0.80),
+        same(f"{many} req/s", "patch_many_users", "patch", "rps", pair, ">=", 0.50),
+        same("PATCH 1 user req/s", "patch_one_user", "patch", "rps", pair, ">=", 0.50),
+        same("GET p99", "get", "get", "p99", pair, "<=", 2.0),
+        same(f"{many} p99", "patch_many_users", "patch", "p99", pair, "<=", 2.0),
+        same("PATCH 1 user p99", "patch_one_user", "patch", "p99", pair, "<=", 2.0),
+    ]
+    keys = ("get", "patch_many_users", "patch_one_user")
+    return Plan("pg-compare", apps, [chosen[k] for k in keys], targets)
+
+
 def hold_streams(args: argparse.Namespace, port: int, token: str, count: int, tmp: Path) -> Server:
     """A client process holding `count` live-change streams open on the server (sse_client.py)."""
     command = [args.python, str(HERE / "sse_client.py"), str(port), token, str(count)]
@@ -509,6 +569,10 @@ def put_policy(port: int, admin: str) -> None:
 def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     if args.jwt_compare:
         return jwt_plan(args, tmp)
+    if args.serve_compare:
+        return serve_plan(args, tmp)
+    if args.pg_compare:
+        return pg_plan(args, tmp)
     if args.tree_compare:
         return tree_plan(args, tmp)
     if args.streams_compare:
@@ -732,8 +796,9 @@ def start_server(
     """The bare baseline on uvloop, its fastest; the example host on `host_loop` (with `jwt`,
     the issuer's settings, when the spec turns JWT auth on)."""
     if not spec.host:
-        target = ["bare_app:app", "--app-dir", str(HERE)]
-        return Server(spec.name, uvicorn_command(python, target, free_port()), child_env(), cwd)
+        target = [f"{spec.bare}:app", "--app-dir", str(HERE)]
+        env = child_env({"DATABASE_URL": spec.database} if spec.database else None)
+        return Server(spec.name, uvicorn_command(python, target, free_port()), env, cwd)
     target = ["example_host.app:create_app_from_env", "--factory"]
     extra = {"DATABASE_URL": spec.database, "EXAMPLE_HOST_SQLITE_SYNCHRONOUS": spec.synchronous}
     if spec.history is not None:
@@ -747,6 +812,13 @@ def start_server(
         for name in ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM"):
             extra[f"EXAMPLE_HOST_EVENTS_{name}"] = str(spec.streams + 10)
     env = child_env(extra)
+    if spec.serve is not None:
+        command = [
+            python, "-m", "example_host", "serve", "--host", "127.0.0.1",
+            "--port", str(free_port()), "--database", spec.database, "--no-access-log",
+            "--loop", host_loop, *spec.serve,
+        ]  # fmt: skip
+        return Server(spec.name, command, env, cwd)
     return Server(spec.name, uvicorn_command(python, target, free_port(), host_loop), env, cwd)
 
 
@@ -1517,6 +1589,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"{SCALE_SMALL:,} vs --records (default {SCALE_LARGE:,}) stored records",
     )
+    parser.add_argument(
+        "--serve-compare",
+        action="store_true",
+        help="`python -m example_host serve` as shipped vs the bare baseline, beside --http h11 "
+        "and uvicorn's unbounded httptools",
+    )
+    parser.add_argument(
+        "--pg-compare",
+        action="store_true",
+        help="`serve` as shipped on --database (PostgreSQL) vs a bare Starlette + asyncpg route "
+        "on the same cluster (bare_pg_app.py)",
+    )
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run (5)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each run (2)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (3)")
@@ -1584,6 +1668,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--connections must be at least --threads")
     if args.scale_compare and args.records <= SCALE_SMALL:
         parser.error(f"--scale-compare needs --records above {SCALE_SMALL:,}")
+    if args.pg_compare and not (args.database or "").startswith("postgresql://"):
+        parser.error("--pg-compare needs --database postgresql://...")
     if args.database:
         if args.durable_compare or args.scale_compare or args.policy_compare:
             parser.error("the compare modes use their own SQLite files")

@@ -75,6 +75,11 @@ KEYS_UNAVAILABLE = (
     "The token signing keys cannot be fetched and none are cached. Try again shortly."
 )
 SERVER_ERROR = "A server error occurred."
+# The answers of the HTTP protocol itself (uvicorn_http.py), before any request reaches an app:
+# ready bytes, since no app renders them.
+HEAD_TOO_LARGE = b'{"detail":"Request line and headers too large."}'
+HEAD_TIMEOUT = b'{"detail":"Request headers not received in time."}'
+MALFORMED_REQUEST = b'{"detail":"Invalid HTTP request received."}'
 
 #: DRF's challenge: the `WWW-Authenticate` of every 401 unless the `AuthBackend` names its own.
 TOKEN_CHALLENGE = "Token"

@@ -214,16 +214,30 @@ async def open_tables(
                 raise RuntimeError(f"Table {name} needs a UTF8 database, not {encoding[0]}")
         if statements is not None:
             async with connection.transaction() as tx:
+                # PostgreSQL: tables already at this version run no DDL at all.  `IF NOT
+                # EXISTS` still locks: CREATE INDEX takes a SHARE lock on its table, and a
+                # process opening while others write deadlocked with their writes.
+                current = False
                 if connection.dialect == "postgresql":
                     await tx.fetch(_DDL_LOCK, name)
-                if before is not None:
+                    current = await _at_version(tx, name, version)
+                if before is not None and not current:
                     await before(tx)
-                for statement in statements:
+                for statement in () if current else statements:
                     await tx.fetch(statement)
         await _check_version(connection, name, version, missing)
     except BaseException:
         await connection.close()
         raise
+
+
+async def _at_version(tx: SQLTransaction, name: str, version: int) -> bool:
+    """Whether PostgreSQL's `<name>_schema` exists and records exactly `version`."""
+    row = await tx.fetchrow("SELECT to_regclass($1) IS NOT NULL", f"{name}_schema")
+    if not row[0]:
+        return False
+    row = await tx.fetchrow(f"SELECT max(version) FROM {name}_schema")
+    return row is not None and row[0] == version
 
 
 async def _check_version(connection: SQLConnection, name: str, version: int, missing: str) -> None:
