@@ -9,6 +9,7 @@
     .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
     .venv/bin/python benchmarks/run.py --metrics-compare   # Prometheus metrics on vs off
     .venv/bin/python benchmarks/run.py --tree-compare OTHER/.venv/bin/python  # this code vs other
+    .venv/bin/python benchmarks/run.py --jwt-compare       # GET with a Bearer JWT vs a Token key
     .venv/bin/python benchmarks/run.py --serve-compare     # `serve` as shipped vs bare, h11, raw
     .venv/bin/python benchmarks/run.py --pg-compare --database postgresql://...  # vs bare asyncpg
 
@@ -150,6 +151,8 @@ class AppSpec:
     history: int | None = None  # revisions kept per user (None: the host's default, 100)
     streams: int = 0  # idle live-change streams held open (on the GET user) during the load
     python: str = ""  # the interpreter that serves it, and so the code it runs ("": --python)
+    jwt: bool = False  # JWT auth on (serve --jwks-url ...), loaded with Bearer JWTs
+    jwt_verified_cache: int | None = None  # tokens kept once verified (None: the default)
     # The host started as users start it, `python -m example_host serve --no-access-log` plus
     # these arguments (None: uvicorn on the app factory, httptools, see uvicorn_command).
     serve: tuple[str, ...] | None = None
@@ -511,6 +514,26 @@ def tree_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("tree-compare", apps, [chosen[k] for k in keys], targets)
 
 
+def jwt_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """GET with a Bearer JWT (RS256, its key cached) on the host with JWT auth on, against
+    GET with a Token key on the host without it; and the same JWT with the verified-token
+    cache off, which checks the signature on every request: verification's own cost."""
+    what = "JWT auth on, Bearer RS256 (key cached)"
+    apps = [
+        host_variant(args, tmp, "jwt", what, jwt=True),
+        host_variant(args, tmp, "verify", what + ", every signature checked", jwt=True,
+                     jwt_verified_cache=0),  # fmt: skip
+        host_variant(args, tmp, "token", "Token key"),
+    ]
+    targets = [
+        same("GET req/s", "get", "get", "rps", ("jwt", "token"), ">=", 0.90),
+        same("GET p99", "get", "get", "p99", ("jwt", "token"), "<="),
+        same("GET req/s", "get", "get", "rps", ("verify", "token"), ">="),
+        same("GET p99", "get", "get", "p99", ("verify", "token"), "<="),
+    ]
+    return Plan("jwt-compare", apps, [scenarios(args)["get"]], targets)
+
+
 def serve_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     """`python -m example_host serve --no-access-log` as shipped (bounded httptools) against
     the bare baseline, beside the same host with `--http h11` and on uvicorn's own httptools
@@ -595,6 +618,8 @@ def put_policy(port: int, admin: str) -> None:
 
 
 def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    if args.jwt_compare:
+        return jwt_plan(args, tmp)
     if args.serve_compare:
         return serve_plan(args, tmp)
     if args.pg_compare:
@@ -821,8 +846,15 @@ def uvicorn_command(python: str, target: list[str], port: int, loop: str = "uvlo
     ]  # fmt: skip
 
 
-def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop") -> Server:
-    """The bare baseline on uvloop, its fastest; the example host on `host_loop`."""
+def start_server(
+    python: str,
+    spec: AppSpec,
+    cwd: Path,
+    host_loop: str = "uvloop",
+    jwt: dict[str, str] | None = None,
+) -> Server:
+    """The bare baseline on uvloop, its fastest; the example host on `host_loop` (with `jwt`,
+    the issuer's settings, when the spec turns JWT auth on)."""
     if not spec.host:
         target = [f"{spec.bare}:app", "--app-dir", str(HERE)]
         env = child_env({"DATABASE_URL": spec.database} if spec.database else None)
@@ -837,6 +869,10 @@ def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop
         directory = cwd / f"{spec.name}-metrics"
         directory.mkdir(exist_ok=True)
         extra["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    if spec.jwt:
+        extra.update(jwt or {})
+        if spec.jwt_verified_cache is not None:
+            extra["EXAMPLE_HOST_JWT_VERIFIED_CACHE"] = str(spec.jwt_verified_cache)
     if spec.streams:
         # The idle streams are a few users' own: lift the per-caller and per-platform shares.
         for name in ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM"):
@@ -869,7 +905,8 @@ def request(
 ) -> tuple[int, bytes, dict[str, str]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        headers = {"Authorization": f"Token {token}"}
+        # A credential with its scheme ("Bearer <JWT>") is sent as it is; a bare key is a Token.
+        headers = {"Authorization": token if " " in token else f"Token {token}"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -931,9 +968,14 @@ class Users:
     member: str
     many: list[str]
     admin: str = ""
+    # The same users' credentials on apps that take another kind (Bearer JWTs), by app name.
+    per_app: dict[str, Users] = field(default_factory=dict)
 
     def tokens(self, which: str) -> list[str]:
         return [self.member] if which == "member" else self.many
+
+    def of(self, app: str) -> Users:
+        return self.per_app.get(app, self)
 
 
 def wrk_command(
@@ -1215,15 +1257,15 @@ def seed(servers: dict[str, Server], plan: Plan, users: Users) -> dict[str, dict
     hosts = {spec.name for spec in plan.apps if spec.host}
     for name, server in servers.items():
         method = "PUT" if name in hosts else "PATCH"
-        for token in [users.member, *users.many]:
+        for token in [users.of(name).member, *users.of(name).many]:
             status, raw, _ = request(server.port, method, token, {"metadata": SEED})
             if status != 200:
                 raise Abort(f"{name}: seeding {method} answered {status}: {raw[:300]!r}")
     body_bytes = {
         name: {
-            "get": check_answer(name, server.port, users.member, "GET", None),
+            "get": check_answer(name, server.port, users.of(name).member, "GET", None),
             "patch": check_answer(
-                name, server.port, users.member, "PATCH", {"metadata": {"k0": 0}}
+                name, server.port, users.of(name).member, "PATCH", {"metadata": {"k0": 0}}
             ),
         }
         for name, server in servers.items()
@@ -1237,10 +1279,11 @@ def start_apps(
     args: argparse.Namespace, plan: Plan, users: Users, tmp: Path, servers: list[Server]
 ) -> dict[str, Server]:
     """Every app's server, answering (the host has created its tables by then)."""
+    jwt = args.issuer.env() if args.issuer else None
     for spec in plan.apps:
-        servers.append(start_server(spec.python or args.python, spec, tmp, args.host_loop))
+        servers.append(start_server(spec.python or args.python, spec, tmp, args.host_loop, jwt))
     for server in servers:
-        server.wait_ready(users.member)
+        server.wait_ready(users.of(server.name).member)
     return {server.name: server for server in servers}
 
 
@@ -1304,7 +1347,7 @@ def run_rounds(
         order = names if round_no % 2 else names[::-1]
         for scenario in plan.scenarios:
             for name in order:
-                run = run_scenario(args, scenario, servers[name], users, round_no)
+                run = run_scenario(args, scenario, servers[name], users.of(name), round_no)
                 runs.append(run)
                 print_run(run)
     return runs, fsyncs
@@ -1316,8 +1359,11 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         versions(args.tree_compare)  # the other tree serves with the same stack, or we stop
     plan = build_plan(args, tmp)
     users = prepare_databases(args, plan, tmp)
+    args.issuer = None
+    if any(spec.jwt for spec in plan.apps):
+        users = bearer_users(args, plan, users)
     started: list[Server] = []
-    with servers_stopped(started):
+    with servers_stopped(started), issuer_stopped(args.issuer):
         servers = start_apps(args, plan, users, tmp, started)
         fills = {spec.name: fill_records(spec) for spec in plan.apps if spec.records}
         for spec in plan.apps:
@@ -1332,7 +1378,8 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         runs, fsyncs = run_rounds(args, plan, servers, users, tmp)
         load_after = os.getloadavg()
         for spec in plan.apps:  # a final check that every app still answers correctly
-            check_answer(spec.name, servers[spec.name].port, users.member, "GET", None)
+            member = users.of(spec.name).member
+            check_answer(spec.name, servers[spec.name].port, member, "GET", None)
             if spec.metrics:
                 check_metrics(spec, servers[spec.name].port)
         logs = {name: server.log_tail(50) for name, server in servers.items()}
@@ -1357,6 +1404,29 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "runs": [run.as_json() for run in runs],
         "server_log_tail": logs,
     }
+
+
+def bearer_users(args: argparse.Namespace, plan: Plan, users: Users) -> Users:
+    """Start the issuer (benchmarks/jwks_issuer.py) and give the JWT apps its tokens for the
+    same users."""
+    from jwks_issuer import Issuer
+
+    args.issuer = Issuer()
+    args.issuer.start()
+    names = [MEMBER, *(f"{MANY_PREFIX}{i:02d}" for i in range(args.users))]
+    bearers = [args.issuer.bearer(name) for name in names]
+    jwt_users = Users(bearers[0], bearers[1:], users.admin)
+    return Users(users.member, users.many, users.admin,
+                 {spec.name: jwt_users for spec in plan.apps if spec.jwt})  # fmt: skip
+
+
+@contextlib.contextmanager
+def issuer_stopped(issuer: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if issuer is not None:
+            issuer.stop()
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -1590,6 +1660,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "as with --workers) vs metrics off (GET, PATCH 64 users)",
     )
     mode.add_argument(
+        "--jwt-compare",
+        action="store_true",
+        help="GET with a Bearer JWT (RS256, key cached) on the host with JWT auth on vs GET "
+        "with a Token key on the host without it",
+    )
+    mode.add_argument(
         "--tree-compare",
         metavar="PYTHON",
         help="the host on this tree's code vs on another tree's: that tree's venv interpreter "
@@ -1600,13 +1676,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"{SCALE_SMALL:,} vs --records (default {SCALE_LARGE:,}) stored records",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--serve-compare",
         action="store_true",
         help="`python -m example_host serve` as shipped vs the bare baseline, beside --http h11 "
         "and uvicorn's unbounded httptools",
     )
-    parser.add_argument(
+    mode.add_argument(
         "--pg-compare",
         action="store_true",
         help="`serve` as shipped on --database (PostgreSQL) vs a bare Starlette + asyncpg route "

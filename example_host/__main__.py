@@ -4,6 +4,7 @@ python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [
     [--no-access-log] [--http {httptools,h11}] [--max-header-bytes N]
     [--timeout-keep-alive SECONDS] [--limit-concurrency N] [--loop {auto,asyncio,uvloop}]
     [--metrics | --no-metrics]
+    [--jwks-url URL --jwt-issuer ISS --jwt-audience AUD [--jwt-algorithms RS256,ES256]]
 python -m example_host add-platform KEY [--database URL]
 python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
 python -m example_host add-users --platform KEY FILE [--admin] [--database URL]
@@ -36,7 +37,7 @@ from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from . import backup as copies
 from . import commands as user_commands
-from . import transfer
+from . import jwt_auth, transfer
 from .app import EVENTS_ENV, HISTORY_ENV, METRICS_PATH, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
 from .monitoring import metrics_environment
@@ -187,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
             f"(default: ${HISTORY_ENV}, else {DEFAULT_HISTORY_PER_USER})"
         ),
     )
+    jwt_auth.add_serve_flags(serve)
 
     platform = commands.add_parser(
         "add-platform", parents=[database], help="create a platform (no-op if it exists)"
@@ -386,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         if args.command == "serve":
+            jwt_auth.export_env(parser, args)
             return _serve(url, args.host, args.port, args.workers, _serve_options(parser, args))
         if args.command in user_commands.COMMANDS:
             return asyncio.run(user_commands.COMMANDS[args.command](url, args))

@@ -25,6 +25,7 @@ from starlette_platform_metadata.metrics import Metrics
 
 from .auth import TokenAuthBackend
 from .db import DEFAULT_URL, HostDB
+from .jwt_auth import HostAuthBackend, JWTSettings
 from .web import demo_routes
 
 __all__ = [
@@ -57,6 +58,7 @@ def create_app(
     history_per_user: int = DEFAULT_HISTORY_PER_USER,
     events: EventSettings | None = None,
     metrics: bool = False,
+    jwt: JWTSettings | None = None,
 ) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
@@ -68,9 +70,11 @@ def create_app(
     `events`: bounds and timings of live-change streams.
     `metrics`: serve Prometheus metrics at `/metrics` (needs prometheus-client, the `metrics`
     or `example` extra), every worker's summed when `$PROMETHEUS_MULTIPROC_DIR` is set.
+    `jwt`: also accept Bearer JWTs of this issuer (jwt_auth.py).
     """
     db = HostDB(database_url)
     auth = TokenAuthBackend(db)
+    endpoint_auth = auth if jwt is None else HostAuthBackend(auth, jwt)
     store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
     reporter: Metrics | None = None
     routes: list[BaseRoute] = []
@@ -102,6 +106,8 @@ def create_app(
                 yield
             finally:
                 gc.set_threshold(*thresholds)
+                if isinstance(endpoint_auth, HostAuthBackend):
+                    await endpoint_auth.aclose()
                 await store.disconnect()
                 if metrics:
                     prometheus.close()  # its last figures, for the other workers' scrapes
@@ -117,7 +123,7 @@ def create_app(
             # slash instead of redirecting, which `curl` without -L would not follow.
             Middleware(
                 PlatformMetadataMiddleware,
-                auth=auth,
+                auth=endpoint_auth,
                 store=store,
                 path=MOUNT_PATH,
                 history_per_user=history_per_user,
@@ -149,6 +155,8 @@ def create_app_from_env() -> Starlette:
     `PRAGMA synchronous`, e.g. `FULL` (benchmarks/run.py --synchronous); ignored for PostgreSQL.
     `$EXAMPLE_HOST_HISTORY_PER_USER` (default 100) the revisions kept per user.
     `$EXAMPLE_HOST_METRICS=1` serves Prometheus metrics at `/metrics`.
+    `$EXAMPLE_HOST_JWT_JWKS_URL` (with `..._ISSUER`, `..._AUDIENCE`, `..._ALGORITHMS`, as
+    `serve --jwks-url ...` sets them) turns JWT auth on.
     """
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
@@ -160,6 +168,7 @@ def create_app_from_env() -> Starlette:
         history_per_user=history,
         events=events_from_env(),
         metrics=os.environ.get(METRICS_ENV) == "1",
+        jwt=JWTSettings.from_env(),
     )
 
 

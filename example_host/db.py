@@ -107,6 +107,7 @@ _REVOKE_TOKENS_OF = (
     "RETURNING user_id"
 )
 _USER_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)"
+_USER_BY_NAME = "SELECT id, username FROM users WHERE username = $1"
 
 
 def new_token() -> str:
@@ -239,6 +240,16 @@ class HostDB(OpensOnFirstUse):
         # Cached by the key itself, which this process holds anyway while it answers: the
         # hash protects copies of the database, and hashing on every request cost 2-3 us.
         user: User | None = await self._cached(("token", key), generation, query)
+        return user
+
+    async def user_named(self, username: str, *, generation: int | None = None) -> User | None:
+        """The user `username` (a JWT's `sub`), or `None` (as of `generation`, see `_cached`)."""
+
+        async def query(db: SQLConnection) -> User | None:
+            row = await db.fetchrow(_USER_BY_NAME, username)
+            return None if row is None else User(row[0], row[1])
+
+        user: User | None = await self._cached(("user", username), generation, query)
         return user
 
     async def access(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .app import PlatformMetadataApp
     from .auth import AuthBackend, AuthScheme, Identity, PlatformAccess, token_from_header
     from .changes import DocumentTooLarge, Refusal, SchemaViolation
-    from .errors import AuthenticationFailed
+    from .errors import AuthenticationFailed, AuthUnavailable
     from .events import EventSettings
     from .exceptions import PlatformMetadataError
     from .feed import Committed, OnChange
@@ -47,6 +47,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthBackend",
     "AuthScheme",
+    "AuthUnavailable",
     "AuthenticationFailed",
     "ChangeReader",
     "Committed",
@@ -90,7 +91,7 @@ _HOMES = {
     "app": ("PlatformMetadataApp",),
     "auth": ("AuthBackend", "AuthScheme", "Identity", "PlatformAccess", "token_from_header"),
     "changes": ("DocumentTooLarge", "Refusal", "SchemaViolation"),
-    "errors": ("AuthenticationFailed",),
+    "errors": ("AuthenticationFailed", "AuthUnavailable"),
     "events": ("EventSettings",),
     "exceptions": ("PlatformMetadataError",),
     "feed": ("Committed", "OnChange"),

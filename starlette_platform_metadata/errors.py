@@ -59,6 +59,21 @@ TOO_MANY_STREAMS = "Too many open event streams. Try again shortly."
 TOO_MANY_STREAMS_OF_YOURS = "You have too many open event streams. Close one and try again."
 TOO_MANY_PLATFORM_STREAMS = "Too many open event streams on this platform. Try again later."
 STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
+# The ready auth backends (jwt_auth.py, drf_auth.py).  DRF's own words for an inactive user.
+USER_INACTIVE = "User inactive or deleted."
+TOKEN_EXPIRED = "Token has expired."
+TOKEN_NOT_YET_VALID = "Token is not yet valid."
+TOKEN_WRONG_ISSUER = "Token has the wrong issuer."
+TOKEN_WRONG_AUDIENCE = "Token has the wrong audience."
+TOKEN_MISSING_CLAIM = 'Token has no "{}" claim.'
+TOKEN_BAD_CLAIM = 'Token has an invalid "{}" claim.'
+TOKEN_MALFORMED = "Token is malformed."
+TOKEN_ALGORITHM_REFUSED = "Token is signed with an algorithm that is not allowed."
+TOKEN_UNKNOWN_KEY = "Token is signed with an unknown key."
+TOKEN_BAD_SIGNATURE = "Token signature is invalid."
+KEYS_UNAVAILABLE = (
+    "The token signing keys cannot be fetched and none are cached. Try again shortly."
+)
 SERVER_ERROR = "A server error occurred."
 # The answers of the HTTP protocol itself (uvicorn_http.py), before any request reaches an app:
 # ready bytes, since no app renders them.
@@ -99,10 +114,24 @@ class ApiError(PlatformMetadataError):
 class AuthenticationFailed(PlatformMetadataError):
     """Raised by an `AuthBackend` for credentials that are present but wrong.
 
-    `detail` is sent to the client as `{"detail": ...}` with status 401.
+    `detail` is sent to the client as `{"detail": ...}` with status 401.  `challenge`, when
+    given, is that 401's `WWW-Authenticate` instead of the backend's own: a backend that
+    speaks two schemes answers a bad Bearer token with a Bearer challenge (RFC 6750's
+    `error="invalid_token"`) while a request without credentials keeps the backend's.
     """
 
-    def __init__(self, detail: str = INVALID_TOKEN) -> None:
+    def __init__(self, detail: str = INVALID_TOKEN, challenge: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.challenge = challenge
+
+
+class AuthUnavailable(PlatformMetadataError):
+    """Raised by an `AuthBackend` that cannot check credentials now (its key server is down
+    and it holds no key): the endpoint answers 503 with `detail` and `Retry-After`, not 401,
+    so a client retries instead of discarding a good token."""
+
+    def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
@@ -111,6 +140,9 @@ RETRY_AFTER_SECONDS = 1
 # A caller's or a platform's own streams free up only when some of them close: a client
 # told to come back in a second would only be refused again.
 STREAM_QUOTA_RETRY_AFTER_SECONDS = 10
+# A key server that is down is asked again at most this often (jwks.py): a sooner retry
+# would only be refused again.
+AUTH_RETRY_AFTER_SECONDS = 5
 
 
 
@@ -177,6 +209,11 @@ def not_authenticated(challenge: str = TOKEN_CHALLENGE) -> ApiError:
 
 def authentication_failed(detail: str, challenge: str = TOKEN_CHALLENGE) -> ApiError:
     return ApiError(401, {"detail": detail}, {"WWW-Authenticate": challenge})
+
+
+def auth_unavailable(detail: str) -> ApiError:
+    """503: the auth backend cannot check credentials now (`AuthUnavailable`)."""
+    return ApiError(503, {"detail": detail}, {"Retry-After": str(AUTH_RETRY_AFTER_SECONDS)})
 
 
 def method_not_allowed(method: str, allow: str) -> ApiError:
