@@ -1,5 +1,4 @@
-"""What an optimistic writer keeps within a process: `RowTurns`, `RecentRecords` and
-`SentWrites`.
+"""What an optimistic writer keeps within a process: `RowTurns` and `RecentRecords`.
 
 One writer at a time per row (`RowTurns`):
 A store that writes optimistically (read, decide, compare-and-set) loses every race two
@@ -11,27 +10,18 @@ wait.  Across processes the compare-and-set still decides.
 The records this process last read or wrote (`RecentRecords`): the basis a compare-and-set
 starts from without reading first.  Never an answer: a basis that is not the stored record
 makes the compare-and-set fail, and the writer reads and decides again.
-
-The compare-and-set statements sent and not yet settled (`SentWrites`): a writer hands the
-row's turn on once its statement is sent, so the next write of the row travels while this one
-waits for the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import Any
+from collections.abc import AsyncIterator, Hashable
 
 from .base import Record
 
-__all__ = ["RecentRecords", "RowTurns", "SentWrites", "applied"]
-
-#: Sends one statement; sets the event (if any) just before the statement is written.
-Send = Callable[[str, tuple[Any, ...], "asyncio.Event | None"], Awaitable[Any]]
+__all__ = ["RecentRecords", "RowTurns"]
 
 
 class Turn:
@@ -104,58 +94,3 @@ class RecentRecords:
         if old is not None:
             self.bytes -= len(old.metadata_json)
 
-
-def applied(attempt: asyncio.Future[Any]) -> bool:
-    """Whether a settled compare-and-set stored its record (a row came back)."""
-    return not attempt.cancelled() and attempt.exception() is None and attempt.result() is not None
-
-
-def retrieve(attempt: asyncio.Future[Any]) -> None:
-    """Mark a sent statement's failure as seen: its writer may have been cancelled."""
-    if not attempt.cancelled():
-        attempt.exception()
-
-
-class SentWrites:
-    """Per row, the compare-and-set last sent while it is unsettled."""
-
-    def __init__(self, send: Send) -> None:
-        self.send_statement = send
-        self.unsettled: dict[Hashable, asyncio.Future[Any]] = {}
-
-    async def send(self, key: Hashable, sql: str, args: tuple[Any, ...]) -> asyncio.Future[Any]:
-        """Send the statement (`attempt`); return once it is written, or settled if it
-        fails before: the future of its row back, or `None`."""
-        sent = asyncio.Event()
-        previous = self.unsettled.get(key)
-        attempt = asyncio.ensure_future(self.attempt(sql, args, sent, previous))
-        attempt.add_done_callback(retrieve)
-        self.unsettled[key] = attempt
-        attempt.add_done_callback(functools.partial(self.settled, key))
-        waiting = asyncio.ensure_future(sent.wait())
-        await asyncio.wait((attempt, waiting), return_when=asyncio.FIRST_COMPLETED)
-        waiting.cancel()
-        return attempt
-
-    async def attempt(
-        self,
-        sql: str,
-        args: tuple[Any, ...],
-        sent: asyncio.Event,
-        previous: asyncio.Future[Any] | None,
-    ) -> Any:
-        """A compare-and-set sent after `previous` (the row's write sent before it, if still
-        unsettled then).  Sent on two connections, the two may reach the row in either order;
-        if this one came first it found the row still before `previous`'s write and failed.
-        So when it fails and `previous` applied, it is sent again, once: the row now holds
-        its basis unless another process wrote meanwhile."""
-        row = await self.send_statement(sql, args, sent)
-        if row is None and previous is not None:
-            await asyncio.wait((previous,))
-            if applied(previous):
-                row = await self.send_statement(sql, args, None)
-        return row
-
-    def settled(self, key: Hashable, attempt: asyncio.Future[Any]) -> None:
-        if self.unsettled.get(key) is attempt:
-            del self.unsettled[key]
