@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from .test_example_host import ROOT, free_port, stop, wait_for
+from .test_serve_limits import closed_by_server
 
 CAP = 1024
 
@@ -68,14 +69,7 @@ def responses(sock: socket.socket, count: int = 1) -> list[tuple[int, dict[str, 
 def closed(sock: socket.socket, within: float = 3) -> bool:
     """True when the server closes the connection within `within` seconds."""
     sock.settimeout(within)
-    try:
-        while sock.recv(65536):
-            pass
-    except ConnectionResetError:
-        pass
-    except TimeoutError:
-        return False
-    return True
+    return closed_by_server(sock)
 
 
 def test_a_head_over_the_cap_sent_in_pieces_gets_431_json_and_the_connection_closes(
