@@ -102,13 +102,15 @@ def test_figures_quoted_in_prose_are_the_codes(doc: str, pattern: str, code: flo
 
 
 def test_every_postgresql_write_is_quoted_at_the_same_round_trips() -> None:
-    """A write is BEGIN, the locking read, the write and COMMIT, wherever the docs count it."""
+    """A write is one compare-and-set, after a read unless the process stored the row last:
+    "one or two" round trips, wherever the docs count it."""
     counts = set()
+    pattern = r"a write for ([\w ]+?)\b(?:[,(]| round| so)|([\w ]+?) round trips per write|([\w ]+?) for a write\)"
     for path in DOCS:
         text = re.sub(r"\s+", " ", _text(path))
-        counts.update(re.findall(r"a write for (\w+)\b|(\w+) round trips per write|(\w+) for a write\)", text))
-    words = {word for group in counts for word in group if word}
-    assert words == {"four"}, words
+        counts.update(re.findall(pattern, text))
+    words = {word.strip() for group in counts for word in group if word}
+    assert words and words <= {"one or two", "or two"}, words
 
 
 def _store_rules() -> dict[int, str]:
