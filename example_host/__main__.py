@@ -3,6 +3,7 @@
 python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
     [--no-access-log] [--http {h11,httptools}] [--max-header-bytes N]
     [--timeout-keep-alive SECONDS] [--limit-concurrency N] [--loop {auto,asyncio,uvloop}]
+    [--listen-database URL]
 python -m example_host add-platform KEY [--database URL]
 python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
 python -m example_host add-users --platform KEY FILE [--admin] [--database URL]
@@ -32,7 +33,7 @@ from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from . import commands as user_commands
 from . import transfer
-from .app import EVENTS_ENV, HISTORY_ENV, MOUNT_PATH
+from .app import EVENTS_ENV, HISTORY_ENV, LISTEN_ENV, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
 from .redact import MASK, redact_message, redact_url
 
@@ -58,6 +59,8 @@ class ServeOptions:
     # uvicorn's choice (uvloop when installed); asyncio trades a few percent of a saturated
     # worker's rate for a much shorter latency tail (benchmarks/README.md, "Which event loop").
     loop: str = "auto"
+    # PostgreSQL behind a transaction pooler: the direct URL live changes LISTEN on.
+    listen_database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +172,16 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
 
+    serve.add_argument(
+        "--listen-database",
+        metavar="URL",
+        help=(
+            "PostgreSQL only: a direct postgresql:// URL for each worker's one LISTEN "
+            "connection (live changes), when --database goes through a transaction pooler "
+            f"such as PgBouncer (default: ${LISTEN_ENV}, else --database)"
+        ),
+    )
+
     platform = commands.add_parser(
         "add-platform", parents=[database], help="create a platform (no-op if it exists)"
     )
@@ -258,6 +271,8 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
     os.environ["DATABASE_URL"] = url
     if options.history_per_user is not None:
         os.environ[HISTORY_ENV] = str(options.history_per_user)
+    if options.listen_database is not None:
+        os.environ[LISTEN_ENV] = options.listen_database
     os.environ.setdefault(EVENTS_ENV + "MAX_STREAMS", str(max_streams(options.limit_concurrency)))
     config = uvicorn.Config(
         APP_FACTORY,
@@ -333,6 +348,11 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     if args.history_per_user is not None and args.history_per_user < 0:
         parser.error("--history-per-user must be at least 0")
+    if args.listen_database is not None and (
+        DatabaseURL(args.listen_database).dialect != "postgresql"
+        or DatabaseURL(database_url(args.database)).dialect != "postgresql"
+    ):
+        parser.error("--listen-database needs PostgreSQL: a postgresql:// URL, and --database too")
     if args.http != "h11" and args.max_header_bytes is not None:
         parser.error("--max-header-bytes needs --http h11: httptools enforces no header limit")
     return ServeOptions(
@@ -343,6 +363,7 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         access_log=args.access_log,
         history_per_user=args.history_per_user,
         loop=args.loop,
+        listen_database=args.listen_database,
     )
 
 

@@ -23,13 +23,16 @@ from .auth import TokenAuthBackend
 from .db import DEFAULT_URL, HostDB
 from .web import demo_routes
 
-__all__ = ["HISTORY_ENV", "MOUNT_PATH", "create_app", "create_app_from_env"]
+__all__ = ["HISTORY_ENV", "LISTEN_ENV", "MOUNT_PATH", "create_app", "create_app_from_env"]
 
 MOUNT_PATH = "/api/core/users/platform-metadata"
 #: Objects allocated (net) between two young collections in a served process (default 700).
 YOUNG_GC_THRESHOLD = 10_000
 #: Revisions kept per user (`serve --history-per-user` sets it for every worker).
 HISTORY_ENV = "EXAMPLE_HOST_HISTORY_PER_USER"
+#: Where live changes LISTEN, when the database URL goes through PgBouncer
+#: (`serve --listen-database` sets it for every worker).
+LISTEN_ENV = "EXAMPLE_HOST_LISTEN_DATABASE_URL"
 
 
 def create_app(
@@ -39,6 +42,7 @@ def create_app(
     freeze_gc: bool = False,
     history_per_user: int = DEFAULT_HISTORY_PER_USER,
     events: EventSettings | None = None,
+    listen_url: str | None = None,
 ) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
@@ -48,10 +52,12 @@ def create_app(
     young-generation threshold to `YOUNG_GC_THRESHOLD`, as a served process should.
     `history_per_user`: revisions kept per user and platform (0: history off).
     `events`: bounds and timings of live-change streams.
+    `listen_url`: PostgreSQL only, a direct URL for the store's LISTEN connection when
+    `database_url` goes through a transaction pooler (`DatabaseStore(listen_url=...)`).
     """
     db = HostDB(database_url)
     auth = TokenAuthBackend(db)
-    store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
+    store = DatabaseStore(database_url, synchronous=sqlite_synchronous, listen_url=listen_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -117,6 +123,7 @@ def create_app_from_env() -> Starlette:
     `$EXAMPLE_HOST_SQLITE_SYNCHRONOUS` (default `NORMAL`) sets the store's SQLite
     `PRAGMA synchronous`, e.g. `FULL` (benchmarks/run.py --synchronous); ignored for PostgreSQL.
     `$EXAMPLE_HOST_HISTORY_PER_USER` (default 100) the revisions kept per user.
+    `$EXAMPLE_HOST_LISTEN_DATABASE_URL` where live changes LISTEN (default: `$DATABASE_URL`).
     """
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
@@ -127,6 +134,7 @@ def create_app_from_env() -> Starlette:
         freeze_gc=True,
         history_per_user=history,
         events=events_from_env(),
+        listen_url=os.environ.get(LISTEN_ENV) or None,
     )
 
 
