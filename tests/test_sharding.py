@@ -34,11 +34,11 @@ pytestmark = [
 P = "acme-corp"
 META = f"{URL}?platform_key={P}"
 #: Transaction control: no table, nothing to route.
-CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.I)
+CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE)\b", re.IGNORECASE)
 #: A table named after FROM, UPDATE, INTO or JOIN (aliases and CTE names included).
-REFERENCE = re.compile(r"\b(FROM|UPDATE|INTO|JOIN)\s+(\w+)", re.I)
-KEYED_FILTER = re.compile(r"\bWHERE\s+(\w+\.)?platform_key\s*=\s*\$\d+", re.I)
-KEYED_COLUMNS = re.compile(r"^\s*(AS\s+\w+\s*)?\(\s*platform_key\b", re.I)
+REFERENCE = re.compile(r"\b(FROM|UPDATE|INTO|JOIN)\s+(\w+)", re.IGNORECASE)
+KEYED_FILTER = re.compile(r"\bWHERE\s+(\w+\.)?platform_key\s*=\s*\$\d+", re.IGNORECASE)
+KEYED_COLUMNS = re.compile(r"^\s*(AS\s+\w+\s*)?\(\s*platform_key\b", re.IGNORECASE)
 
 
 def unkeyed(sql: str, tables: set[str]) -> list[str]:
@@ -143,9 +143,9 @@ async def test_every_statement_of_the_request_paths_names_its_platform_key(
     statements.clear()
     fast = EventSettings(heartbeat=0.3, recheck=0.2, poll_interval=0.05)
     app = PlatformMetadataApp(auth=auth, store=store, events=fast)
-    async with serving(Starlette(routes=[Mount(URL.rstrip("/"), app=app)])) as base:
-        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            await exercise(client, acme)
+    host = Starlette(routes=[Mount(URL.rstrip("/"), app=app)])
+    async with serving(host) as base, httpx.AsyncClient(base_url=base, timeout=10) as client:
+        await exercise(client, acme)
     table = store.table
     tables = {table, f"{table}_history", f"{table}_clock"}
     run = [sql for sql in statements if not CONTROL.match(sql)]

@@ -59,7 +59,8 @@ class Attempt:
 
 def last_upstream(response: httpx.Response) -> str:
     """The host that answered: nginx lists every one it tried (`a, b`) in `X-Upstream`."""
-    return response.headers.get("x-upstream", "").rsplit(",", 1)[-1].strip()
+    tried: str = response.headers.get("x-upstream", "")
+    return tried.rsplit(",", 1)[-1].strip()
 
 
 async def write_load(
@@ -285,16 +286,19 @@ async def test_live_changes_listen_on_postgresql_not_through_pgbouncer(
     """Each worker that serves a stream holds one LISTEN connection, straight to PostgreSQL:
     none of PgBouncer's server connections is listening."""
     me = auth(topology.add_users("acme-corp", ["listener"])["listener"])
-    async with httpx.AsyncClient(base_url=topology.base, timeout=10) as client:
-        async with stream(client, f"{URL}events/?platform_key=acme-corp", me) as events:
-            assert (await events.next()).event == "snapshot"
-            connection = await asyncpg.connect(topology.database_url)
-            try:
-                rows = await connection.fetch(
-                    "SELECT client_port FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
-                )
-            finally:
-                await connection.close()
+    events_url = f"{URL}events/?platform_key=acme-corp"
+    async with (
+        httpx.AsyncClient(base_url=topology.base, timeout=10) as client,
+        stream(client, events_url, me) as events,
+    ):
+        assert (await events.next()).event == "snapshot"
+        connection = await asyncpg.connect(topology.database_url)
+        try:
+            rows = await connection.fetch(
+                "SELECT client_port FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
+            )
+        finally:
+            await connection.close()
     listening = {row[0] for row in rows}
     assert listening
     bouncer_ports = {int(s["local_port"]) for s in topology.pgbouncer("SHOW SERVERS")}

@@ -41,7 +41,7 @@ def _tool(name: str) -> str | None:
 
 def missing_tools() -> list[str]:
     missing = [name for name in ("pgbouncer", "nginx") if _tool(name) is None]
-    bindir = subprocess.run([ROOT / "scripts" / "pg-cluster", "bindir"], capture_output=True)
+    bindir = subprocess.run([ROOT / "scripts" / "pg-cluster", "bindir"], capture_output=True, check=False)
     if bindir.returncode:
         missing.append("PostgreSQL's server binaries")
     return missing
@@ -66,7 +66,8 @@ class Topology:
 
     def run(self, *args: str) -> None:
         done = subprocess.run(
-            [sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120
+            [sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
 
@@ -96,13 +97,15 @@ class Topology:
         ports = state["ports"]
         assert isinstance(ports, dict)
         bindir = subprocess.run(
-            [ROOT / "scripts" / "pg-cluster", "bindir"], capture_output=True, text=True
+            [ROOT / "scripts" / "pg-cluster", "bindir"], capture_output=True, text=True,
+            check=False,
         ).stdout.strip()
         done = subprocess.run(
             [f"{bindir}/psql", "-h", "127.0.0.1", "-p", str(ports["pgbouncer"]), "-U",
              "postgres", "-d", "pgbouncer", "--csv", "-c", command],
             capture_output=True, text=True, timeout=30,
             env={**os.environ, "PGPASSWORD": str(state["password"])},
+            check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         header, *rows = [line.split(",") for line in done.stdout.strip().splitlines()]
@@ -125,6 +128,7 @@ def bring_up() -> Iterator[Topology]:
         done = subprocess.run(
             [sys.executable, SCRIPT, "up", str(folder), "--watch", str(os.getpid())],
             capture_output=True, text=True, timeout=300, env=env,
+            check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
         printed = dict(
@@ -134,5 +138,5 @@ def bring_up() -> Iterator[Topology]:
             folder, printed["BASE"], printed["DATABASE_URL"], printed["POOLED_DATABASE_URL"]
         )
     finally:
-        subprocess.run([sys.executable, SCRIPT, "down", str(folder)], timeout=120)
+        subprocess.run([sys.executable, SCRIPT, "down", str(folder)], timeout=120, check=False)
         shutil.rmtree(folder, ignore_errors=True)
