@@ -67,7 +67,7 @@ def _without_cases(name: str, function: Callable[..., Any]) -> Callable[..., Any
     if not dropped:
         return function
     marks = []
-    for mark in getattr(function, "pytestmark"):
+    for mark in function.pytestmark:  # type: ignore[attr-defined]
         if mark.name == "parametrize":
             names = mark.args[0]
             names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
