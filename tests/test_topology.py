@@ -10,10 +10,15 @@ smaller than the hosts' pools together, and nothing fails for it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -23,7 +28,7 @@ import pytest
 from .conftest import URL
 from .sse import Stream, stream
 from .test_example_host import auth
-from .topology import Topology
+from .topology import SCRIPT, Topology
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -304,3 +309,27 @@ async def test_live_changes_listen_on_postgresql_not_through_pgbouncer(
     bouncer_ports = {int(s["local_port"]) for s in topology.pgbouncer("SHOW SERVERS")}
     assert bouncer_ports  # PgBouncer holds server connections, and none of them listens
     assert not bouncer_ports & listening
+
+
+def test_the_watchdog_stops_everything_once_the_watched_process_is_gone(tmp_path: Path) -> None:
+    """`up --watch PID` leaves `scripts/topology watch`: when PID ends, however it ends, every
+    server is stopped (here a stand-in for a host: a process group of its own)."""
+    host = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    watched = subprocess.Popen(["sleep", "120"])
+    (tmp_path / "topology.json").write_text(json.dumps({"pids": {"host1": host.pid}}))
+    watchdog = subprocess.Popen(
+        [sys.executable, SCRIPT, "watch", str(tmp_path), str(watched.pid)]
+    )
+    try:
+        time.sleep(1)
+        assert host.poll() is None  # still watching
+        watched.kill()
+        watched.wait()
+        assert watchdog.wait(timeout=20) == 0
+        assert host.wait(timeout=5) == -signal.SIGTERM
+        assert (tmp_path / "topology.down.json").exists()
+    finally:
+        for proc in (host, watched, watchdog):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
