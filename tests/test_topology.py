@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import signal
 import subprocess
@@ -46,6 +47,7 @@ MAX_ATTEMPTS = 45
 #: Around the kill and the restart, requests may get 503 (a PATCH in flight on the killed
 #: host: nginx must not send it again); outside, at most 1 %.
 MOMENT = 1.0
+META = f"{URL}?platform_key=acme-corp"
 #: What the hosts' pools may ask of PgBouncer: 2 hosts x 2 workers x (the store's pool and
 #: the host tables' pool, asyncpg's 10 each).
 HOSTS_POOLS = 2 * 2 * (10 + 10)
@@ -101,6 +103,17 @@ async def write_load(
         # Paced below what a shared two-core machine serves, so that latency stays low
         # and the moments of the kill and the restart stay short.
         await asyncio.sleep(rng.uniform(2.0, 5.0))
+
+
+async def back_in_nginx(
+    client: httpx.AsyncClient, topology: Topology, headers: dict[str, str]
+) -> None:
+    """Wait until nginx sends requests to host 1 again: after a failure it tries a host only
+    once per `fail_timeout` until one request succeeds there."""
+    deadline = time.monotonic() + 15
+    while last_upstream(await client.get(META, headers=headers)) != topology.host(1):
+        assert time.monotonic() < deadline, "nginx never went back to host 1"
+        await asyncio.sleep(0.2)
 
 
 def transactions(topology: Topology) -> int:
@@ -249,6 +262,7 @@ async def test_a_stream_on_a_killed_host_resumes_on_the_other_missing_nothing(
     seen: list[int] = []
     last = [""]
     async with httpx.AsyncClient(base_url=topology.base, timeout=30) as client:
+        await back_in_nginx(client, topology, me)
         # nginx alternates between the hosts: open streams until one is held by host 1.
         for _ in range(6):
             response = await client.send(client.build_request("GET", events_url, headers=me), stream=True)
@@ -333,3 +347,53 @@ def test_the_watchdog_stops_everything_once_the_watched_process_is_gone(tmp_path
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+async def test_nginx_sends_a_get_again_but_never_a_patch_that_reached_a_dying_host(
+    topology: Topology,
+) -> None:
+    """nginx's retry rule, shown deterministically: host 1 is frozen (SIGSTOP), so requests
+    nginx hands it wait, then it is killed.  Each GET it held is sent again to host 2 and
+    answered 200; each PATCH it held had been sent already, so it gets the 503, and is not
+    applied: host 2 never saw it."""
+    names = [f"retry{n}" for n in range(30)]
+    tokens = topology.add_users("acme-corp", names)
+    pids = topology.state()["pids"]
+    assert isinstance(pids, dict)
+    async with httpx.AsyncClient(base_url=topology.base, timeout=30) as client:
+        await back_in_nginx(client, topology, auth(tokens[names[0]]))
+    os.killpg(pids["host1"], signal.SIGSTOP)
+    try:
+        async with httpx.AsyncClient(base_url=topology.base, timeout=30) as client:
+            sent: list[tuple[str, str, asyncio.Task[httpx.Response]]] = []
+            held = {"PATCH": 0, "GET": 0}
+            # nginx alternates between the hosts: a request still unanswered after a moment
+            # is held by frozen host 1; go on until it holds two of each.
+            for name in names:
+                if min(held.values()) >= 2:
+                    break
+                method = min(held, key=lambda m: held[m])
+                body = {"json": {"metadata": {"sent": name}}} if method == "PATCH" else {}
+                task = asyncio.create_task(
+                    client.request(method, META, headers=auth(tokens[name]), **body)
+                )
+                done, _ = await asyncio.wait({task}, timeout=0.5)
+                held[method] += not done
+                sent.append((method, name, task))
+            assert min(held.values()) >= 2, [(m, t.done() and t.result().headers) for m, _, t in sent]
+            await asyncio.to_thread(topology.kill, 1)
+            for method, name, task in sent:
+                answer = await task
+                tried = answer.headers["x-upstream"]
+                if method == "GET":  # host 1's were sent on to host 2
+                    assert (answer.status_code, tried.split(", ")[-1]) == (200, topology.host(2))
+                    continue
+                stored = (await client.get(META, headers=auth(tokens[name]))).json()["metadata"]
+                if tried == topology.host(1):  # held by host 1: refused, and not applied
+                    assert (answer.status_code, stored) == (503, {})
+                else:
+                    assert (answer.status_code, tried, stored) == (200, topology.host(2), {"sent": name})
+            assert sum(", " in task.result().headers["x-upstream"] for _, _, task in sent) >= 2
+    finally:
+        await asyncio.to_thread(topology.kill, 1)  # frozen or dead: gone, then started again
+        await asyncio.to_thread(topology.start, 1)
