@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from databases import Database
     from databases import DatabaseURL as _URL
 
-__all__ = ["PostgresConnection", "asyncpg_dsn", "postgres_database"]
+__all__ = ["PostgresConnection", "asyncpg_dsn", "postgres_database", "statement_cache_size"]
 
 #: URL options asyncpg's own `connect` takes as they are (the rest are the pool's).
 _DSN_OPTIONS = ("ssl", "sslmode")
