@@ -7,7 +7,11 @@
     .venv/bin/python benchmarks/run.py --policy-compare    # a platform policy in force vs none
     .venv/bin/python benchmarks/run.py --history-compare   # history kept (100/user) vs off
     .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
+    .venv/bin/python benchmarks/run.py --metrics-compare   # Prometheus metrics on vs off
     .venv/bin/python benchmarks/run.py --tree-compare OTHER/.venv/bin/python  # this code vs other
+    .venv/bin/python benchmarks/run.py --jwt-compare       # GET with a Bearer JWT vs a Token key
+    .venv/bin/python benchmarks/run.py --serve-compare     # `serve` as shipped vs bare, h11, raw
+    .venv/bin/python benchmarks/run.py --pg-compare --database postgresql://...  # vs bare asyncpg
 
 Every app is served by uvicorn (one worker, httptools, uvloop, access log off) on 127.0.0.1 and
 loaded by wrk (`--latency`; the Lua scripts are benchmarks/*.lua).  Each round runs every
@@ -147,13 +151,23 @@ class AppSpec:
     history: int | None = None  # revisions kept per user (None: the host's default, 100)
     streams: int = 0  # idle live-change streams held open (on the GET user) during the load
     python: str = ""  # the interpreter that serves it, and so the code it runs ("": --python)
+    jwt: bool = False  # JWT auth on (serve --jwks-url ...), loaded with Bearer JWTs
+    jwt_verified_cache: int | None = None  # tokens kept once verified (None: the default)
+    # The host started as users start it, `python -m example_host serve --no-access-log` plus
+    # these arguments (None: uvicorn on the app factory, httptools, see uvicorn_command).
+    serve: tuple[str, ...] | None = None
+    bare: str = "bare_app"  # the baseline's module: bare_app (a dict) or bare_pg_app
+    # Prometheus metrics: "" off; "on" (one process); "shared" (a shared directory, as
+    # `serve --workers N` runs them: the worker also writes its figures there every second).
+    metrics: str = ""
 
 
 @dataclass(frozen=True)
 class Ref:
     """A figure: the median over rounds of `metric` for `role` of `scenario` on `app`.
 
-    Metrics: "rps"; "p50", "p90", "p99", "max" in ms; and Ref("disk", "fsync", "", "per_s").
+    Metrics: "rps"; "p50", "p90", "p99", "max" in ms; "cpu_us", the server's CPU microseconds per
+    request; and Ref("disk", "fsync", "", "per_s").
     """
 
     app: str
@@ -428,6 +442,52 @@ def streams_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     return Plan("streams-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
 
 
+def metrics_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """The host serving Prometheus metrics (in one process, and with the shared directory
+    `serve --workers N` gives its workers) against the same host with metrics off (issue 25:
+    at most 5 % of GET and PATCH throughput)."""
+    apps = [
+        host_variant(args, tmp, name, what, metrics=mode)
+        for name, what, mode in (
+            ("metrics", "metrics on", "on"),
+            ("shared", "metrics on, shared directory", "shared"),
+            ("off", "metrics off", ""),
+        )
+    ]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    targets: list[Target] = []
+    for subject in ("metrics", "shared"):
+        pair = (subject, "off")
+        targets += [
+            same(f"GET req/s ({subject})", "get", "get", "rps", pair, ">=", 0.95),
+            same(f"{many} req/s ({subject})", "patch_many_users", "patch", "rps", pair, ">=", 0.95),
+            # 5 % more CPU per request is 5 % fewer requests from a saturated worker.
+            same(f"GET server CPU/request ({subject})", "get", "get", "cpu_us", pair, "<=", 1.05),
+            same(
+                f"{many} server CPU/request ({subject})",
+                "patch_many_users", "patch", "cpu_us", pair, "<=", 1.05,
+            ),  # fmt: skip
+            same(f"GET p99 ({subject})", "get", "get", "p99", pair, "<="),
+            same(f"{many} p99 ({subject})", "patch_many_users", "patch", "p99", pair, "<="),
+        ]
+    return Plan("metrics-compare", apps, [chosen["get"], chosen["patch_many_users"]], targets)
+
+
+def check_metrics(spec: AppSpec, port: int) -> None:
+    """A host with metrics on counted the load: its `/metrics` shows the GETs it answered."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        response = conn.getresponse()
+        text = response.read().decode()
+    finally:
+        conn.close()
+    wanted = 'platform_metadata_requests_total{method="GET",resource="metadata",status_class="2xx"}'
+    if response.status != 200 or wanted not in text:
+        raise Abort(f"{spec.name}: /metrics answered {response.status} without {wanted}")
+
+
 def tree_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     """The host as this tree's code (`--python`) against the same host as another tree's (the
     interpreter of that tree's venv, `--tree-compare`), on fresh SQLite files or on
@@ -452,6 +512,80 @@ def tree_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     ]
     keys = ("get", "patch_many_users", "patch_one_user")
     return Plan("tree-compare", apps, [chosen[k] for k in keys], targets)
+
+
+def jwt_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """GET with a Bearer JWT (RS256, its key cached) on the host with JWT auth on, against
+    GET with a Token key on the host without it; and the same JWT with the verified-token
+    cache off, which checks the signature on every request: verification's own cost."""
+    what = "JWT auth on, Bearer RS256 (key cached)"
+    apps = [
+        host_variant(args, tmp, "jwt", what, jwt=True),
+        host_variant(args, tmp, "verify", what + ", every signature checked", jwt=True,
+                     jwt_verified_cache=0),  # fmt: skip
+        host_variant(args, tmp, "token", "Token key"),
+    ]
+    targets = [
+        same("GET req/s", "get", "get", "rps", ("jwt", "token"), ">=", 0.90),
+        same("GET p99", "get", "get", "p99", ("jwt", "token"), "<="),
+        same("GET req/s", "get", "get", "rps", ("verify", "token"), ">="),
+        same("GET p99", "get", "get", "p99", ("verify", "token"), "<="),
+    ]
+    return Plan("jwt-compare", apps, [scenarios(args)["get"]], targets)
+
+
+def serve_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """`python -m example_host serve --no-access-log` as shipped (bounded httptools) against
+    the bare baseline, beside the same host with `--http h11` and on uvicorn's own httptools
+    (no head bounds): what the default costs."""
+    apps = [
+        AppSpec("baseline", "bare Starlette, benchmarks/bare_app.py", host=False),
+        host_variant(args, tmp, "shipped", "serve as shipped", serve=()),
+        host_variant(args, tmp, "h11", "serve --http h11", serve=("--http", "h11")),
+        host_variant(args, tmp, "raw", "uvicorn --http httptools (no head bounds)"),
+    ]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    targets = []
+    for name, bounds in (("shipped", (0.70, 0.55, 0.55, 2.0)), ("h11", None), ("raw", None)):
+        pair = (name, "baseline")
+        get, spread, one, tail = bounds or (None, None, None, None)
+        targets += [
+            same(f"{name}: GET req/s", "get", "get", "rps", pair, ">=", get),
+            same(f"{name}: {many} req/s", "patch_many_users", "patch", "rps", pair, ">=", spread),
+            same(f"{name}: PATCH 1 user req/s", "patch_one_user", "patch", "rps", pair, ">=", one),
+            same(f"{name}: GET p99", "get", "get", "p99", pair, "<=", tail),
+            same(f"{name}: {many} p99", "patch_many_users", "patch", "p99", pair, "<=", tail),
+            same(f"{name}: PATCH 1 user p99", "patch_one_user", "patch", "p99", pair, "<=", tail),
+        ]
+    keys = ("get", "patch_many_users", "patch_one_user")
+    return Plan("serve-compare", apps, [chosen[k] for k in keys], targets)
+
+
+def pg_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    """`serve` as shipped on PostgreSQL (`--database`) against a bare Starlette + asyncpg
+    route on the same cluster, one statement per request (bare_pg_app.py)."""
+    baseline = AppSpec(
+        "pg_baseline",
+        "bare Starlette + asyncpg, benchmarks/bare_pg_app.py",
+        host=False,
+        database=args.database,
+        bare="bare_pg_app",
+    )
+    apps = [baseline, host_variant(args, tmp, "subject", "serve as shipped", serve=())]
+    chosen = scenarios(args)
+    many = f"PATCH {args.users} users"
+    pair = ("subject", "pg_baseline")
+    targets = [
+        same("GET req/s", "get", "get", "rps", pair, ">=", 0.80),
+        same(f"{many} req/s", "patch_many_users", "patch", "rps", pair, ">=", 0.50),
+        same("PATCH 1 user req/s", "patch_one_user", "patch", "rps", pair, ">=", 0.50),
+        same("GET p99", "get", "get", "p99", pair, "<=", 2.0),
+        same(f"{many} p99", "patch_many_users", "patch", "p99", pair, "<=", 2.0),
+        same("PATCH 1 user p99", "patch_one_user", "patch", "p99", pair, "<=", 2.0),
+    ]
+    keys = ("get", "patch_many_users", "patch_one_user")
+    return Plan("pg-compare", apps, [chosen[k] for k in keys], targets)
 
 
 def hold_streams(args: argparse.Namespace, port: int, token: str, count: int, tmp: Path) -> Server:
@@ -484,10 +618,18 @@ def put_policy(port: int, admin: str) -> None:
 
 
 def build_plan(args: argparse.Namespace, tmp: Path) -> Plan:
+    if args.jwt_compare:
+        return jwt_plan(args, tmp)
+    if args.serve_compare:
+        return serve_plan(args, tmp)
+    if args.pg_compare:
+        return pg_plan(args, tmp)
     if args.tree_compare:
         return tree_plan(args, tmp)
     if args.streams_compare:
         return streams_plan(args, tmp)
+    if args.metrics_compare:
+        return metrics_plan(args, tmp)
     if args.history_compare:
         return history_plan(args, tmp)
     if args.policy_compare:
@@ -548,6 +690,10 @@ class LoadRun:
     writes_applied: int | None = None
     # Requests in flight when wrk stops may land without wrk counting them: one per connection.
     in_flight: int = 0
+    # The server process's CPU (all its threads) per request answered in the measured run, in
+    # microseconds, over every load of the scenario: what an app costs per request, which a
+    # shared machine disturbs far less than req/s (it takes cores from both sides unevenly).
+    cpu_us: float | None = None
 
     @property
     def write_check_failed(self) -> bool:
@@ -565,6 +711,7 @@ class LoadRun:
             "socket_errors": self.result.socket_errors,
             "writes_applied": self.writes_applied,
             "write_check_failed": self.write_check_failed,
+            "server_cpu_us_per_request": None if self.cpu_us is None else round(self.cpu_us, 1),
             **asdict(self.result),
             "warmup": None if self.warmup is None else asdict(self.warmup),
         }
@@ -600,6 +747,8 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ next to bare_app.py
     env.pop("DATABASE_URL", None)
     env.pop("EXAMPLE_HOST_SQLITE_SYNCHRONOUS", None)
+    env.pop("EXAMPLE_HOST_METRICS", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env.update(extra or {})
     return env
 
@@ -697,20 +846,45 @@ def uvicorn_command(python: str, target: list[str], port: int, loop: str = "uvlo
     ]  # fmt: skip
 
 
-def start_server(python: str, spec: AppSpec, cwd: Path, host_loop: str = "uvloop") -> Server:
-    """The bare baseline on uvloop, its fastest; the example host on `host_loop`."""
+def start_server(
+    python: str,
+    spec: AppSpec,
+    cwd: Path,
+    host_loop: str = "uvloop",
+    jwt: dict[str, str] | None = None,
+) -> Server:
+    """The bare baseline on uvloop, its fastest; the example host on `host_loop` (with `jwt`,
+    the issuer's settings, when the spec turns JWT auth on)."""
     if not spec.host:
-        target = ["bare_app:app", "--app-dir", str(HERE)]
-        return Server(spec.name, uvicorn_command(python, target, free_port()), child_env(), cwd)
+        target = [f"{spec.bare}:app", "--app-dir", str(HERE)]
+        env = child_env({"DATABASE_URL": spec.database} if spec.database else None)
+        return Server(spec.name, uvicorn_command(python, target, free_port()), env, cwd)
     target = ["example_host.app:create_app_from_env", "--factory"]
     extra = {"DATABASE_URL": spec.database, "EXAMPLE_HOST_SQLITE_SYNCHRONOUS": spec.synchronous}
     if spec.history is not None:
         extra["EXAMPLE_HOST_HISTORY_PER_USER"] = str(spec.history)
+    if spec.metrics:
+        extra["EXAMPLE_HOST_METRICS"] = "1"
+    if spec.metrics == "shared":
+        directory = cwd / f"{spec.name}-metrics"
+        directory.mkdir(exist_ok=True)
+        extra["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    if spec.jwt:
+        extra.update(jwt or {})
+        if spec.jwt_verified_cache is not None:
+            extra["EXAMPLE_HOST_JWT_VERIFIED_CACHE"] = str(spec.jwt_verified_cache)
     if spec.streams:
         # The idle streams are a few users' own: lift the per-caller and per-platform shares.
         for name in ("MAX_STREAMS", "MAX_STREAMS_PER_IDENTITY", "MAX_STREAMS_PER_PLATFORM"):
             extra[f"EXAMPLE_HOST_EVENTS_{name}"] = str(spec.streams + 10)
     env = child_env(extra)
+    if spec.serve is not None:
+        command = [
+            python, "-m", "example_host", "serve", "--host", "127.0.0.1",
+            "--port", str(free_port()), "--database", spec.database, "--no-access-log",
+            "--loop", host_loop, *spec.serve,
+        ]  # fmt: skip
+        return Server(spec.name, command, env, cwd)
     return Server(spec.name, uvicorn_command(python, target, free_port(), host_loop), env, cwd)
 
 
@@ -731,7 +905,8 @@ def request(
 ) -> tuple[int, bytes, dict[str, str]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        headers = {"Authorization": f"Token {token}"}
+        # A credential with its scheme ("Bearer <JWT>") is sent as it is; a bare key is a Token.
+        headers = {"Authorization": token if " " in token else f"Token {token}"}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -793,9 +968,14 @@ class Users:
     member: str
     many: list[str]
     admin: str = ""
+    # The same users' credentials on apps that take another kind (Bearer JWTs), by app name.
+    per_app: dict[str, Users] = field(default_factory=dict)
 
     def tokens(self, which: str) -> list[str]:
         return [self.member] if which == "member" else self.many
+
+    def of(self, app: str) -> Users:
+        return self.per_app.get(app, self)
 
 
 def wrk_command(
@@ -858,17 +1038,27 @@ def run_scenario(
         role: settled_version_sum(server.port, users.tokens(load.users))
         for role, load in writers.items()
     }
+    cpu_before = process_cpu_seconds(server.process.pid)
     results = run_loads(args, server.port, scenario, users, args.duration)
+    cpu = process_cpu_seconds(server.process.pid) - cpu_before
     server.check_alive()
+    answered = sum(result.requests for result in results.values())
+    cpu_us = cpu / answered * 1e6 if answered else None
     run = Run(scenario.key, server.name, round_no)
     for role, load in scenario.loads.items():
         applied = None
         if role in writers:
             applied = settled_version_sum(server.port, users.tokens(load.users)) - before[role]
         run.loads.append(
-            LoadRun(role, results[role], warmups.get(role), applied, load.connections)
+            LoadRun(role, results[role], warmups.get(role), applied, load.connections, cpu_us)
         )
     return run
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux `/proc/PID/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_run(run: Run) -> None:
@@ -1067,15 +1257,15 @@ def seed(servers: dict[str, Server], plan: Plan, users: Users) -> dict[str, dict
     hosts = {spec.name for spec in plan.apps if spec.host}
     for name, server in servers.items():
         method = "PUT" if name in hosts else "PATCH"
-        for token in [users.member, *users.many]:
+        for token in [users.of(name).member, *users.of(name).many]:
             status, raw, _ = request(server.port, method, token, {"metadata": SEED})
             if status != 200:
                 raise Abort(f"{name}: seeding {method} answered {status}: {raw[:300]!r}")
     body_bytes = {
         name: {
-            "get": check_answer(name, server.port, users.member, "GET", None),
+            "get": check_answer(name, server.port, users.of(name).member, "GET", None),
             "patch": check_answer(
-                name, server.port, users.member, "PATCH", {"metadata": {"k0": 0}}
+                name, server.port, users.of(name).member, "PATCH", {"metadata": {"k0": 0}}
             ),
         }
         for name, server in servers.items()
@@ -1089,10 +1279,11 @@ def start_apps(
     args: argparse.Namespace, plan: Plan, users: Users, tmp: Path, servers: list[Server]
 ) -> dict[str, Server]:
     """Every app's server, answering (the host has created its tables by then)."""
+    jwt = args.issuer.env() if args.issuer else None
     for spec in plan.apps:
-        servers.append(start_server(spec.python or args.python, spec, tmp, args.host_loop))
+        servers.append(start_server(spec.python or args.python, spec, tmp, args.host_loop, jwt))
     for server in servers:
-        server.wait_ready(users.member)
+        server.wait_ready(users.of(server.name).member)
     return {server.name: server for server in servers}
 
 
@@ -1156,7 +1347,7 @@ def run_rounds(
         order = names if round_no % 2 else names[::-1]
         for scenario in plan.scenarios:
             for name in order:
-                run = run_scenario(args, scenario, servers[name], users, round_no)
+                run = run_scenario(args, scenario, servers[name], users.of(name), round_no)
                 runs.append(run)
                 print_run(run)
     return runs, fsyncs
@@ -1168,8 +1359,11 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         versions(args.tree_compare)  # the other tree serves with the same stack, or we stop
     plan = build_plan(args, tmp)
     users = prepare_databases(args, plan, tmp)
+    args.issuer = None
+    if any(spec.jwt for spec in plan.apps):
+        users = bearer_users(args, plan, users)
     started: list[Server] = []
-    with servers_stopped(started):
+    with servers_stopped(started), issuer_stopped(args.issuer):
         servers = start_apps(args, plan, users, tmp, started)
         fills = {spec.name: fill_records(spec) for spec in plan.apps if spec.records}
         for spec in plan.apps:
@@ -1184,7 +1378,10 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         runs, fsyncs = run_rounds(args, plan, servers, users, tmp)
         load_after = os.getloadavg()
         for spec in plan.apps:  # a final check that every app still answers correctly
-            check_answer(spec.name, servers[spec.name].port, users.member, "GET", None)
+            member = users.of(spec.name).member
+            check_answer(spec.name, servers[spec.name].port, member, "GET", None)
+            if spec.metrics:
+                check_metrics(spec, servers[spec.name].port)
         logs = {name: server.log_tail(50) for name, server in servers.items()}
     return {
         "command": [sys.executable, *sys.argv],
@@ -1207,6 +1404,29 @@ def benchmark(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "runs": [run.as_json() for run in runs],
         "server_log_tail": logs,
     }
+
+
+def bearer_users(args: argparse.Namespace, plan: Plan, users: Users) -> Users:
+    """Start the issuer (benchmarks/jwks_issuer.py) and give the JWT apps its tokens for the
+    same users."""
+    from jwks_issuer import Issuer
+
+    args.issuer = Issuer()
+    args.issuer.start()
+    names = [MEMBER, *(f"{MANY_PREFIX}{i:02d}" for i in range(args.users))]
+    bearers = [args.issuer.bearer(name) for name in names]
+    jwt_users = Users(bearers[0], bearers[1:], users.admin)
+    return Users(users.member, users.many, users.admin,
+                 {spec.name: jwt_users for spec in plan.apps if spec.jwt})  # fmt: skip
+
+
+@contextlib.contextmanager
+def issuer_stopped(issuer: Any) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if issuer is not None:
+            issuer.stop()
 
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -1243,6 +1463,9 @@ def samples(runs: Sequence[Run], fsyncs: Sequence[float]) -> dict[Ref, list[floa
             for metric in METRICS:
                 ref = Ref(run.app, run.scenario, load.role, metric)
                 values.setdefault(ref, []).append(load.result.metric(metric))
+            if load.cpu_us is not None:
+                ref = Ref(run.app, run.scenario, load.role, "cpu_us")
+                values.setdefault(ref, []).append(load.cpu_us)
     return values
 
 
@@ -1431,6 +1654,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--streams", type=int, default=1000, help="streams held open by --streams-compare"
     )
     mode.add_argument(
+        "--metrics-compare",
+        action="store_true",
+        help="the host serving Prometheus metrics (one process, and with a shared directory "
+        "as with --workers) vs metrics off (GET, PATCH 64 users)",
+    )
+    mode.add_argument(
+        "--jwt-compare",
+        action="store_true",
+        help="GET with a Bearer JWT (RS256, key cached) on the host with JWT auth on vs GET "
+        "with a Token key on the host without it",
+    )
+    mode.add_argument(
         "--tree-compare",
         metavar="PYTHON",
         help="the host on this tree's code vs on another tree's: that tree's venv interpreter "
@@ -1440,6 +1675,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--scale-compare",
         action="store_true",
         help=f"{SCALE_SMALL:,} vs --records (default {SCALE_LARGE:,}) stored records",
+    )
+    mode.add_argument(
+        "--serve-compare",
+        action="store_true",
+        help="`python -m example_host serve` as shipped vs the bare baseline, beside --http h11 "
+        "and uvicorn's unbounded httptools",
+    )
+    mode.add_argument(
+        "--pg-compare",
+        action="store_true",
+        help="`serve` as shipped on --database (PostgreSQL) vs a bare Starlette + asyncpg route "
+        "on the same cluster (bare_pg_app.py)",
     )
     parser.add_argument("--duration", type=int, default=5, help="seconds per measured run (5)")
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds before each run (2)")
@@ -1508,6 +1755,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--connections must be at least --threads")
     if args.scale_compare and args.records <= SCALE_SMALL:
         parser.error(f"--scale-compare needs --records above {SCALE_SMALL:,}")
+    if args.pg_compare and not (args.database or "").startswith("postgresql://"):
+        parser.error("--pg-compare needs --database postgresql://...")
     if args.database:
         if args.durable_compare or args.scale_compare or args.policy_compare:
             parser.error("the compare modes use their own SQLite files")

@@ -1,9 +1,11 @@
 """The example host's command line (a contract; see docs/example_host.md):
 
 python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
-    [--no-access-log] [--http {h11,httptools}] [--max-header-bytes N]
+    [--no-access-log] [--http {httptools,h11}] [--max-header-bytes N]
     [--timeout-keep-alive SECONDS] [--limit-concurrency N] [--loop {auto,asyncio,uvloop}]
     [--listen-database URL]
+    [--metrics | --no-metrics]
+    [--jwks-url URL --jwt-issuer ISS --jwt-audience AUD [--jwt-algorithms RS256,ES256]]
 python -m example_host add-platform KEY [--database URL]
 python -m example_host add-user USERNAME --platform KEY [--admin] [--database URL]
 python -m example_host add-users --platform KEY FILE [--admin] [--database URL]
@@ -12,6 +14,9 @@ python -m example_host remove-user USERNAME --platform KEY [--database URL]
 python -m example_host revoke-token (TOKEN | --user USERNAME) [--database URL]
 python -m example_host export --platform KEY [--filter JSON] [--database URL]
 python -m example_host import --platform KEY FILE [--database URL]
+python -m example_host backup PATH [--database URL]
+python -m example_host dump FILE [--database URL]
+python -m example_host load FILE [--replace] [--database URL]
 """
 
 from __future__ import annotations
@@ -31,17 +36,22 @@ from databases import DatabaseURL
 from starlette_platform_metadata.events import EventSettings
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
+from . import backup as copies
 from . import commands as user_commands
-from . import transfer
-from .app import EVENTS_ENV, HISTORY_ENV, LISTEN_ENV, MOUNT_PATH
+from . import jwt_auth, transfer
+from .app import EVENTS_ENV, HISTORY_ENV, LISTEN_ENV, METRICS_PATH, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
+from .monitoring import metrics_environment
 from .redact import MASK, redact_message, redact_url
 
 DEMO_PLATFORM = "acme-corp"
 DEMO_MEMBER = "john_doe"
 DEMO_ADMIN = "acme_admin"
 APP_FACTORY = "example_host.app:create_app_from_env"
-HTTP_PARSERS = ("h11", "httptools")
+HTTP_PARSERS = ("httptools", "h11")
+# httptools with the head bounded in size and time (docs/serving.md): as safe as h11, as fast
+# as httptools.
+BOUNDED_HTTPTOOLS = "starlette_platform_metadata.uvicorn_http:BoundedHttpToolsProtocol"
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
@@ -50,7 +60,7 @@ class ServeOptions:
     """What `serve` lets one worker's clients hold, and whether it logs each request (see
     docs/postgresql.md, "Behind a proxy", for what a proxy in front must bound instead)."""
 
-    http: str = "h11"  # the parser that bounds headers; httptools bounds nothing
+    http: str = "httptools"  # bounded either way (BOUNDED_HTTPTOOLS); h11 is the slower
     max_header_bytes: int = 16 * 1024  # request line + headers; h11's own default
     timeout_keep_alive: int = 5  # seconds idle after a response; uvicorn's default
     limit_concurrency: int = 1000  # open connections (idle ones too) per worker, then 503
@@ -59,6 +69,7 @@ class ServeOptions:
     # uvicorn's choice (uvloop when installed); asyncio trades a few percent of a saturated
     # worker's rate for a much shorter latency tail (benchmarks/README.md, "Which event loop").
     loop: str = "auto"
+    metrics: bool | None = None  # None: on when serving on loopback only (monitoring.py)
     # PostgreSQL behind a transaction pooler: the direct URL live changes LISTEN on.
     listen_database: str | None = None
 
@@ -117,9 +128,9 @@ def _parser() -> argparse.ArgumentParser:
         choices=HTTP_PARSERS,
         default=default.http,
         help=(
-            f"HTTP/1.1 parser (default: {default.http}, which caps request headers at "
-            "--max-header-bytes); httptools is faster but enforces no header size limit, so "
-            "use it only behind a proxy that bounds headers"
+            f"HTTP/1.1 parser (default: {default.http}); either caps the request line + "
+            "headers at --max-header-bytes; httptools is about twice as fast and also closes "
+            "connections that send no complete request head within 10 s"
         ),
     )
     serve.add_argument(
@@ -138,7 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=(
             "cap on the request line + headers, checked as they arrive: past it the request "
-            f"gets 400 and the connection closes (default: {default.max_header_bytes}; h11 only)"
+            f"gets 431 (h11: 400) and the connection closes (default: {default.max_header_bytes})"
         ),
     )
     serve.add_argument(
@@ -163,6 +174,15 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     serve.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            f"serve Prometheus metrics at {METRICS_PATH}, without a token (default: on when "
+            "--host is a loopback address, off otherwise)"
+        ),
+    )
+    serve.add_argument(
         "--history-per-user",
         type=int,
         metavar="N",
@@ -171,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
             f"(default: ${HISTORY_ENV}, else {DEFAULT_HISTORY_PER_USER})"
         ),
     )
+    jwt_auth.add_serve_flags(serve)
 
     serve.add_argument(
         "--listen-database",
@@ -197,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     user.add_argument("--admin", action="store_true", help="make the user a tenant admin")
     user_commands.add_parsers(commands, [database])
     transfer.add_parsers(commands, [database])
+    copies.add_parsers(commands, [database])
     return parser
 
 
@@ -264,9 +286,6 @@ def _base_url(host: str, port: int) -> str:
 
 
 def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) -> int:
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
-
     # Worker processes build the app from the environment (uvicorn imports the factory anew).
     os.environ["DATABASE_URL"] = url
     if options.history_per_user is not None:
@@ -274,6 +293,16 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
     if options.listen_database is not None:
         os.environ[LISTEN_ENV] = options.listen_database
     os.environ.setdefault(EVENTS_ENV + "MAX_STREAMS", str(max_streams(options.limit_concurrency)))
+    with metrics_environment(host, workers, options.metrics) as metrics:
+        return _run_server(url, host, port, workers, options, metrics)
+
+
+def _run_server(
+    url: str, host: str, port: int, workers: int, options: ServeOptions, metrics: bool
+) -> int:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
     config = uvicorn.Config(
         APP_FACTORY,
         factory=True,
@@ -281,8 +310,9 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
         port=port,
         workers=workers,
         access_log=options.access_log,
-        http=options.http,
-        h11_max_incomplete_event_size=options.max_header_bytes,  # only h11 reads it
+        http=BOUNDED_HTTPTOOLS if options.http == "httptools" else options.http,
+        # h11's head cap; the bounded httptools protocol reads the same setting.
+        h11_max_incomplete_event_size=options.max_header_bytes,
         timeout_keep_alive=options.timeout_keep_alive,
         limit_concurrency=options.limit_concurrency,
         loop=options.loop,
@@ -324,6 +354,9 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
             print(f"  (with the database's password in place of {MASK})")
         print()
     print(f"Demo web app: open {_base_url(host, port)}/ and sign in with a token.")
+    base = _base_url(host, port)
+    shown = f", metrics {base}{METRICS_PATH}" if metrics else " (metrics off: --metrics)"
+    print(f"Health: {base}/healthz, readiness {base}/readyz{shown}")
     sys.stdout.flush()
     # From here as `uvicorn.run` goes on after binding.
     server = uvicorn.Server(config)
@@ -353,8 +386,6 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         or DatabaseURL(database_url(args.database)).dialect != "postgresql"
     ):
         parser.error("--listen-database needs PostgreSQL: a postgresql:// URL, and --database too")
-    if args.http != "h11" and args.max_header_bytes is not None:
-        parser.error("--max-header-bytes needs --http h11: httptools enforces no header limit")
     return ServeOptions(
         http=args.http,
         max_header_bytes=args.max_header_bytes or ServeOptions.max_header_bytes,
@@ -363,6 +394,7 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         access_log=args.access_log,
         history_per_user=args.history_per_user,
         loop=args.loop,
+        metrics=args.metrics,
         listen_database=args.listen_database,
     )
 
@@ -377,11 +409,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         if args.command == "serve":
+            jwt_auth.export_env(parser, args)
             return _serve(url, args.host, args.port, args.workers, _serve_options(parser, args))
         if args.command in user_commands.COMMANDS:
             return asyncio.run(user_commands.COMMANDS[args.command](url, args))
         if args.command in transfer.COMMANDS:
             return asyncio.run(transfer.COMMANDS[args.command](url, args))
+        if args.command in copies.COMMANDS:
+            return asyncio.run(copies.COMMANDS[args.command](url, args))
         if args.command == "add-platform":
             if not args.key:
                 parser.error("KEY may not be empty")

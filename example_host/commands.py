@@ -6,7 +6,8 @@ python -m example_host remove-user USERNAME --platform KEY [--database URL]
 python -m example_host revoke-token (TOKEN | --user USERNAME) [--database URL]
 
 Each runs on `HostDB`, whose triggers move the generation counter: a running server sees the
-change on its very next request, whatever it had cached.
+change on its next request (PostgreSQL: once the change's NOTIFY arrived), whatever it had
+cached.
 """
 
 from __future__ import annotations

@@ -2,23 +2,22 @@
 
 They live in the same database as the metadata.  SQL is written once, with PostgreSQL's `$1`
 placeholders, which the package's `sql_connection` runs on SQLite too, so the two dialects
-differ only in the DDL of `_DDL`.  The tables come to be as the store's do (`open_tables`):
+differ only in their DDL (schema.py).  The tables come to be as the store's do (`open_tables`):
 created on first use in one transaction, their schema version recorded beside them.
 
 Tokens are stored as the SHA-256 hex digest of the key: a copy of the database hands out no
 working token.  A key carries 160 random bits (`secrets.token_hex(20)`), so an unsalted fast
 hash is enough; a slow password hash would only cost time on every request.
 
-Statements run on the package's kept connections (`sql_connection`, as `DatabaseStore` uses
-them): on SQLite a connection on the event loop for reads and a writer thread for transactions,
-on PostgreSQL a connection from the pool of `databases`.
+Statements run on the package's kept connections (`sql_connection`, as `DatabaseStore` does).
 
 Answers are cached and checked against a generation counter, `example_host_generation`, that
 triggers raise on every change to the host's tables, whoever makes it: this process, another
-worker or host, the CLI, a hand-typed UPDATE.  A request reads the counter once; while it is
-unchanged the cached answers are exact, so a revoked token or a changed membership takes effect
-on the very next request, and metadata writes (the busy table) never invalidate them.  A request
-therefore costs one statement for both auth questions, or three when something changed.
+worker or host, the CLI, a hand-typed UPDATE.  A request knows the counter (SQLite: reads it;
+PostgreSQL: reads it after a NOTIFY from the same trigger, generation.py); while it is unchanged
+the cached answers are exact, so a revoked token or a changed membership takes effect on the
+next request, and metadata writes never invalidate them: both auth questions cost one statement
+on SQLite and none on PostgreSQL, two more after a change.
 """
 
 from __future__ import annotations
@@ -34,9 +33,12 @@ from databases import DatabaseURL
 
 from starlette_platform_metadata import PlatformAccess
 from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection, sql_connection
-from starlette_platform_metadata.stores.sql.schema import open_tables, version_rows
+from starlette_platform_metadata.stores.sql.postgres_connection import PostgresConnection
+from starlette_platform_metadata.stores.sql.schema import open_tables
 
 from . import bulk
+from .generation import GenerationWatch, forgets_generation
+from .schema import DDL, SCHEMA_VERSION
 
 __all__ = [
     "DEFAULT_URL",
@@ -50,80 +52,6 @@ __all__ = [
 ]
 
 DEFAULT_URL = "sqlite:///example_host.db"
-
-#: The host tables' schema version, recorded in `example_host_schema` so that a later release
-#: can migrate in place.
-SCHEMA_VERSION = 1
-_HOST_TABLES = ("platforms", "users", "memberships", "tokens")
-_GENERATION_TABLE = [
-    "CREATE TABLE IF NOT EXISTS example_host_generation ("
-    "id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL)",
-    "INSERT INTO example_host_generation (id, n) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
-]
-# SQLite: a trigger per table and event.  PostgreSQL: one statement-level trigger per table
-# (TRUNCATE included), created only when missing: CREATE OR REPLACE TRIGGER needs PostgreSQL 14
-# and DROP TRIGGER would lock the table against every running worker.
-_BUMP = "UPDATE example_host_generation SET n = n + 1"
-_SQLITE_TRIGGERS = [
-    f"CREATE TRIGGER IF NOT EXISTS example_host_{table}_{event.lower()} "
-    f"AFTER {event} ON {table} BEGIN {_BUMP}; END"
-    for table in _HOST_TABLES
-    for event in ("INSERT", "UPDATE", "DELETE")
-]
-_POSTGRES_TRIGGERS = [
-    "CREATE OR REPLACE FUNCTION example_host_bump() RETURNS trigger LANGUAGE plpgsql AS "
-    f"$$ BEGIN {_BUMP}; RETURN NULL; END $$",
-    *(
-        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'example_host_bump' "
-        f"AND tgrelid = '{table}'::regclass) THEN CREATE TRIGGER example_host_bump "
-        f"AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION example_host_bump(); END IF; END $$"
-        for table in _HOST_TABLES
-    ),
-]
-_DDL = {
-    "sqlite": [
-        "CREATE TABLE IF NOT EXISTS platforms ("
-        "id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, "
-        "created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        "CREATE TABLE IF NOT EXISTS users ("
-        "id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, "
-        "created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        "CREATE TABLE IF NOT EXISTS memberships ("
-        "user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
-        "platform_id INTEGER NOT NULL REFERENCES platforms (id) ON DELETE CASCADE, "
-        "is_admin BOOLEAN NOT NULL DEFAULT FALSE, "
-        "PRIMARY KEY (user_id, platform_id))",
-        "CREATE TABLE IF NOT EXISTS tokens ("
-        "key_hash TEXT PRIMARY KEY, "
-        "user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
-        "created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        *_GENERATION_TABLE,
-        *_SQLITE_TRIGGERS,
-        *version_rows("example_host", SCHEMA_VERSION),
-    ],
-    "postgresql": [
-        "CREATE TABLE IF NOT EXISTS platforms ("
-        "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, key TEXT NOT NULL UNIQUE, "
-        "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        "CREATE TABLE IF NOT EXISTS users ("
-        "id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, username TEXT NOT NULL UNIQUE, "
-        "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        "CREATE TABLE IF NOT EXISTS memberships ("
-        "user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
-        "platform_id BIGINT NOT NULL REFERENCES platforms (id) ON DELETE CASCADE, "
-        "is_admin BOOLEAN NOT NULL DEFAULT FALSE, "
-        "PRIMARY KEY (user_id, platform_id))",
-        "CREATE TABLE IF NOT EXISTS tokens ("
-        "key_hash TEXT PRIMARY KEY, "
-        "user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE, "
-        "created_at TIMESTAMPTZ NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-        *_GENERATION_TABLE,
-        *_POSTGRES_TRIGGERS,
-        *version_rows("example_host", SCHEMA_VERSION),
-    ],
-}
-
 
 # The queries, in PostgreSQL's placeholder style (see the module docstring).
 _USER_BY_TOKEN = (
@@ -179,6 +107,7 @@ _REVOKE_TOKENS_OF = (
     "RETURNING user_id"
 )
 _USER_EXISTS = "SELECT EXISTS (SELECT 1 FROM users WHERE username = $1)"
+_USER_BY_NAME = "SELECT id, username FROM users WHERE username = $1"
 
 
 def new_token() -> str:
@@ -244,13 +173,18 @@ class HostDB(OpensOnFirstUse):
             self.url, busy_timeout=busy_timeout, pragmas=["PRAGMA foreign_keys = ON"]
         )
         self._cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        self.watch: GenerationWatch | None = None
+        if isinstance(self._db, PostgresConnection):
+            self.watch = GenerationWatch(self._read_generation, self._db.dsn(), busy_timeout)
 
     async def _open(self) -> None:
         # A reopened database may be another file whose counter happens to match.
         self._cache.clear()
-        await open_tables(self._db, "example_host", SCHEMA_VERSION, _DDL[self._db.dialect])
+        await open_tables(self._db, "example_host", SCHEMA_VERSION, DDL[self._db.dialect])
 
     async def _close(self) -> None:
+        if self.watch is not None:
+            await self.watch.close()
         await self._db.close()
 
     async def connection(self) -> SQLConnection:
@@ -259,7 +193,14 @@ class HostDB(OpensOnFirstUse):
         return self._db
 
     async def generation(self) -> int:
-        """The host tables' generation counter: it changes with every change to them."""
+        """The host tables' generation counter: it changes with every change to them (on
+        PostgreSQL read only after a change, generation.py)."""
+        if self.watch is not None:
+            await self.ensure_open()
+            return await self.watch.generation()
+        return await self._read_generation()
+
+    async def _read_generation(self) -> int:
         row = await (await self.connection()).fetchrow(_GENERATION)
         assert row is not None  # created with the tables, never deleted
         return int(row[0])
@@ -291,13 +232,24 @@ class HostDB(OpensOnFirstUse):
 
     async def user_for_token(self, key: str, *, generation: int | None = None) -> User | None:
         """The user whose API key is `key`, or `None` (as of `generation`, see `_cached`)."""
-        key_hash = hash_token(key)
 
         async def query(db: SQLConnection) -> User | None:
-            row = await db.fetchrow(_USER_BY_TOKEN, key_hash)
+            row = await db.fetchrow(_USER_BY_TOKEN, hash_token(key))
             return None if row is None else User(row[0], row[1])
 
-        user: User | None = await self._cached(("token", key_hash), generation, query)
+        # Cached by the key itself, which this process holds anyway while it answers: the
+        # hash protects copies of the database, and hashing on every request cost 2-3 us.
+        user: User | None = await self._cached(("token", key), generation, query)
+        return user
+
+    async def user_named(self, username: str, *, generation: int | None = None) -> User | None:
+        """The user `username` (a JWT's `sub`), or `None` (as of `generation`, see `_cached`)."""
+
+        async def query(db: SQLConnection) -> User | None:
+            row = await db.fetchrow(_USER_BY_NAME, username)
+            return None if row is None else User(row[0], row[1])
+
+        user: User | None = await self._cached(("user", username), generation, query)
         return user
 
     async def access(
@@ -332,6 +284,7 @@ class HostDB(OpensOnFirstUse):
         row = await (await self.connection()).fetchrow(_HAS_PLATFORMS)
         return row is not None and bool(row[0])
 
+    @forgets_generation
     async def add_platform(self, key: str) -> bool:
         """Create platform `key`; `False` when it already existed (nothing changes)."""
         row = await (await self.connection()).fetchrow(_ADD_PLATFORM, key)
@@ -347,6 +300,7 @@ class HostDB(OpensOnFirstUse):
         # One user is a batch of one: a single code path writes users (bulk.py).
         return (await self.add_users(platform_key, [(username, admin)]))[0]
 
+    @forgets_generation
     async def add_users(
         self, platform_key: str, users: Sequence[tuple[str, bool]]
     ) -> list[str]:
@@ -405,6 +359,7 @@ class HostDB(OpensOnFirstUse):
         rows = await db.fetch(_SOME_MEMBERS, row[0])
         return row[0], [Membership(r[0], bool(r[1])) for r in rows]
 
+    @forgets_generation
     async def remove_user(self, username: str, platform_key: str) -> None:
         """End `username`'s membership of `platform_key`.  The user, its tokens (for its other
         platforms) and its stored metadata stay.
@@ -420,11 +375,13 @@ class HostDB(OpensOnFirstUse):
             if await tx.fetchrow(_REMOVE_MEMBERSHIP, platform[0], username) is None:
                 raise UnknownUser(username)
 
+    @forgets_generation
     async def revoke_token(self, key: str) -> bool:
         """Delete API key `key`; `False` when no such key exists.  The next request made
         with it gets 401, in every worker (the generation counter moves)."""
         return await (await self.connection()).fetchrow(_REVOKE_TOKEN, hash_token(key)) is not None
 
+    @forgets_generation
     async def revoke_tokens_of(self, username: str) -> int:
         """Delete every API key of `username`, and say how many there were.
 

@@ -1,9 +1,10 @@
 """The demo web app: its page at `/`, its static files under `/demo/static/`, and `GET /demo/me`.
 
 Plain HTML, CSS and JavaScript modules from `web/`, no build step.  The page talks to the
-metadata endpoint like any client, with the token the user signs in with; the one thing the
-endpoint cannot tell it is which platforms the user belongs to, which `GET /demo/me` answers
-from the host's own tables.
+metadata endpoint through the package's TypeScript client (`clients/js`), whose committed
+build `web/client/` links to and `/demo/static/client/` serves, with the token the user signs
+in with; the one thing the endpoint cannot tell it is which platforms the user belongs to,
+which `GET /demo/me` answers from the host's own tables.
 
 Only these routes carry the demo's security headers (a Content-Security-Policy without inline
 script or style, framing refused, among others), their 404 and 405 included: the metadata
@@ -29,9 +30,13 @@ from starlette_platform_metadata.errors import NOT_AUTHENTICATED
 
 from .auth import TokenAuthBackend
 
-__all__ = ["CONTENT_SECURITY_POLICY", "WEB_DIR", "demo_routes"]
+__all__ = ["CLIENT_DIR", "CONTENT_SECURITY_POLICY", "WEB_DIR", "demo_routes"]
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
+#: The JavaScript client's build (`clients/js/dist`): in a checkout `web/client` is a symbolic
+#: link to it, so an editable install serves the committed build with no step of its own; a
+#: wheel or sdist holds the files themselves (pyproject.toml's package data).
+CLIENT_DIR = WEB_DIR / "client"
 
 #: Scripts and styles from this origin only, no inline script, no eval; requests to this origin
 #: only; no plugins, frames or form posts anywhere.
@@ -111,6 +116,9 @@ def demo_routes(
         routes=[
             Route("/", index),
             Route("/demo/me", me),
+            # Its own mount: `StaticFiles` serves no file whose real path is outside its
+            # directory, which the link's files are.
+            Mount("/demo/static/client", app=StaticFiles(directory=CLIENT_DIR), name="client"),
             Mount("/demo/static", app=StaticFiles(directory=WEB_DIR), name="static"),
         ],
         # The errors are answered inside the headers: left to the host app's own handler,

@@ -15,23 +15,27 @@ if TYPE_CHECKING:
     from .app import PlatformMetadataApp
     from .auth import AuthBackend, AuthScheme, Identity, PlatformAccess, token_from_header
     from .changes import DocumentTooLarge, Refusal, SchemaViolation
-    from .errors import AuthenticationFailed
+    from .errors import AuthenticationFailed, AuthUnavailable
     from .events import EventSettings
     from .exceptions import PlatformMetadataError
     from .feed import Committed, OnChange
+    from .health import Health
     from .limits import Limits
     from .listing import ImportRefused
+    from .metrics import Metrics
     from .middleware import PlatformMetadataMiddleware
     from .policy import Policy, PolicyInvalid, PolicyLimits
     from .starlette_auth import StarletteUserBackend, on_auth_error
     from .stores.base import (
         ChangeReader,
+        HealthChecker,
         HistoryReader,
         ManyReader,
         ManyWriter,
         Record,
         RecordLister,
         Revision,
+        SchemaMismatch,
         Store,
         StoreUnavailable,
     )
@@ -43,12 +47,15 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthBackend",
     "AuthScheme",
+    "AuthUnavailable",
     "AuthenticationFailed",
     "ChangeReader",
     "Committed",
     "DatabaseStore",
     "DocumentTooLarge",
     "EventSettings",
+    "Health",
+    "HealthChecker",
     "HistoryReader",
     "Identity",
     "ImportRefused",
@@ -56,6 +63,7 @@ __all__ = [
     "ManyReader",
     "ManyWriter",
     "MemoryStore",
+    "Metrics",
     "OnChange",
     "PlatformAccess",
     "PlatformMetadataApp",
@@ -68,6 +76,7 @@ __all__ = [
     "RecordLister",
     "Refusal",
     "Revision",
+    "SchemaMismatch",
     "SchemaViolation",
     "StarletteUserBackend",
     "Store",
@@ -82,23 +91,27 @@ _HOMES = {
     "app": ("PlatformMetadataApp",),
     "auth": ("AuthBackend", "AuthScheme", "Identity", "PlatformAccess", "token_from_header"),
     "changes": ("DocumentTooLarge", "Refusal", "SchemaViolation"),
-    "errors": ("AuthenticationFailed",),
+    "errors": ("AuthenticationFailed", "AuthUnavailable"),
     "events": ("EventSettings",),
     "exceptions": ("PlatformMetadataError",),
     "feed": ("Committed", "OnChange"),
+    "health": ("Health",),
     "limits": ("Limits",),
     "listing": ("ImportRefused",),
+    "metrics": ("Metrics",),
     "middleware": ("PlatformMetadataMiddleware",),
     "policy": ("Policy", "PolicyInvalid", "PolicyLimits"),
     "starlette_auth": ("StarletteUserBackend", "on_auth_error"),
     "stores.base": (
         "ChangeReader",
+        "HealthChecker",
         "HistoryReader",
         "ManyReader",
         "ManyWriter",
         "Record",
         "RecordLister",
         "Revision",
+        "SchemaMismatch",
         "Store",
         "StoreUnavailable",
     ),

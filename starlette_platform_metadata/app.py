@@ -13,9 +13,12 @@ from . import openapi as _openapi
 from .auth import AuthBackend
 from .events import EventHub, EventSettings
 from .feed import Feed, OnChange
+from .health import Health, Probes
 from .history import DEFAULT_HISTORY_PER_USER, Writer, find_revision, restore_change
+from .instrumented import timed
 from .limits import Limits
 from .listing import export_chunks, import_ndjson
+from .metrics import NO_METRICS, Metrics, Reporter
 from .policies import Policies, PolicySource
 from .policy import PolicyLimits
 from .resource import Resource, Served, Services
@@ -80,6 +83,12 @@ class PlatformMetadataApp:
     `ChangeReader` (all of ours); `events` bounds them (`EventSettings`: open streams per
     process, heartbeat, access re-check).  `app.hub.close_all()` ends every open stream.
     Its `send_timeout` also bounds how long an export's client may take to accept a chunk.
+
+    `health=Health()` serves liveness at `<mount>/healthz` and readiness at `<mount>/readyz`
+    (paths and readiness's store timeout are its fields), without authentication.
+    `metrics` reports requests, 503s, store latencies, streams and more
+    (`prometheus.PrometheusMetrics`, the `metrics` extra; default: nothing, at no cost).
+    docs/monitoring.md describes both.
     """
 
     def __init__(
@@ -94,18 +103,28 @@ class PlatformMetadataApp:
         history_per_user: int = DEFAULT_HISTORY_PER_USER,
         on_change: OnChange | None = None,
         events: EventSettings | None = None,
+        health: Health | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.auth = auth
         self.store = store
         self.limits = limits or Limits()
-        self.policies = Policies(store, policy_limits, policies)
+        self.metrics = metrics = metrics or NO_METRICS
+        if metrics.enabled and isinstance(store, Reporter):
+            store.report_to(metrics)
+        # What every part of the app calls: the store, its operations timed when metrics are on.
+        used = timed(store, metrics)
+        self.policies = Policies(used, policy_limits, policies, metrics=metrics)
         self.feed = Feed()
         if on_change is not None:
             self.feed.subscribe(on_change)
-        self.writer = Writer(store, history_per_user, self.feed)
-        self.hub = EventHub(store, self.feed, events)
-        services = Services(auth, store, self.limits, self.policies, self.writer, self.hub)
-        metadata = Served(MetadataResource(), services)
+        self.writer = Writer(used, history_per_user, self.feed, metrics)
+        self.hub = EventHub(used, self.feed, events, metrics)
+        self.services = services = Services(
+            auth, used, self.limits, self.policies, self.writer, self.hub, metrics
+        )
+        self.probes = None if health is None else Probes(used, health, metrics)
+        metadata = Served(MetadataResource(), services, "metadata")
         self._routes: dict[str, Served] = {"": metadata, "/": metadata}
         resources: tuple[Resource, ...] = (
             PolicyResource(),
@@ -115,7 +134,8 @@ class PlatformMetadataApp:
             UsersResource(),
         )
         for name, resource in zip(RESOURCES, resources, strict=True):
-            self._routes[f"/{name}"] = self._routes[f"/{name}/"] = Served(resource, services)
+            served = Served(resource, services, name)
+            self._routes[f"/{name}"] = self._routes[f"/{name}/"] = served
         self.openapi = (
             _openapi.build(self.limits, services.auth_scheme, self.policies.limits)
             if openapi
@@ -134,6 +154,8 @@ class PlatformMetadataApp:
             await endpoint(scope, receive, send)
         elif path == "/openapi.json" and self.openapi is not None:
             await self._openapi(scope, receive, send, self.openapi)
+        elif path is not None and self.probes is not None and self.probes.route(path):
+            await self.probes(scope, receive, send, path)
         else:
             await error_response(errors.not_found())(scope, receive, send)
 

@@ -14,23 +14,25 @@ import asyncio
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from starlette.requests import HTTPConnection
 
 from . import errors
-from .errors import TOKEN_CHALLENGE, AuthenticationFailed
+from .errors import TOKEN_CHALLENGE, AuthenticationFailed, AuthUnavailable
 
 __all__ = [
     "TOKEN_SECURITY_SCHEMES",
     "AuthBackend",
     "AuthScheme",
+    "AuthUnavailable",
     "AuthenticationFailed",
     "Identity",
     "MemberLister",
     "PlatformAccess",
     "members_of",
     "token_from_header",
+    "valid_challenge",
 ]
 
 
@@ -80,6 +82,12 @@ TOKEN_SECURITY_SCHEMES: Mapping[str, Mapping[str, Any]] = {
 _CHALLENGE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: [\x20-\x7e]*)?")
 
 
+def valid_challenge(challenge: object) -> TypeGuard[str]:
+    """Whether `challenge` may be sent as a `WWW-Authenticate` value: an auth scheme,
+    optionally with parameters, in visible ASCII (no line break can ride along)."""
+    return isinstance(challenge, str) and _CHALLENGE.fullmatch(challenge) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class AuthScheme:
     """How a backend's callers authenticate, as the 401s and the OpenAPI document say it.
@@ -104,7 +112,7 @@ class AuthScheme:
                 security schemes are not a mapping.
         """
         challenge = getattr(backend, "www_authenticate", TOKEN_CHALLENGE)
-        if not isinstance(challenge, str) or not _CHALLENGE.fullmatch(challenge):
+        if not valid_challenge(challenge):
             raise ValueError(
                 f"www_authenticate must be an auth scheme, optionally with parameters "
                 f"(e.g. 'Bearer' or 'Bearer realm=\"api\"'), not {challenge!r}"

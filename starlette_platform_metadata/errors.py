@@ -59,7 +59,27 @@ TOO_MANY_STREAMS = "Too many open event streams. Try again shortly."
 TOO_MANY_STREAMS_OF_YOURS = "You have too many open event streams. Close one and try again."
 TOO_MANY_PLATFORM_STREAMS = "Too many open event streams on this platform. Try again later."
 STORE_UNAVAILABLE = "The metadata store is busy or unavailable. Try again shortly."
+# The ready auth backends (jwt_auth.py, drf_auth.py).  DRF's own words for an inactive user.
+USER_INACTIVE = "User inactive or deleted."
+TOKEN_EXPIRED = "Token has expired."
+TOKEN_NOT_YET_VALID = "Token is not yet valid."
+TOKEN_WRONG_ISSUER = "Token has the wrong issuer."
+TOKEN_WRONG_AUDIENCE = "Token has the wrong audience."
+TOKEN_MISSING_CLAIM = 'Token has no "{}" claim.'
+TOKEN_BAD_CLAIM = 'Token has an invalid "{}" claim.'
+TOKEN_MALFORMED = "Token is malformed."
+TOKEN_ALGORITHM_REFUSED = "Token is signed with an algorithm that is not allowed."
+TOKEN_UNKNOWN_KEY = "Token is signed with an unknown key."
+TOKEN_BAD_SIGNATURE = "Token signature is invalid."
+KEYS_UNAVAILABLE = (
+    "The token signing keys cannot be fetched and none are cached. Try again shortly."
+)
 SERVER_ERROR = "A server error occurred."
+# The answers of the HTTP protocol itself (uvicorn_http.py), before any request reaches an app:
+# ready bytes, since no app renders them.
+HEAD_TOO_LARGE = b'{"detail":"Request line and headers too large."}'
+HEAD_TIMEOUT = b'{"detail":"Request headers not received in time."}'
+MALFORMED_REQUEST = b'{"detail":"Invalid HTTP request received."}'
 
 #: DRF's challenge: the `WWW-Authenticate` of every 401 unless the `AuthBackend` names its own.
 TOKEN_CHALLENGE = "Token"
@@ -73,24 +93,45 @@ DUPLICATE_USERNAME = "username: also given on line {}."
 
 
 class ApiError(PlatformMetadataError):
-    """A refused request: a status, a JSON body and optional extra headers."""
+    """A refused request: a status, a JSON body and optional extra headers.
+
+    `reason` names why a 503 was answered (`UNAVAILABLE_REASONS`), for metrics and logs."""
 
     def __init__(
-        self, status_code: int, body: Any, headers: Mapping[str, str] | None = None
+        self,
+        status_code: int,
+        body: Any,
+        headers: Mapping[str, str] | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(status_code, body)
         self.status_code = status_code
         self.body = body
         self.headers = dict(headers or {})
+        self.reason = reason
 
 
 class AuthenticationFailed(PlatformMetadataError):
     """Raised by an `AuthBackend` for credentials that are present but wrong.
 
-    `detail` is sent to the client as `{"detail": ...}` with status 401.
+    `detail` is sent to the client as `{"detail": ...}` with status 401.  `challenge`, when
+    given, is that 401's `WWW-Authenticate` instead of the backend's own: a backend that
+    speaks two schemes answers a bad Bearer token with a Bearer challenge (RFC 6750's
+    `error="invalid_token"`) while a request without credentials keeps the backend's.
     """
 
-    def __init__(self, detail: str = INVALID_TOKEN) -> None:
+    def __init__(self, detail: str = INVALID_TOKEN, challenge: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.challenge = challenge
+
+
+class AuthUnavailable(PlatformMetadataError):
+    """Raised by an `AuthBackend` that cannot check credentials now (its key server is down
+    and it holds no key): the endpoint answers 503 with `detail` and `Retry-After`, not 401,
+    so a client retries instead of discarding a good token."""
+
+    def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
@@ -99,65 +140,11 @@ RETRY_AFTER_SECONDS = 1
 # A caller's or a platform's own streams free up only when some of them close: a client
 # told to come back in a second would only be refused again.
 STREAM_QUOTA_RETRY_AFTER_SECONDS = 10
+# A key server that is down is asked again at most this often (jwks.py): a sooner retry
+# would only be refused again.
+AUTH_RETRY_AFTER_SECONDS = 5
 
 
-
-# --- a policy PUT (EXTENSIONS.md section 1), and a document its schema refuses -----------
-
-#: The only dialect a policy schema may declare in `$schema` (with or without a trailing `#`).
-DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
-
-# DRF's wording (ListField, CharField, Serializer), so a client of the original service reads
-# the same sentences.
-NO_DATA = "No data provided"
-NOT_A_DICT = "Invalid data. Expected a dictionary, but got {}."
-NULL = "This field may not be null."
-NOT_A_LIST = 'Expected a list of items but got type "{}".'
-TOO_MANY_ENTRIES = "Ensure this field has no more than {} elements."
-NOT_A_STRING = "Not a valid string."
-BLANK = "This field may not be blank."
-TOO_LONG = "Ensure this field has no more than {} characters."
-# A body that is not strict JSON (400 `{"detail": "JSON parse error - ..."}`): DRF's wording
-# where it has one (rest_framework.utils.json.strict_constant), ours for the rest.
-OUT_OF_RANGE_FLOAT = "Out of range float values are not JSON compliant: {}"
-INTEGER_OUT_OF_RANGE = "Integer out of the 64-bit signed range"
-DUPLICATE_KEY = "Duplicate key {} in object"
-TOO_DEEP = "Nesting deeper than the limit of {} levels"
-NUL_CHARACTER = "The NUL character (\\u0000) is not allowed"
-LONE_SURROGATE = "Lone surrogate characters are not allowed"
-NOT_A_DICT_OF_ITEMS = 'Expected a dictionary of items but got type "{}".'
-TOO_MANY_KEYS = "Ensure this field has no more than {} keys."
-# Our wording: DRF's DictField has no rule on keys.
-BAD_KEY = "Keys must be non-empty strings of at most {} characters."
-# Our wording, where DRF has none.
-OVERLAP = "Keys matched by both protected_keys and private_keys: {}."
-SCHEMA_NOT_A_SCHEMA = 'Expected a JSON Schema (an object or a boolean) but got type "{}".'
-SCHEMA_NOT_JSON = "Value must be valid JSON."
-SCHEMA_TOO_LARGE = "Ensure the schema has no more than {} bytes as compact JSON."
-SCHEMA_TOO_DEEP = "Ensure the schema nests no deeper than {} levels."
-SCHEMA_DIALECT = (
-    f'Only JSON Schema draft 2020-12 is supported: "$schema" must be "{DRAFT_2020_12}".'
-)
-SCHEMA_TOO_MANY_PATTERNS = "Ensure the schema has no more than {} regular expressions."
-SCHEMA_TOO_COMPLEX = (
-    "The schema is too complex: with every $ref expanded it weighs more than {}"
-    " (one per subschema, one per 64 bytes of keyword values)."
-)
-SCHEMA_TOO_COMPLEX_ELEMENTS = (
-    "The schema is too complex: the subschemas applying to every item of an array or member"
-    " of an object weigh more than {} with every $ref expanded."
-)
-SCHEMA_UNRESOLVABLE = (
-    "$ref {} does not resolve inside the schema; nothing is ever fetched from elsewhere."
-)
-SCHEMA_BAD_REGEX = (
-    " (patterns use a linear-time engine: no look-around or back-references, and at most {}"
-    " bytes once compiled)"
-)
-DOCUMENT_TOO_COSTLY = (
-    "/: the document does not satisfy the schema; it is too large to list where in the time"
-    " allowed."
-)
 
 def not_authenticated(challenge: str = TOKEN_CHALLENGE) -> ApiError:
     return ApiError(401, {"detail": NOT_AUTHENTICATED}, {"WWW-Authenticate": challenge})
@@ -165,6 +152,11 @@ def not_authenticated(challenge: str = TOKEN_CHALLENGE) -> ApiError:
 
 def authentication_failed(detail: str, challenge: str = TOKEN_CHALLENGE) -> ApiError:
     return ApiError(401, {"detail": detail}, {"WWW-Authenticate": challenge})
+
+
+def auth_unavailable(detail: str) -> ApiError:
+    """503: the auth backend cannot check credentials now (`AuthUnavailable`)."""
+    return ApiError(503, {"detail": detail}, {"Retry-After": str(AUTH_RETRY_AFTER_SECONDS)})
 
 
 def method_not_allowed(method: str, allow: str) -> ApiError:
@@ -325,18 +317,72 @@ def precondition_failed(reason: str, etag: str) -> ApiError:
     return ApiError(412, {"detail": PRECONDITION_DETAILS[reason]}, {"ETag": etag})
 
 
+# Every reason a 503 is answered for: the label of the unavailable-responses metric, and
+# readiness's `reason` (docs/monitoring.md has a runbook for each).
+STORE_UNAVAILABLE_REASON = "store_unavailable"
+TOO_MANY_STREAMS_REASON = "too_many_streams"
+SHUTTING_DOWN_REASON = "shutting_down"
+STORE_TIMEOUT_REASON = "store_timeout"
+SCHEMA_NEWER_REASON = "schema_newer"
+SCHEMA_OLDER_REASON = "schema_older"
+SCHEMA_MISSING_REASON = "schema_missing"
+STORE_ERROR_REASON = "store_error"
+
+#: Readiness's detail, by the reason it is not ready (`{found}` and `{expected}`: schema
+#: versions; `{timeout}`: seconds).
+NOT_READY_DETAILS = {
+    STORE_UNAVAILABLE_REASON: "The metadata store is busy or unreachable.",
+    STORE_TIMEOUT_REASON: "The metadata store did not answer within {timeout} s.",
+    SCHEMA_NEWER_REASON: (
+        "The metadata tables are schema version {found}, newer than this release's"
+        " {expected}: a newer release has migrated them."
+    ),
+    SCHEMA_OLDER_REASON: (
+        "The metadata tables are schema version {found}, older than this release's"
+        " {expected}."
+    ),
+    SCHEMA_MISSING_REASON: "The metadata tables, or their schema version, are missing.",
+    STORE_ERROR_REASON: "The metadata store failed its check; the server's log says why.",
+}
+
+#: Every reason of a 503 the package answers, the API's and readiness's.
+UNAVAILABLE_REASONS = (
+    STORE_UNAVAILABLE_REASON,
+    TOO_MANY_STREAMS_REASON,
+    SHUTTING_DOWN_REASON,
+    *(reason for reason in NOT_READY_DETAILS if reason != STORE_UNAVAILABLE_REASON),
+)
+
+#: The bodies of liveness and readiness: nothing of any tenant.
+ALIVE = {"status": "ok"}
+READY = {"status": "ready"}
+
+
 def service_unavailable() -> ApiError:
     return ApiError(
         503,
         {"detail": STORE_UNAVAILABLE},
         {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        reason=STORE_UNAVAILABLE_REASON,
     )
 
 
-def too_many_streams() -> ApiError:
+def too_many_streams(shutting_down: bool = False) -> ApiError:
+    """503: the process's `max_streams` are open, or it is shutting down (the same answer;
+    the reason tells them apart in metrics)."""
     return ApiError(
-        503, {"detail": TOO_MANY_STREAMS}, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        503,
+        {"detail": TOO_MANY_STREAMS},
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        reason=SHUTTING_DOWN_REASON if shutting_down else TOO_MANY_STREAMS_REASON,
     )
+
+
+def not_ready(reason: str, **values: object) -> ApiError:
+    """503 of readiness: `{"status": "unavailable", "reason": ..., "detail": ...}`."""
+    detail = NOT_READY_DETAILS[reason].format(**values)
+    body = {"status": "unavailable", "reason": reason, "detail": detail}
+    return ApiError(503, body, {"Cache-Control": "no-store"}, reason=reason)
 
 
 def stream_quota(bound: str) -> ApiError:

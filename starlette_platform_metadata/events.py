@@ -27,6 +27,7 @@ from types import FrameType
 from typing import Any, Literal
 
 from .feed import Committed, Feed
+from .metrics import NO_METRICS, Metrics
 from .stores.base import ChangeReader, Revision, Store
 
 __all__ = ["EventHub", "EventSettings", "Subscription", "TooManyStreams"]
@@ -122,9 +123,16 @@ class Subscription:
 class EventHub:
     """Fans committed changes out to this process's open streams."""
 
-    def __init__(self, store: Store, feed: Feed, settings: EventSettings | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        feed: Feed,
+        settings: EventSettings | None = None,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
         self.store = store
         self.settings = settings or EventSettings()
+        self.metrics = metrics  # streams opened, closed, refused
         self._subscriptions: dict[str, set[Subscription]] = {}
         # The same subscriptions by whose changes they take: (platform, username or None).  A
         # change is handed to its user's streams and the platform's, never offered to all.
@@ -163,12 +171,18 @@ class EventHub:
         store = self.store
         assert isinstance(store, ChangeReader)
         settings = self.settings
-        if self.shutting_down or self.open_streams >= settings.max_streams:
+        if self.shutting_down:
+            self.metrics.stream_refused("shutting_down")
+            raise TooManyStreams("process")
+        if self.open_streams >= settings.max_streams:
+            self.metrics.stream_refused("process")
             raise TooManyStreams("process")
         if owner is not None:
             if self._by_owner[owner] >= settings.max_streams_per_identity:
+                self.metrics.stream_refused("identity")
                 raise TooManyStreams("identity")
             if self._owned_by_platform[platform_key] >= settings.max_streams_per_platform:
+                self.metrics.stream_refused("platform")
                 raise TooManyStreams("platform")
             # Counted before the first await below, so that concurrent opens see each other.
             self._by_owner[owner] += 1
@@ -189,6 +203,7 @@ class EventHub:
         subscription = Subscription(platform_key, username, self.settings.max_queued, owner)
         self._subscriptions.setdefault(platform_key, set()).add(subscription)
         self._by_target.setdefault((platform_key, username), set()).add(subscription)
+        self.metrics.stream_opened()
         self._start()
         return subscription
 
@@ -211,6 +226,7 @@ class EventHub:
         if subscriptions is None or subscription not in subscriptions:
             return
         subscriptions.discard(subscription)
+        self.metrics.stream_closed()
         self._release(subscription.owner, platform)
         target = (platform, subscription.username)
         same_target = self._by_target.get(target)

@@ -14,6 +14,7 @@ from typing import Any
 from . import changes
 from .conditional import Conditions
 from .feed import Committed, Feed
+from .metrics import NO_METRICS, Metrics
 from .policy import Policy
 from .stores.base import (
     Change,
@@ -84,25 +85,44 @@ class Writer:
         store: where records live.
         keep: revisions kept per user (0: history off).
         feed: told of every committed change.
+        metrics: told of every committed write whose retention dropped old revisions.
     """
 
-    def __init__(self, store: Store, keep: int, feed: Feed) -> None:
+    def __init__(
+        self, store: Store, keep: int, feed: Feed, metrics: Metrics = NO_METRICS
+    ) -> None:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
             raise ValueError(f"history_per_user must be an integer >= 0, not {keep!r}")
         self.store = store
         self.keep = keep if isinstance(store, HistoryReader) else 0
         self.feed = feed
+        # Only when it reports anything (and history is on): a write then decides once more
+        # whether it trims.
+        self.metrics = metrics if metrics.enabled and self.keep else None
 
     async def write(
         self, platform_key: str, username: str, change: Change, *, purge: bool = False
     ) -> Record:
         """Run `change` in the store with history; refusals propagate (nothing stored)."""
         recorded = changes.with_history(change, self.keep, purge=purge)
+        trims: list[bool] | None = None
+        if self.metrics is not None:
+            trims = []
+            recorded = _counting_trims(recorded, trims)
         if not self.feed.active:
             record = await self.store.update(platform_key, username, recorded)
             if self.feed.watched:
                 self.feed.committed(platform_key)
-            return record
+        else:
+            record = await self._write_published(platform_key, username, recorded)
+        if trims and trims[-1] and self.metrics is not None:
+            self.metrics.history_trimmed()
+        return record
+
+    async def _write_published(
+        self, platform_key: str, username: str, recorded: Change
+    ) -> Record:
+        """`store.update`, then the change published to the feed's subscribers."""
         # The store keeps the result of the last call of the change (it may call it again
         # after losing a race): that is the write to publish.
         last: list[tuple[Record, Write | None]] = []
@@ -131,8 +151,12 @@ class Writer:
         # The result of each change's last call is what the store kept (see `write`).
         last: dict[str, tuple[Record, Write | None]] = {}
 
+        trims: dict[str, list[bool]] = {}
+
         def kept(username: str, change: Change) -> Change:
             recorded = changes.with_history(change, self.keep)
+            if self.metrics is not None:
+                recorded = _counting_trims(recorded, trims.setdefault(username, []))
 
             def run(current: Record) -> Write | None:
                 write = recorded(current)
@@ -144,6 +168,10 @@ class Writer:
         records = await store.update_many(
             platform_key, [(username, kept(username, change)) for username, change in updates]
         )
+        if self.metrics is not None:
+            for decided in trims.values():
+                if decided and decided[-1]:
+                    self.metrics.history_trimmed()
         if self.feed.watched:
             self.feed.committed(platform_key)
         if self.feed.active:
@@ -169,3 +197,21 @@ class Writer:
                 record.metadata_json if record.exists else "{}",
             )
         )
+
+
+def _counting_trims(change: Change, trims: list[bool]) -> Change:
+    """`change`, noting in `trims` whether each write it decides drops old revisions (the
+    store keeps the last call's: the last entry counts)."""
+
+    def counted(current: Record) -> Write | None:
+        write = change(current)
+        revision = None if write is None else write.revision
+        trims.append(
+            revision is not None
+            and write is not None
+            and write.record.version != current.version
+            and revision.version > write.keep_revisions
+        )
+        return write
+
+    return counted

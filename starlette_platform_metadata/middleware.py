@@ -14,8 +14,10 @@ from .app import RESOURCES, PlatformMetadataApp, route_path
 from .auth import AuthBackend
 from .events import EventSettings
 from .feed import OnChange
+from .health import Health, Probes
 from .history import DEFAULT_HISTORY_PER_USER
 from .limits import Limits
+from .metrics import Metrics
 from .policies import PolicySource
 from .policy import PolicyLimits
 from .stores.base import Store
@@ -49,6 +51,9 @@ class PlatformMetadataMiddleware:
     `CORS_DEFAULTS`) for the endpoint's paths, so that browser preflights, which carry no
     credentials, are answered before authentication, wherever this middleware sits among
     the host's.  Without it, a `CORSMiddleware` must run outside this one.
+
+    `health=Health()`: liveness at `/healthz` and readiness at `/readyz`, paths of the whole
+    site (`Health`'s fields), without authentication.  `metrics`: as the app's.
     """
 
     def __init__(
@@ -66,6 +71,8 @@ class PlatformMetadataMiddleware:
         history_per_user: int = DEFAULT_HISTORY_PER_USER,
         on_change: OnChange | None = None,
         events: EventSettings | None = None,
+        health: Health | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.path = "/" + path.strip("/")
@@ -85,6 +92,13 @@ class PlatformMetadataMiddleware:
             history_per_user=history_per_user,
             on_change=on_change,
             events=events,
+            metrics=metrics,
+        )
+        # Paths of the whole site, not below `path`: answered here, not by the app.
+        self._probes = (
+            None
+            if health is None
+            else Probes(self.metadata_app.services.store, health, self.metadata_app.metrics)
         )
         self._endpoint: ASGIApp = (
             self.metadata_app
@@ -102,6 +116,9 @@ class PlatformMetadataMiddleware:
                     self._check_preflight(scope)
                 root_path = scope.get("root_path", "") + self.path
                 await self._endpoint({**scope, "root_path": root_path}, receive, send)
+                return
+            if self._probes is not None and path is not None and self._probes.route(path):
+                await self._probes(scope, receive, send, path)
                 return
         await self.app(scope, receive, send)
 

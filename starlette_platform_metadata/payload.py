@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import Receive
 
 from . import errors
+from . import field_errors
 from .jsonvalues import within_depth
 from .limits import Limits
 
@@ -71,13 +72,13 @@ class ClientDisconnected(Exception):
 
 def _reject_constant(name: str) -> Any:
     # DRF's wording (rest_framework.utils.json.strict_constant).
-    raise ValueError(errors.OUT_OF_RANGE_FLOAT.format(repr(name)))
+    raise ValueError(field_errors.OUT_OF_RANGE_FLOAT.format(repr(name)))
 
 
 def _parse_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise ValueError(errors.OUT_OF_RANGE_FLOAT.format(repr(text)))
+        raise ValueError(field_errors.OUT_OF_RANGE_FLOAT.format(repr(text)))
     return value
 
 
@@ -85,10 +86,10 @@ def _parse_int(text: str) -> int:
     # 20 characters hold any signed 64-bit integer; refusing longer text first keeps
     # 5,000-digit integers from costing a quadratic conversion.
     if len(text) > 20:
-        raise ValueError(errors.INTEGER_OUT_OF_RANGE)
+        raise ValueError(field_errors.INTEGER_OUT_OF_RANGE)
     value = int(text)
     if not INT64_MIN <= value <= INT64_MAX:
-        raise ValueError(errors.INTEGER_OUT_OF_RANGE)
+        raise ValueError(field_errors.INTEGER_OUT_OF_RANGE)
     return value
 
 
@@ -98,7 +99,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(errors.DUPLICATE_KEY.format(repr(key)))
+                raise ValueError(field_errors.DUPLICATE_KEY.format(repr(key)))
             seen.add(key)
     return result
 
@@ -131,19 +132,19 @@ def parse_json(body: bytes, max_depth: int) -> Any:
         raise errors.parse_error(_too_deep(max_depth))
     if "\\u0000" in text and _NUL_ESCAPE.search(text):
         # PostgreSQL cannot store U+0000 in text or JSON, so no store accepts it.
-        raise errors.parse_error(errors.NUL_CHARACTER)
+        raise errors.parse_error(field_errors.NUL_CHARACTER)
     if _SURROGATE_ESCAPE.search(text):
         # The decoder joins valid pairs into one character, so anything that still fails
         # to encode is a lone surrogate, which no database can store as UTF-8.
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            raise errors.parse_error(errors.LONE_SURROGATE) from None
+            raise errors.parse_error(field_errors.LONE_SURROGATE) from None
     return value
 
 
 def _too_deep(max_depth: int) -> str:
-    return errors.TOO_DEEP.format(max_depth)
+    return field_errors.TOO_DEEP.format(max_depth)
 
 
 def _type_name(value: Any) -> str:
@@ -152,43 +153,43 @@ def _type_name(value: Any) -> str:
 
 def require_object(data: Any) -> dict[str, Any]:
     if data is None:
-        raise errors.validation_error({"non_field_errors": [errors.NO_DATA]})
+        raise errors.validation_error({"non_field_errors": [field_errors.NO_DATA]})
     if not isinstance(data, dict):
-        message = errors.NOT_A_DICT.format(_type_name(data))
+        message = field_errors.NOT_A_DICT.format(_type_name(data))
         raise errors.validation_error({"non_field_errors": [message]})
     return data
 
 
 def _metadata_errors(value: Any, limits: Limits) -> list[str]:
     if value is None:
-        return [errors.NULL]
+        return [field_errors.NULL]
     if not isinstance(value, dict):
-        return [errors.NOT_A_DICT_OF_ITEMS.format(_type_name(value))]
+        return [field_errors.NOT_A_DICT_OF_ITEMS.format(_type_name(value))]
     if len(value) > limits.max_keys:
-        return [errors.TOO_MANY_KEYS.format(limits.max_keys)]
+        return [field_errors.TOO_MANY_KEYS.format(limits.max_keys)]
     for key in value:
         if not key or len(key) > limits.max_key_length:
-            return [errors.BAD_KEY.format(limits.max_key_length)]
+            return [field_errors.BAD_KEY.format(limits.max_key_length)]
     return []
 
 
 def _delete_keys_errors(value: Any, limits: Limits) -> list[str] | dict[str, list[str]]:
     if value is None:
-        return [errors.NULL]
+        return [field_errors.NULL]
     if not isinstance(value, list):
-        return [errors.NOT_A_LIST.format(_type_name(value))]
+        return [field_errors.NOT_A_LIST.format(_type_name(value))]
     if len(value) > limits.max_delete_keys:
-        return [errors.TOO_MANY_ENTRIES.format(limits.max_delete_keys)]
+        return [field_errors.TOO_MANY_ENTRIES.format(limits.max_delete_keys)]
     item_errors: dict[str, list[str]] = {}
     for index, item in enumerate(value):
         if item is None:
-            item_errors[str(index)] = [errors.NULL]
+            item_errors[str(index)] = [field_errors.NULL]
         elif not isinstance(item, str):
-            item_errors[str(index)] = [errors.NOT_A_STRING]
+            item_errors[str(index)] = [field_errors.NOT_A_STRING]
         elif not item:
-            item_errors[str(index)] = [errors.BLANK]
+            item_errors[str(index)] = [field_errors.BLANK]
         elif len(item) > limits.max_key_length:
-            item_errors[str(index)] = [errors.TOO_LONG.format(limits.max_key_length)]
+            item_errors[str(index)] = [field_errors.TOO_LONG.format(limits.max_key_length)]
     return item_errors
 
 

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, TypeAlias, cast
 
 from .jsontext import dump
+from .metrics import NO_METRICS, Metrics
 from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, PolicyLimits, parse_policy
 from .stores.base import EMPTY, POLICY_USERNAME, ManyReader, Record, RecordLister, Store
 
@@ -92,8 +93,11 @@ class Policies:
         limits: PolicyLimits | None = None,
         fixed: PolicySource | None = None,
         cache_size: int = 256,
+        *,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.store = store
+        self.metrics = metrics  # told of each compilation
         self._many = isinstance(store, ManyReader)  # once: a Protocol check is slow per request
         self.limits = limits or PolicyLimits()
         self._cache: OrderedDict[tuple[str, int, datetime | None], Policy] = OrderedDict()
@@ -122,6 +126,7 @@ class Policies:
             self._fixed_texts.move_to_end(text)
             return known
         policy = parse_policy(dict(value), self.limits)
+        self.metrics.policy_compiled()
         self._fixed_texts[text] = policy
         if len(self._fixed_texts) > self._cache_size:
             self._fixed_texts.popitem(last=False)
@@ -176,6 +181,7 @@ class Policies:
                 f"The stored policy of platform {platform_key!r} is invalid under the current "
                 f"PolicyLimits: {exc.errors}"
             ) from None
+        self.metrics.policy_compiled()
         self._cache[key] = policy
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -18,8 +18,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import Receive
 
 from . import conditional, errors
-from .auth import AuthBackend, AuthScheme, Identity
-from .errors import AuthenticationFailed
+from .auth import AuthBackend, AuthScheme, Identity, valid_challenge
+from .errors import AuthenticationFailed, AuthUnavailable
 from .limits import Limits
 from .payload import parse_json, read_body
 from .stores.base import POLICY_USERNAME
@@ -153,11 +153,15 @@ class Query:
 
 
 async def authenticate(auth: AuthBackend, scheme: AuthScheme, conn: HTTPConnection) -> Identity:
-    """The caller, or the contract's 401 (with the scheme's challenge)."""
+    """The caller, or the contract's 401 (with the scheme's challenge, or the one the
+    backend's `AuthenticationFailed` names), or 503 when the backend cannot check now."""
     try:
         identity = await auth.authenticate(conn)
     except AuthenticationFailed as exc:
-        raise errors.authentication_failed(exc.detail, scheme.challenge) from None
+        challenge = exc.challenge if valid_challenge(exc.challenge) else scheme.challenge
+        raise errors.authentication_failed(exc.detail, challenge) from None
+    except AuthUnavailable as exc:
+        raise errors.auth_unavailable(exc.detail) from None
     if identity is None:
         raise errors.not_authenticated(scheme.challenge)
     return identity

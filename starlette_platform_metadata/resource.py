@@ -3,7 +3,7 @@
 A resource is a plain class: `allow` (its methods, in DRF's order), `options` (its OPTIONS
 body), `query_names` (the parameters it reads) and one async handler per method (`get`,
 `put`, `patch`, `delete`, `post`; HEAD runs `get`), each taking a `Request` and answering an
-`Answer`.  `Served(resource, services)` is its ASGI app: authentication first, then the
+`Answer`.  `Served(resource, services, name)` is its ASGI app: authentication first, then the
 method (a 401 before a 405, as DRF), OPTIONS, the handler, and every refusal rendered as the
 contract's JSON error in one place, as Starlette's `HTTPEndpoint` dispatches and derives
 `Allow` itself.
@@ -12,6 +12,7 @@ contract's JSON error in one place, as Starlette's `HTTPEndpoint` dispatches and
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from .events import EventHub
 from .history import Writer
 from .jsontext import dump
 from .limits import Limits
+from .metrics import NO_METRICS, Metrics, method_label
 from .payload import ClientDisconnected
 from .policies import Policies
 from .request import Grant, Query, Reach
@@ -73,6 +75,7 @@ class Services:
     policies: Policies
     writer: Writer
     hub: EventHub
+    metrics: Metrics = NO_METRICS
     auth_scheme: AuthScheme = field(init=False)
     outage: Outage = field(default_factory=Outage)
 
@@ -133,11 +136,14 @@ class Resource(Protocol):
 
 
 class Served:
-    """The ASGI app of one resource."""
+    """The ASGI app of one resource; `name` is its label in metrics (`"metadata"`, ...)."""
 
-    def __init__(self, resource: Resource, services: Services) -> None:
+    def __init__(self, resource: Resource, services: Services, name: str) -> None:
         self.resource = resource
         self.services = services
+        self.name = name
+        # Read once: with metrics off, a request reads no clock and makes no call for them.
+        self.metrics: Metrics | None = services.metrics if services.metrics.enabled else None
         self.methods = frozenset(resource.allow.split(", "))
         self.options_body = dump(resource.options).encode()
         # Found once: HEAD runs `get`.
@@ -149,16 +155,21 @@ class Served:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         outage = self.services.outage
+        metrics = self.metrics
+        started = time.perf_counter() if metrics is not None else 0.0
         try:
             response = await self._handle(scope, receive)
             if outage.refused is not None:
                 outage.recovered()
         except ApiError as error:
             response = error_response(error)
+            if error.reason is not None:  # a 503 (too many streams)
+                self.services.metrics.unavailable(error.reason)
         except ClientDisconnected:
             return
         except StoreUnavailable as exc:
             outage.unavailable(exc)
+            self.services.metrics.unavailable(errors.STORE_UNAVAILABLE_REASON)
             response = error_response(errors.service_unavailable())
         except Exception as exc:
             request_id = uuid.uuid4().hex
@@ -173,6 +184,10 @@ class Served:
             )
             response = error_response(errors.server_error(request_id))
             response.headers["X-Request-ID"] = request_id
+        if metrics is not None:
+            # Until the answer is ready to send: a live stream counts its setup, not its life.
+            seconds = time.perf_counter() - started
+            metrics.request(self.name, method_label(scope["method"]), response.status_code, seconds)
         if scope["method"] == "HEAD":
             await send_head(response, send)
         else:

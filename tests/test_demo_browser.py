@@ -513,12 +513,13 @@ def test_a_live_change_keeps_the_edits_in_progress(
 def test_the_event_stream_parser_reads_split_lines_comments_and_ids(
     host: DemoHost, page: Page
 ) -> None:
-    """sse.js parses the event-stream format however the network splits it: CRLF across
-    chunks, comments, multi-line data, and the last id to resume from."""
+    """The client's parser (client/sse.js, which the page's live view reads with) parses the
+    event-stream format however the network splits it: CRLF across chunks, comments,
+    multi-line data, and the last id to resume from."""
     page.goto(host.base + "/")
     seen = page.evaluate(
         """async () => {
-        const { EventStreamParser } = await import("/demo/static/sse.js");
+        const { EventStreamParser } = await import("/demo/static/client/sse.js");
         const seen = [];
         const parser = new EventStreamParser((event) => seen.push(event));
         for (const chunk of [": keep-alive\\r", "\\nid: 7\\r\\nevent: change\\r\\nda",

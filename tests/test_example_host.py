@@ -3,6 +3,8 @@ backend over its own tables (in process, on every database), and `serve` as a re
 
 from __future__ import annotations
 
+import asyncio
+
 import contextlib
 import os
 import re
@@ -467,18 +469,59 @@ def count_statements(host: Host, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return statements
 
 
+def listening(host: Host) -> bool:
+    """Whether the host learns of changes to its tables by NOTIFY (PostgreSQL)."""
+    return host.db.watch is not None
+
+
 async def test_a_request_costs_one_statement_while_the_host_tables_are_unchanged(
     host: Host, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first request reads the generation, the token and the access (3 statements); each
-    repeat reads only the generation, on a connection that is already open."""
+    repeat reads only the generation (SQLite), or nothing while PostgreSQL's NOTIFY says
+    nothing changed, on a connection that is already open."""
     statements = count_statements(host, monkeypatch)
     john = host.headers("john_doe")
     for _ in range(3):
         r = await host.client.get(URL, params={"platform_key": P}, headers=john)
         assert r.status_code == 200
-    assert len(statements) == 3 + 1 + 1
-    assert statements[3:] == [statements[0]] * 2 and "example_host_generation" in statements[0]
+    repeats = 0 if listening(host) else 2
+    assert len(statements) == 3 + repeats
+    assert statements[3:] == [statements[0]] * repeats
+    assert "example_host_generation" in statements[0]
+
+
+async def test_a_change_by_another_connection_is_read_once_then_known(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change to the host tables by another connection: the requests after it read the
+    changed answers once (SQLite: and the counter every time).  On PostgreSQL the change's
+    NOTIFY makes the next request read the counter, then nothing again, and a lost listener
+    means reading the counter on every request, never a stale answer."""
+    jane = host.headers("jane")
+    as_jane = {"platform_key": P, "username": "john_doe"}
+    assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 403
+    async with HostDB(host.db.url) as other:
+        await other.add_user("jane", P, admin=True)
+    watch = host.db.watch
+    if watch is None:
+        statements = count_statements(host, monkeypatch)
+        for _ in range(2):
+            assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 200
+        assert len(statements) == 3 + 1  # the counter each time; the token and access once
+        return
+    for _ in range(100):  # the notification's trip
+        if watch.known is None:
+            break
+        await asyncio.sleep(0.01)
+    statements = count_statements(host, monkeypatch)
+    for _ in range(2):
+        assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 200
+    assert len(statements) == 3  # the counter, the token, the access; then nothing
+    await watch.listener.close()  # the listener is lost: read on every request again
+    for _ in range(2):
+        assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 200
+    assert [s for s in statements[3:] if "example_host_generation" in s]
 
 
 async def test_metadata_writes_leave_cached_answers_valid(
@@ -499,7 +542,8 @@ async def test_metadata_writes_leave_cached_answers_valid(
         await other_process.update(P, "john_doe", changes.patch({"b": 2}))
         r = await host.client.get(URL, params=as_admin, headers=admin)
     assert r.status_code == 200 and r.json()["metadata"] == {"a": 1, "b": 2}
-    assert len(statements) == 2  # the generation, once per request
+    # The generation, once per request (PostgreSQL: known from NOTIFY, not read).
+    assert len(statements) == (0 if listening(host) else 2)
 
 
 async def test_cached_answers_follow_changes_made_by_other_processes(host: Host) -> None:
@@ -605,3 +649,24 @@ async def test_the_served_app_freezes_what_startup_left_alive(
             serving = gc.get_threshold()
             assert serving == ((YOUNG_GC_THRESHOLD, *before[1:]) if expected else before)
         assert gc.get_threshold() == before
+
+
+async def test_host_tables_of_schema_1_get_the_notifying_trigger(host: Host) -> None:
+    """A database whose host tables a release before NOTIFY created (schema 1, a trigger that
+    only raises the counter) is upgraded on open: on PostgreSQL the trigger then notifies, so
+    no process trusts a counter that nobody announces changes of."""
+    db = await host.db.connection()
+    await db.fetchrow("UPDATE example_host_schema SET version = 1")
+    if listening(host):
+        await db.fetchrow(
+            "CREATE OR REPLACE FUNCTION example_host_bump() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN UPDATE example_host_generation SET n = n + 1; RETURN NULL; END $$"
+        )
+    await host.db.disconnect()
+    await host.db.connect()
+    db = await host.db.connection()
+    row = await db.fetchrow("SELECT max(version) FROM example_host_schema")
+    assert row[0] == 2
+    if listening(host):
+        source = await db.fetchrow("SELECT prosrc FROM pg_proc WHERE proname = 'example_host_bump'")
+        assert "pg_notify" in source[0]

@@ -170,7 +170,6 @@ def test_no_access_log_suppresses_the_per_request_line(tmp_path: Path, quiet: bo
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--http", "httptools", "--max-header-bytes", "8192"], "httptools enforces no header"),
         (["--limit-concurrency", "0"], "--limit-concurrency must be at least 1"),
         (["--timeout-keep-alive", "0"], "--timeout-keep-alive must be at least 1"),
         (["--max-header-bytes", "0"], "--max-header-bytes must be at least 1"),

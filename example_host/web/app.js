@@ -2,9 +2,9 @@
 // browse history and restore; tenant admins also list users and edit the platform policy.
 // Every piece of data reaches the page as text (dom.js), never as HTML.
 
-import { Api, flatten, refusal } from "./api.js";
+import { MetadataClient, MetadataClientError } from "./client/index.js";
 import { h, jsonText, mount, when } from "./dom.js";
-import { watch } from "./sse.js";
+import { flatten, outcome, refusal } from "./refusals.js";
 
 const TOKEN_KEY = "platform-metadata-demo.token"; // sessionStorage only: gone with the tab
 const TABS = [
@@ -18,7 +18,7 @@ const ADMIN_TABS = new Set(["users", "policy"]);
 const root = document.getElementById("app");
 const who = document.getElementById("who");
 
-let session = null; // {api, me: {username, platforms, api}}
+let session = null; // {client, me: {username, platforms, api}}
 let view = null; // {platform, isAdmin, tab, target}
 let cleanups = []; // what the current view must stop when it goes (open event streams)
 
@@ -105,7 +105,8 @@ function showSignIn(message = "") {
 }
 
 function signedIn(token, me) {
-  session = { api: new Api(token, me.api), me };
+  // Same origin: the endpoint's path is what `/demo/me` says.
+  session = { client: new MetadataClient({ baseUrl: "", token, path: me.api }), me };
   mount(
     who,
     h("span.username", { id: "username" }, me.username),
@@ -216,11 +217,9 @@ function render() {
   views[tab](panel).catch((error) => mount(panel, h("p.banner.error", { role: "alert" }, String(error))));
 }
 
-// The query that names whose metadata this view shows.
-function targetParams() {
-  const params = { platform_key: view.platform };
-  if (view.target !== session.me.username) params.username = view.target;
-  return params;
+// The option that names whose metadata this view shows (none: the caller's own).
+function targetOptions() {
+  return view.target === session.me.username ? {} : { username: view.target };
 }
 
 function banner(kind, ...text) {
@@ -242,20 +241,20 @@ function matches(key, patterns = []) {
 // --- the metadata editor -------------------------------------------------------------------
 
 async function metadataView(panel) {
-  const api = session.api;
-  const params = targetParams();
-  const [record, policyAnswer] = await Promise.all([api.get("", params), api.get("policy/", { platform_key: view.platform })]);
+  const client = session.client;
+  const target = targetOptions();
+  const [record, policyAnswer] = await Promise.all([outcome(client.get(view.platform, target)), outcome(client.getPolicy(view.platform))]);
   if (!checkSignedIn(record)) return;
   if (!record.ok) {
     mount(panel, banner("error", refusal(record)));
     return;
   }
-  let policy = policyAnswer.ok ? policyAnswer.body : { protected_keys: [], private_keys: [] };
+  let policy = policyAnswer.ok ? policyAnswer.value : { protectedKeys: [], privateKeys: [] };
   const memberView = !view.isAdmin;
-  let base = { ...record.body, version: record.version ?? 0 };
+  let base = record.value; // a MetadataRecord: the version the edits start from
   let rows = rowsOf(base.metadata);
 
-  const heading = h("h2", {}, "Metadata of ", h("span", {}, base.username), " on ", h("span", {}, base.platform_key));
+  const heading = h("h2", {}, "Metadata of ", h("span", {}, base.username), " on ", h("span", {}, base.platformKey));
   const meta = h("p.meta", { id: "record-meta" });
   const live = h("span.live", { id: "live", "data-state": "connecting" }, "connecting…");
   const lastChange = h("p.meta", { id: "last-change" });
@@ -276,15 +275,15 @@ async function metadataView(panel) {
   }
 
   function readOnly(row) {
-    return memberView && !row.isNew && matches(row.key, policy.protected_keys);
+    return memberView && !row.isNew && matches(row.key, policy.protectedKeys);
   }
 
   function describe() {
-    meta.textContent = base.updated_at
-      ? `Version ${base.version} · updated ${when(base.updated_at)}`
+    meta.textContent = base.updatedAt
+      ? `Version ${base.version} · updated ${when(base.updatedAt)}`
       : "Nothing stored yet: add a key and save.";
-    const protectedKeys = policy.protected_keys ?? [];
-    const privateKeys = policy.private_keys ?? [];
+    const protectedKeys = policy.protectedKeys ?? [];
+    const privateKeys = policy.privateKeys ?? [];
     if (memberView) {
       policyNote.textContent = protectedKeys.length
         ? `Protected by the platform policy (you can read them, only a tenant admin can change them): ${protectedKeys.join(", ")}`
@@ -312,8 +311,8 @@ async function metadataView(panel) {
   }
 
   function rowElement(row) {
-    const protectedKey = matches(row.key, policy.protected_keys);
-    const privateKey = matches(row.key, policy.private_keys ?? []);
+    const protectedKey = matches(row.key, policy.protectedKeys);
+    const privateKey = matches(row.key, policy.privateKeys ?? []);
     const error = h("p.field-error", { role: "alert", dataset: { errorFor: row.key } }, row.error);
     const tr = h("tr.row", { dataset: { key: row.key } });
     const refresh = () => {
@@ -444,24 +443,22 @@ async function metadataView(panel) {
       say(banner("error", "Nothing was saved: fix the fields marked below."));
       return;
     }
-    const body = {};
-    if (Object.keys(metadata).length) body.metadata = metadata;
-    if (deleteKeys.length) body.delete_keys = deleteKeys;
-    if (!body.metadata && !body.delete_keys) return;
-    const condition = base.version ? { "If-Match": `"${base.version}"` } : { "If-None-Match": "*" };
+    const changed = Object.keys(metadata).length ? metadata : null;
+    if (!changed && !deleteKeys.length) return;
     saveButton.disabled = true;
-    const result = await api.send("PATCH", api.url("", params), { json: body, headers: condition });
+    // Only onto the version the edits started from ("0": only if nothing was ever stored).
+    const result = await outcome(client.patch(view.platform, changed, { ...target, deleteKeys, ifMatch: base.version }));
     if (!checkSignedIn(result)) return;
     if (result.ok) {
-      base = { ...result.body, version: result.version };
+      base = result.value;
       rows = rowsOf(base.metadata);
       draw();
       say(banner("ok", `Saved: version ${base.version}.`));
       return;
     }
     if (result.status === 403 && Array.isArray(result.body?.keys)) {
-      const fresh = await api.get("policy/", { platform_key: view.platform });
-      if (fresh.ok) policy = fresh.body;
+      const fresh = await outcome(client.getPolicy(view.platform));
+      if (fresh.ok) policy = fresh.value;
       for (const row of rows) {
         if (result.body.keys.includes(row.key)) {
           row.error = "Only a tenant admin can change this key: the platform policy protects it. Members can read it, not change it.";
@@ -489,8 +486,8 @@ async function metadataView(panel) {
       return;
     }
     if (result.status === 412) {
-      const current = await api.get("", params);
-      if (current.ok) rebase({ ...current.body, version: current.version ?? 0 });
+      const current = await outcome(client.get(view.platform, target));
+      if (current.ok) rebase(current.value);
       say(banner("error", `Someone else saved a change first (now version ${base.version}). Your edits are kept on top of it: check them and save again.`));
       return;
     }
@@ -518,27 +515,37 @@ async function metadataView(panel) {
   mount(panel, h("div.panel-head", {}, heading, live), meta, lastChange, policyNote, messages, form);
   draw();
 
-  const stop = watch(api.url("events/", params), api.headers(), {
-    onStatus(state, status) {
-      live.dataset.state = state;
-      live.textContent = {
-        connecting: "connecting…",
-        live: "live",
-        reconnecting: "reconnecting…",
-        refused: status === 401 ? "signed out" : `live updates unavailable (${status})`,
-      }[state];
-      if (state === "refused" && status === 401) signOut("Signed out: your token is no longer valid.");
-    },
-    onEvent(type, payload) {
-      if ((type !== "snapshot" && type !== "change") || !payload || typeof payload.metadata !== "object") return;
-      if ((payload.version ?? 0) <= (base.version ?? 0)) return;
-      rebase({ ...payload });
-      if (payload.actor) {
-        lastChange.textContent = `Changed live by ${payload.actor} (${payload.operation}): version ${payload.version}.`;
-      }
-    },
+  // Live: the client reconnects with Last-Event-ID by itself; it ends when the view goes
+  // (the abort) or throws a refusal that retrying cannot mend (401, 403, 404).
+  const stop = new AbortController();
+  cleanups.push(() => stop.abort());
+  const showState = (state, status) => {
+    live.dataset.state = state;
+    live.textContent = {
+      connecting: "connecting…",
+      live: "live",
+      reconnecting: "reconnecting…",
+      refused: status === 401 ? "signed out" : `live updates unavailable (${status})`,
+    }[state];
+  };
+  const changes = client.watch(view.platform, {
+    ...target,
+    signal: stop.signal,
+    onState: (state) => showState(state === "open" ? "live" : state),
   });
-  cleanups.push(stop);
+  try {
+    for await (const change of changes) {
+      if (change.record === null || change.version <= base.version) continue;
+      rebase(change.record);
+      if (change.actor) {
+        lastChange.textContent = `Changed live by ${change.actor} (${change.operation}): version ${change.version}.`;
+      }
+    }
+  } catch (error) {
+    if (!(error instanceof MetadataClientError)) throw error;
+    showState("refused", error.status);
+    if (error.status === 401) signOut("Signed out: your token is no longer valid.");
+  }
 }
 
 // JSON text compared by value, so that re-spacing a value is not an edit.
@@ -554,30 +561,31 @@ function normalized(text) {
 // --- history and restore -------------------------------------------------------------------
 
 async function historyView(panel) {
-  const api = session.api;
-  const params = targetParams();
+  const client = session.client;
+  const target = targetOptions();
   const list = h("ol.revisions", { id: "revisions" });
   const messages = h("div.messages", { id: "messages" });
   const more = h("button", { id: "older", type: "button", hidden: true }, "Older revisions");
-  let next = api.url("history/", { ...params, limit: 10 });
+  // Page by page, each asked for when "Older revisions" is clicked.
+  const pages = client.history(view.platform, { ...target, limit: 10 }).pages();
   let newest = null;
 
   async function loadPage() {
     more.disabled = true;
-    const result = await api.send("GET", next);
+    const result = await outcome(pages.next());
     more.disabled = false;
     if (!checkSignedIn(result)) return;
     if (!result.ok) {
       mount(messages, banner("error", refusal(result)));
       return;
     }
-    if (newest === null) newest = result.body.results[0]?.version ?? 0;
-    if (!result.body.results.length && !list.children.length) {
+    const page = result.value.value ?? { results: [], next: null };
+    if (newest === null) newest = page.results[0]?.version ?? 0;
+    if (!page.results.length && !list.children.length) {
       list.append(h("li.empty", {}, "No changes yet."));
     }
-    for (const revision of result.body.results) list.append(revisionItem(revision));
-    next = result.body.next;
-    more.hidden = !next;
+    for (const revision of page.results) list.append(revisionItem(revision));
+    more.hidden = !page.next;
   }
 
   function revisionItem(revision) {
@@ -598,11 +606,11 @@ async function historyView(panel) {
         h("span.bar-fill"),
         restore,
       ),
-      revision.changed_keys.length
+      revision.changedKeys.length
         ? h(
             "dl.changes",
             {},
-            revision.changed_keys.map((key) => [
+            revision.changedKeys.map((key) => [
               h("dt", {}, h("code", {}, key)),
               h("dd", {}, Object.hasOwn(revision.metadata, key) ? h("code", {}, jsonText(revision.metadata[key])) : h("em", {}, "removed")),
             ]),
@@ -613,7 +621,7 @@ async function historyView(panel) {
   }
 
   async function restoreTo(version) {
-    const result = await api.send("POST", api.url("restore/", params), { json: { version } });
+    const result = await outcome(client.restore(view.platform, version, target));
     if (!checkSignedIn(result)) return;
     if (!result.ok) {
       const details = Array.isArray(result.body?.metadata) ? h("ul", {}, result.body.metadata.map((m) => h("li", {}, m))) : null;
@@ -621,7 +629,7 @@ async function historyView(panel) {
       return;
     }
     await historyView(panel);
-    mount(panel.querySelector("#messages"), banner("ok", `Restored version ${version}: it is now version ${result.version}.`));
+    mount(panel.querySelector("#messages"), banner("ok", `Restored version ${version}: it is now version ${result.value.version}.`));
   }
 
   more.addEventListener("click", loadPage);
@@ -641,7 +649,7 @@ async function historyView(panel) {
 let usersFilter = "";
 
 async function usersView(panel) {
-  const api = session.api;
+  const client = session.client;
   const filterInput = h("input", {
     id: "filter",
     value: usersFilter,
@@ -654,11 +662,12 @@ async function usersView(panel) {
   const count = h("p.meta", { id: "users-count" });
   const messages = h("div.messages", { id: "messages" });
   const more = h("button", { id: "next-page", type: "button", hidden: true }, "Next page");
+  let pages = null; // the listing's pages, each asked for when "Next page" is clicked
   let next = null;
   let shown = 0;
 
-  async function load(url, replace) {
-    const result = await api.send("GET", url);
+  async function load(replace) {
+    const result = await outcome(pages.next());
     if (!checkSignedIn(result)) return;
     filterError.textContent = "";
     if (!result.ok) {
@@ -670,29 +679,30 @@ async function usersView(panel) {
       tbody.replaceChildren();
       shown = 0;
     }
-    for (const record of result.body.results) {
+    const page = result.value.value ?? { results: [], next: null };
+    for (const record of page.results) {
       tbody.append(
         h(
           "tr",
           { dataset: { username: record.username } },
           h("th", { scope: "row" }, h("button.link", { type: "button", on: { click: () => go(view.platform, "metadata", record.username) } }, record.username)),
           h("td", {}, h("code.summary", {}, JSON.stringify(record.metadata))),
-          h("td.meta", {}, when(record.updated_at)),
+          h("td.meta", {}, when(record.updatedAt)),
           h("td.actions", {}, h("button.link", { type: "button", on: { click: () => go(view.platform, "history", record.username) } }, "history")),
         ),
       );
     }
-    shown += result.body.results.length;
+    shown += page.results.length;
     count.textContent = shown ? `${shown} user${shown === 1 ? "" : "s"} with stored metadata shown.` : "No stored metadata matches.";
-    next = result.body.next;
+    next = page.next;
     more.hidden = !next;
   }
 
   function apply(event) {
     event?.preventDefault();
     const text = filterInput.value.trim();
+    let parsed = null;
     if (text) {
-      let parsed;
       try {
         parsed = JSON.parse(text);
       } catch {
@@ -704,7 +714,8 @@ async function usersView(panel) {
       }
     }
     usersFilter = text;
-    load(api.url("users/", { platform_key: view.platform, filter: text, limit: 25 }), true);
+    pages = client.listUsers(view.platform, { filter: parsed, limit: 25 }).pages();
+    load(true);
   }
 
   const openInput = h("input", { id: "open-user", placeholder: "username", spellcheck: "false", "aria-label": "Username" });
@@ -729,15 +740,14 @@ async function usersView(panel) {
       h("div.inline", {}, openInput, h("button", { type: "submit" }, "Open")),
     ),
   );
-  more.addEventListener("click", () => next && load(next, false));
+  more.addEventListener("click", () => next && load(false));
   apply();
 }
 
 // --- tenant admins: the platform policy ----------------------------------------------------
 
 async function policyView(panel) {
-  const api = session.api;
-  const params = { platform_key: view.platform };
+  const client = session.client;
   const fields = {
     protected_keys: h("textarea", { id: "protected-keys", rows: "4", spellcheck: "false", "aria-describedby": "protected_keys-error" }),
     private_keys: h("textarea", { id: "private-keys", rows: "4", spellcheck: "false", "aria-describedby": "private_keys-error" }),
@@ -749,22 +759,23 @@ async function policyView(panel) {
   const meta = h("p.meta", { id: "policy-meta" });
   let version = 0;
 
-  function show(policy, etagVersion) {
-    version = etagVersion ?? policy.version;
-    fields.protected_keys.value = policy.protected_keys.join("\n");
-    fields.private_keys.value = (policy.private_keys ?? []).join("\n");
+  // A PlatformPolicy; its version is the condition of the next PUT or DELETE.
+  function show(policy) {
+    version = policy.version;
+    fields.protected_keys.value = policy.protectedKeys.join("\n");
+    fields.private_keys.value = (policy.privateKeys ?? []).join("\n");
     fields.schema.value = policy.schema === null ? "" : JSON.stringify(policy.schema, null, 2);
-    meta.textContent = policy.version ? `Version ${policy.version} · updated ${when(policy.updated_at)}` : "The default policy: nothing protected, nothing private, no schema.";
+    meta.textContent = policy.version ? `Version ${policy.version} · updated ${when(policy.updatedAt)}` : "The default policy: nothing protected, nothing private, no schema.";
   }
 
   async function reload() {
-    const answer = await api.get("policy/", params);
+    const answer = await outcome(client.getPolicy(view.platform));
     if (!checkSignedIn(answer)) return false;
     if (!answer.ok) {
       mount(messages, banner("error", refusal(answer)));
       return false;
     }
-    show(answer.body, answer.version);
+    show(answer.value);
     return true;
   }
 
@@ -798,9 +809,10 @@ async function policyView(panel) {
     if (!placed) mount(messages, banner("error", refusal(answer)));
   }
 
+  // A PolicyUpdate: the stored documents the schema refuses.
   function violations(answer, dryRun) {
-    const n = answer.violating_documents;
-    const head = dryRun ? "Dry run, nothing saved: " : `Saved as version ${answer.version}. `;
+    const n = answer.violatingDocuments;
+    const head = dryRun ? "Dry run, nothing saved: " : `Saved as version ${answer.policy.version}. `;
     const sentence =
       n === null
         ? "this store cannot count the stored documents the schema refuses."
@@ -823,8 +835,7 @@ async function policyView(panel) {
     mount(messages);
     const sent = body();
     if (!sent) return;
-    const url = api.url("policy/", dryRun ? { ...params, dry_run: "true" } : params);
-    const answer = await api.send("PUT", url, { json: sent, headers: { "If-Match": `"${version}"` } });
+    const answer = await outcome(client.putPolicy(view.platform, sent, { ifMatch: version, dryRun }));
     if (!checkSignedIn(answer)) return;
     if (answer.status === 412) {
       await reload();
@@ -836,13 +847,13 @@ async function policyView(panel) {
       showRefusal(answer);
       return;
     }
-    if (!dryRun) show(answer.body, answer.version);
-    mount(result, violations(answer.body, dryRun));
+    if (!dryRun) show(answer.value.policy);
+    mount(result, violations(answer.value, dryRun));
   }
 
   async function reset() {
     mount(messages);
-    const answer = await api.send("DELETE", api.url("policy/", params), { headers: { "If-Match": `"${version}"` } });
+    const answer = await outcome(client.deletePolicy(view.platform, { ifMatch: version }));
     if (!checkSignedIn(answer)) return;
     if (!answer.ok) {
       mount(messages, banner("error", refusal(answer)));

@@ -14,7 +14,7 @@ explaining a refusal (`max_error_work`).  Each bound says why next to its defaul
 
 from __future__ import annotations
 
-from ..errors import DOCUMENT_TOO_COSTLY, DRAFT_2020_12
+from ..field_errors import DOCUMENT_TOO_COSTLY, DRAFT_2020_12
 from ..jsonvalues import json_equal
 from .limits import PolicyLimits
 from .model import DEFAULT_POLICY, Policy, PolicyInvalid, parse_policy

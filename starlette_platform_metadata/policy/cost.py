@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
 
-from ..errors import (
+from ..errors import quoted, truncate
+from ..field_errors import (
     DRAFT_2020_12,
     SCHEMA_DIALECT,
     SCHEMA_TOO_COMPLEX,
     SCHEMA_TOO_COMPLEX_ELEMENTS,
     SCHEMA_TOO_MANY_PATTERNS,
     SCHEMA_UNRESOLVABLE,
-    quoted,
-    truncate,
 )
 from ..jsontext import dump
 from .limits import PolicyLimits

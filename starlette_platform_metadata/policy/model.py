@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 import jsonschema_rs
 
-from ..errors import (
+from ..errors import quoted
+from ..field_errors import (
     BLANK,
     DOCUMENT_TOO_COSTLY,
     NO_DATA,
@@ -22,7 +23,6 @@ from ..errors import (
     OVERLAP,
     TOO_LONG,
     TOO_MANY_ENTRIES,
-    quoted,
 )
 from ..exceptions import PlatformMetadataError
 from ..jsontext import dump

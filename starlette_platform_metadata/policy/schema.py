@@ -10,13 +10,13 @@ from typing import Any, NoReturn
 
 import jsonschema_rs
 
-from ..errors import (
+from ..errors import truncate
+from ..field_errors import (
     SCHEMA_BAD_REGEX,
     SCHEMA_NOT_A_SCHEMA,
     SCHEMA_NOT_JSON,
     SCHEMA_TOO_DEEP,
     SCHEMA_TOO_LARGE,
-    truncate,
 )
 from ..jsontext import dump
 from ..jsonvalues import within_depth

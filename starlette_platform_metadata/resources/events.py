@@ -61,7 +61,7 @@ class EventsResource:
             )
         except TooManyStreams as refused:
             if refused.bound == "process":
-                raise errors.too_many_streams() from None
+                raise errors.too_many_streams(hub.shutting_down) from None
             raise errors.stream_quota(refused.bound) from None
         stream = EventStream(
             hub,

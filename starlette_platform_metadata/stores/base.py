@@ -21,6 +21,7 @@ __all__ = [
     "EMPTY",
     "POLICY_USERNAME",
     "Change",
+    "HealthChecker",
     "HistoryReader",
     "Record",
     "ChangeReader",
@@ -28,6 +29,7 @@ __all__ = [
     "ManyWriter",
     "Revision",
     "RecordLister",
+    "SchemaMismatch",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -158,6 +160,27 @@ class StoreUnavailable(StoreError):
     """
 
 
+class SchemaMismatch(StoreError, RuntimeError):
+    """The store's tables are not the ones this release knows: another release's schema
+    version, or missing.  A `RuntimeError` too, as opening such tables always raised.
+
+    Attributes:
+        found: the version the tables record (`None`: the tables or their version row are
+            missing).
+        expected: the version this release needs.
+    """
+
+    def __init__(self, message: str, found: int | None, expected: int) -> None:
+        super().__init__(message)
+        self.found = found
+        self.expected = expected
+
+    @property
+    def newer(self) -> bool:
+        """The tables are a newer release's: this code must not run on them."""
+        return self.found is not None and self.found > self.expected
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where metadata lives: one record per (platform, user), read and replaced atomically."""
@@ -282,4 +305,23 @@ class ChangeReader(Protocol):
     async def poll(self) -> bool:
         """Cheap: may any process have committed a change since the last call?  Called a few
         times a second by each process that has streams open."""
+        ...
+
+
+@runtime_checkable
+class HealthChecker(Protocol):
+    """The optional store method behind readiness (`Health`, `<readyz>`).
+
+    A store with it answers whether it can serve now, in one round trip to its database.
+    Without it, readiness reads one record no one has (`get`) instead, and cannot tell
+    tables of another release.
+    """
+
+    async def check(self) -> None:
+        """Return once the database answered and its tables are this release's.
+
+        Raises `StoreUnavailable` when it is busy or unreachable, `SchemaMismatch` when the
+        tables record another schema version (a newer release migrated them, say) or are
+        gone.  Checked anew on every call, never remembered from startup.
+        """
         ...

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .base import EMPTY, POLICY_USERNAME, Change, Record, Revision, Write
+from .dumps import DumpError, DumpRow, NotEmpty, StoredClock, StoredRecord, StoredRevision, Table
 from .filters import matches
 from .rows import plan_rows
 
@@ -133,6 +134,64 @@ class MemoryStore:
 
     async def poll(self) -> bool:
         return False  # one process: the app's own feed tells of every change
+
+    async def dump(self, tables: Sequence[Table] = ()) -> AsyncIterator[DumpRow]:
+        """Everything kept (`Dumper`), as it was when the dump began.  The snapshot holds
+        references to the store's own immutable rows: no copy of a document."""
+        if tables:
+            raise ValueError("MemoryStore keeps no host tables")
+        records = sorted(self._records.items())
+        history = sorted((key, tuple(kept)) for key, kept in self._history.items())
+        clocks = sorted((key, tuple(clock)) for key, clock in self._clock.items())
+        for (platform_key, username), record in records:
+            yield StoredRecord(platform_key, username, record)
+        for (platform_key, username), revisions in history:
+            for revision in revisions:
+                yield StoredRevision(platform_key, username, revision)
+        for platform_key, (seq, horizon) in clocks:
+            yield StoredClock(platform_key, seq, horizon)
+
+    async def load(
+        self,
+        rows: AsyncIterable[DumpRow],
+        *,
+        replace: bool = False,
+        tables: Sequence[Table] = (),
+    ) -> int:
+        """Keep `rows` exactly (`Dumper`): gathered aside, then swapped in at once, so a
+        failure part way leaves the store as it was."""
+        if tables:
+            raise ValueError("MemoryStore keeps no host tables")
+        if (self._records or self._history or self._clock) and not replace:
+            raise NotEmpty("The store already holds data")
+        records: dict[tuple[str, str], Record] = {}
+        history: dict[tuple[str, str], deque[Revision]] = {}
+        clock: dict[str, list[int]] = {}
+        count = 0
+        async for row in rows:
+            count += 1
+            # The checks a database's keys would make: a row twice is a bad dump.
+            if isinstance(row, StoredRecord):
+                key = (row.platform_key, row.username)
+                if key in records:
+                    raise DumpError(f"The dump holds the record of {key} twice")
+                records[key] = row.record
+            elif isinstance(row, StoredRevision):
+                kept = history.setdefault((row.platform_key, row.username), deque())
+                if kept and kept[-1].version >= row.revision.version:
+                    raise DumpError("The dump holds revisions twice or out of order")
+                kept.append(row.revision)
+            elif isinstance(row, StoredClock):
+                if row.platform_key in clock:
+                    raise DumpError(f"The dump holds the clock of {row.platform_key} twice")
+                clock[row.platform_key] = [row.seq, row.horizon]
+            else:
+                raise ValueError(f"No table {row.table!r} is being loaded")
+        self._records, self._history, self._clock = records, history, clock
+        return count
+
+    async def check(self) -> None:
+        """Readiness (`HealthChecker`): memory is always there."""
 
 
 def _fixed(write: Write) -> Change:

@@ -17,12 +17,16 @@ comes with Starlette).  The tests use only the seam, `get` and `update`, with th
 package itself makes (`changes.patch`, `changes.replace`, `changes.delete`), so a store that
 passes them serves the whole HTTP contract.  A store with the optional `records` method
 (listing a platform's documents, for the policy's `violating_documents`) also subclasses
-`RecordsContract`; one that keeps history (`HistoryReader`), `HistoryContract`.
+`RecordsContract`; one that keeps history (`HistoryReader`), `HistoryContract`; one that
+dumps and loads everything it keeps (`stores.dumps.Dumper`), `DumperContract`; one with
+readiness's `check()` (`HealthChecker`), `HealthCheckerContract`.
 """
 
 from __future__ import annotations
 
 from .batches import ManyReaderContract, ManyWriterContract
+from .dumps import DumperContract
+from .health import HealthCheckerContract
 from .history import ChangeReaderContract, HistoryContract
 from .records import FILTER_CASES, FILTER_DOCUMENTS, RecordsContract
 from .store import StoreContract
@@ -33,6 +37,8 @@ __all__ = [
     "FILTER_CASES",
     "FILTER_DOCUMENTS",
     "ChangeReaderContract",
+    "DumperContract",
+    "HealthCheckerContract",
     "HistoryContract",
     "ManyReaderContract",
     "ManyWriterContract",

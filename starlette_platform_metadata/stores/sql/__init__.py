@@ -10,6 +10,9 @@
     sqlite_checkpoints.py   SQLite's WAL checkpoints, on a thread between two writes
     postgres.py             the PostgreSQL engine: the row lock, history in the same statement
     postgres_connection.py  PostgreSQL's pooled connections, one deadline per call
+    sqlite_dumps.py         SQLite: a dump's snapshot, a load's transaction
+    sqlite_backup.py        SQLite: a consistent copy of the live file (the online backup API)
+    postgres_dumps.py       PostgreSQL: a dump's snapshot, a load's transaction
 """
 
 from __future__ import annotations

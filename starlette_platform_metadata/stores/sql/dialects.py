@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..base import Change, Record, Revision
+from ...metrics import Metrics
 from ..connections import SQLConnection
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ __all__ = ["Backend", "Engine", "backend", "sql_connection"]
 
 class Engine(Protocol):
     """The metadata tables on one database's connection: what `DatabaseStore` calls."""
+
+    #: Where it reports what only it sees (SQLite's group commits).
+    metrics: Metrics
 
     async def get(self, platform_key: str, username: str) -> Record: ...
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]: ...

@@ -17,7 +17,10 @@ from typing import Any
 from ...jsontext import keys_json
 from ..base import EMPTY, Change, Record, Revision
 from ..filters import postgres_filter
+from ..base import StoreUnavailable
 from ..rows import plan_rows
+from ..base import Write
+from ..optimistic import RecentRecords, RowTurns
 from .postgres_connection import PostgresConnection
 from .reads import SQLReads
 
@@ -25,6 +28,8 @@ __all__ = ["BATCH_SECONDS_PER_ROW", "PostgresEngine"]
 
 #: `update_many`'s deadline: `busy_timeout` plus this per update (a row takes about 0.3 ms).
 BATCH_SECONDS_PER_ROW = 0.005
+#: The documents `update` keeps as the basis of its next compare-and-set, per process.
+RECENT_BYTES = 4 * 1024 * 1024
 
 logger = logging.getLogger("starlette_platform_metadata")
 
@@ -32,13 +37,28 @@ logger = logging.getLogger("starlette_platform_metadata")
 class PostgresEngine(SQLReads):
     """The metadata table on a `PostgresConnection`.
 
-    `update` locks the row: in one transaction, `SELECT ... FOR UPDATE`, the change in Python,
-    the write, `COMMIT`.  Chosen by measurement over compare-and-set (benchmarks/README.md):
-    with 64 writers on one row, compare-and-set loses most races and rereads, where the row
-    lock queues writers and each makes progress (about 1.8x the writes per second).  A first
-    write has no row to lock: it inserts with `ON CONFLICT DO NOTHING`, and if another writer
-    inserted meanwhile, locks that row and decides again.  A change that refuses, or has
-    nothing to store, rolls back.  Everything runs within the call's one deadline.
+    `update` reads the row, runs the change in Python, and writes with compare-and-set: one
+    statement, in autocommit, that stores the record only if the row still holds the one
+    read, with the revision, retention and the platform's clock in the same statement.  Two
+    round trips, where a locked transaction takes four (BEGIN, `SELECT ... FOR UPDATE`, the
+    write, COMMIT).  Compare-and-set alone loses most races when many writers share a row
+    (benchmarks/README.md: with 64 writers on one row the row lock did 1.8x its writes), so
+    writers of one row in this process take turns first (`RowTurns`): each reads what the one
+    before wrote, and only writers in other processes can race.  A write that loses such a
+    race, or purges history, takes the locked path: in one transaction, `SELECT ... FOR
+    UPDATE`, the change, the write, `COMMIT`, which always makes progress.  And the record a
+    write stored (`RecentRecords`) is the basis of the row's next write in this process: a
+    change on it, then the compare-and-set, one round trip; only when it is not the stored
+    record any more (another process wrote), or the change refuses or stores nothing on it,
+    does the write read and decide again.  The compare-and-set checks the row's whole state
+    (version, `updated_at`, document), not the version alone: a `load --replace` under a
+    running process can give a version number back to another state.  (Sending the next
+    writer's statement before this one's answer, so that the row lock would order them, was
+    tried and dropped: statements on two connections reach the row in either order, and the
+    losers' retries made it 0.6x as fast on one row, 0.87x on 64 rows.)  A first write has
+    no row to lock: it inserts with `ON CONFLICT DO NOTHING`, and if another writer inserted
+    meanwhile, locks that row and decides again.  A change that refuses, or has nothing to
+    store, writes nothing.  Each step runs within the call's deadline.
     """
 
     def __init__(
@@ -114,6 +134,30 @@ class PostgresEngine(SQLReads):
             + revision
             + " SELECT version, pg_notify($12, $1) FROM i"
         )
+        # Compare-and-set: the same statements, applied only while the row holds the basis
+        # (its version, `updated_at` and document: `$14`-`$16`, or `$7`-`$9` without history);
+        # everything else in the statement hangs on the update's row.  The version alone is not
+        # enough: a record this process sent but another process beat (its version then names
+        # another state) may already be the next writer's basis; only the whole state is.
+        same = (
+            "version = {} AND updated_at IS NOT DISTINCT FROM {} "
+            "AND metadata::text IS NOT DISTINCT FROM {}"
+        )
+        cas = " AND " + same.format("$14", "$15", "$16") + " RETURNING 1"
+        self._cas_revision_sql = (
+            f"WITH w AS ({self._update_sql}{cas}), "
+            f"d AS ({trim} AND EXISTS (SELECT 1 FROM w) RETURNING seq), "
+            "c AS ("
+            + tick.format(
+                source="SELECT $1, 1, COALESCE((SELECT max(seq) FROM d), 0) FROM w"
+            )
+            + "), "
+            + revision
+            + " SELECT pg_notify($13, $1) FROM w"
+        )
+        self._cas_sql = self._update_sql + " AND " + same.format("$7", "$8", "$9") + " RETURNING 1"
+        self._turns = RowTurns()
+        self._recent = RecentRecords(RECENT_BYTES)
         self._changes_of_sql = self._changes_sql.replace(
             "AND seq > $2", "AND seq > $2 AND username = ANY($4::text[])"
         )
@@ -128,6 +172,127 @@ class PostgresEngine(SQLReads):
         return [found.get(name, EMPTY) for name in usernames]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        key = (platform_key, username)
+        timeout = self.connection.timeout
+        try:
+            async with self._turns.turn(key, timeout):
+                try:
+                    found = await self._update_on_basis(key, platform_key, username, change)
+                    if found is None:
+                        found = await self._read_and_update(platform_key, username, change)
+                    if found is None:
+                        found = await self._locked_transaction(platform_key, username, change)
+                except BaseException:
+                    self._recent.discard(key)  # refused, or unknown after an outage
+                    raise
+                self._recent.put(key, found)
+                return found
+        except TimeoutError:  # waiting for the turn: the writers before took too long
+            raise StoreUnavailable(f"PostgreSQL did not answer within {timeout} s") from None
+
+    async def _update_on_basis(
+        self, key: tuple[str, str], platform_key: str, username: str, change: Change
+    ) -> Record | None:
+        """The change on the record this process last stored, and its compare-and-set: one
+        round trip.  `None`: no basis, the row holds another state now (another process
+        wrote), or the change refuses, stores nothing or purges on it (decide on a read)."""
+        basis = self._recent.get(key)
+        if basis is None or basis.version == 0:
+            return None
+        try:
+            write = change(basis)
+        except Exception:  # refused on a basis that may be old: decide on a read
+            return None
+        if write is None:
+            return None
+        _, record, document, purge, revision, trim = plan_rows(basis, write)
+        if purge or record is None:
+            return None
+        sql, args = self._cas_statement(
+            platform_key, username, basis, record, document, revision, trim
+        )
+        async with self.connection.session() as raw:
+            return None if await raw.fetchrow(sql, *args) is None else record
+
+    async def _read_and_update(
+        self, platform_key: str, username: str, change: Change
+    ) -> Record | None:
+        """Read, change, compare-and-set (or insert), on one pooled connection in autocommit:
+        the record stored (or the current one, when the change stores nothing), or `None`
+        when the locked path must decide (another process wrote the row since the read, or
+        the write purges history)."""
+        async with self.connection.session() as raw:
+            row = await raw.fetchrow(self._get_sql, platform_key, username)
+            current = self._record(row)
+            write = change(current)
+            if write is None:
+                return current
+            if row is None:
+                return await self._insert(raw, platform_key, username, current, write)
+            _, record, document, purge, revision, trim = plan_rows(current, write)
+            if purge or record is None:
+                return None
+            sql, args = self._cas_statement(
+                platform_key, username, current, record, document, revision, trim
+            )
+            return None if await raw.fetchrow(sql, *args) is None else record
+
+    def _cas_statement(
+        self,
+        platform_key: str,
+        username: str,
+        current: Record,
+        record: Record,
+        document: str | None,
+        revision: Revision | None,
+        trim: int | None,
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The compare-and-set of `record` over `current`'s version: a row back if applied."""
+        values = self._row_values(platform_key, username, document, record)
+        if revision is not None:
+            extra = self._revision_values(revision, trim or 0)
+            return self._cas_revision_sql, (*values, *extra, *self._state(current))
+        return self._cas_sql, (*values, *self._state(current))
+
+    @staticmethod
+    def _state(record: Record) -> tuple[Any, ...]:
+        """What a compare-and-set finds in the row when it holds `record`."""
+        document = record.metadata_json if record.exists else None
+        return record.version, record.updated_at, document
+
+    async def _insert(
+        self, raw: Any, platform_key: str, username: str, current: Record, write: Write
+    ) -> Record | None:
+        """A first write, where no row was: the record stored, or `None` if another writer
+        inserted the row first (or the write purges)."""
+        _, record, document, purge, revision, _ = plan_rows(current, write)
+        if purge or record is None:
+            return None
+        values = self._row_values(platform_key, username, document, record)
+        if revision is not None:
+            extra = self._revision_values(revision, None)
+            inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
+        else:
+            inserted = await raw.fetchval(self._insert_sql, *values)
+        return None if inserted is None else record
+
+    @staticmethod
+    def _row_values(
+        platform_key: str, username: str, document: str | None, record: Record
+    ) -> tuple[Any, ...]:
+        """Parameters `$1`..`$6` of every statement that writes the record's row."""
+        return (
+            platform_key,
+            username,
+            document,
+            record.version,
+            record.created_at,
+            record.updated_at,
+        )
+
+    async def _locked_transaction(
+        self, platform_key: str, username: str, change: Change
+    ) -> Record:
         async with self.connection.session() as raw:
             transaction = raw.transaction()
             await transaction.start()
@@ -163,6 +328,8 @@ class PostgresEngine(SQLReads):
             for i in order:
                 username, change = updates[i]
                 found[i], _ = await self._locked_update(raw, platform_key, username, change)
+        for username, _ in updates:
+            self._recent.discard((platform_key, username))
         return found
 
     def _revision_values(self, revision: Revision, trim: int | None) -> tuple[Any, ...]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from ...metrics import NO_METRICS, Metrics
 from ..base import EMPTY, POLICY_USERNAME, Record, Revision
 from ..connections import SQLConnection
 from ..filters import SQLFilter, matches
@@ -40,6 +41,7 @@ class SQLReads:
         filter_sql: Callable[[Mapping[str, Any], int], SQLFilter],
     ) -> None:
         self.reader = connection
+        self.metrics: Metrics = NO_METRICS  # `DatabaseStore.report_to` sets the app's
         self._get_sql = (
             f"SELECT {_COLUMNS} FROM {table} WHERE platform_key = $1 AND username = $2"
         )

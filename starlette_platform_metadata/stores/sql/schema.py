@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 
-from ..base import StoreUnavailable
+from ..base import SchemaMismatch, StoreUnavailable
 from ..connections import SQLConnection, SQLTransaction
 
 __all__ = [
     "SCHEMA_VERSION",
     "check_identifier",
+    "check_version",
     "history_schema",
     "listing_schema",
     "open_tables",
@@ -203,8 +204,10 @@ async def open_tables(
         missing: what to do when the tables are missing, for the error.
 
     Raises:
-        RuntimeError: `<name>_schema` is missing or records another version than `version`,
-            or the PostgreSQL database does not use UTF8 (text of any language must fit).
+        SchemaMismatch: `<name>_schema` is missing or records another version than `version`
+            (a `RuntimeError`).
+        RuntimeError: the PostgreSQL database does not use UTF8 (text of any language must
+            fit).
     """
     await connection.open()
     try:
@@ -214,27 +217,54 @@ async def open_tables(
                 raise RuntimeError(f"Table {name} needs a UTF8 database, not {encoding[0]}")
         if statements is not None:
             async with connection.transaction() as tx:
+                # PostgreSQL: tables already at this version run no DDL at all.  `IF NOT
+                # EXISTS` still locks: CREATE INDEX takes a SHARE lock on its table, and a
+                # process opening while others write deadlocked with their writes.
+                current = False
                 if connection.dialect == "postgresql":
                     await tx.fetch(_DDL_LOCK, name)
-                if before is not None:
+                    current = await _at_version(tx, name, version)
+                if before is not None and not current:
                     await before(tx)
-                for statement in statements:
+                for statement in () if current else statements:
                     await tx.fetch(statement)
-        await _check_version(connection, name, version, missing)
+        await check_version(connection, name, version, missing)
     except BaseException:
         await connection.close()
         raise
 
 
-async def _check_version(connection: SQLConnection, name: str, version: int, missing: str) -> None:
+async def _at_version(tx: SQLTransaction, name: str, version: int) -> bool:
+    """Whether PostgreSQL's `<name>_schema` exists and records exactly `version`."""
+    row = await tx.fetchrow("SELECT to_regclass($1) IS NOT NULL", f"{name}_schema")
+    if not row[0]:
+        return False
+    row = await tx.fetchrow(f"SELECT max(version) FROM {name}_schema")
+    return row is not None and row[0] == version
+
+
+async def check_version(
+    connection: SQLConnection, name: str, version: int, missing: str = ""
+) -> None:
+    """The tables named `name` record schema version `version`, asked of the database now.
+
+    Raises:
+        SchemaMismatch: `<name>_schema` is missing or records another version.
+        StoreUnavailable: the database did not answer.
+    """
     try:
         row = await connection.fetchrow(f"SELECT max(version) FROM {name}_schema")
     except StoreUnavailable:
         raise
     except Exception as exc:
         hint = f": {missing}" if missing else ""
-        raise RuntimeError(f"Table {name} or {name}_schema is missing{hint}") from exc
-    if row[0] != version:
-        raise RuntimeError(
-            f"Table {name} has schema version {row[0]}; this release needs {version}"
+        raise SchemaMismatch(
+            f"Table {name} or {name}_schema is missing{hint}", None, version
+        ) from exc
+    if row is None or row[0] != version:
+        found = None if row is None else row[0]
+        raise SchemaMismatch(
+            f"Table {name} has schema version {found}; this release needs {version}",
+            found,
+            version,
         )

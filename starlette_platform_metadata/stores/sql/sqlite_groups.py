@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ...metrics import NO_METRICS, Metrics
 from ..base import Change, Record, StoreUnavailable
 from .sqlite_connection import LockBusy, SQLiteConnection, backoff
 
@@ -53,6 +54,7 @@ class GroupCommit:
 
     def __init__(self, connection: SQLiteConnection) -> None:
         self.connection = connection
+        self.metrics: Metrics = NO_METRICS  # told each group's size
         self._queue: list[Queued] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -122,6 +124,7 @@ class GroupCommit:
                 attempt += 1
                 continue
             committed()
+            self.metrics.group_committed(len(records))
             return records
 
     async def _flush(self) -> None:
@@ -171,6 +174,7 @@ class GroupCommit:
                     continue
                 done.set_result(None)
                 committed()
+                self.metrics.group_committed(len(written))
                 attempt = 0
                 for pending, outcome in zip(written, outcomes, strict=True):
                     if pending.future.done():

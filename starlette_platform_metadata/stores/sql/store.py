@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..base import Change, Record, Revision
 from ..connections import OpensOnFirstUse, SQLConnection, SQLTransaction
+from ..dumps import DumpRow, Table
+from ...metrics import Metrics
 from .dialects import Engine, backend
-from .schema import SCHEMA_VERSION, check_identifier, open_tables, schema, upgrade_schema
+from .schema import (
+    SCHEMA_VERSION,
+    check_identifier,
+    check_version,
+    open_tables,
+    schema,
+    upgrade_schema,
+)
 
 if TYPE_CHECKING:
     # `databases` brings SQLAlchemy (~130 ms and 100 modules to import): it loads when a
@@ -158,9 +167,89 @@ class DatabaseStore(OpensOnFirstUse):
             await self.connect()
         return await self._engine.position(platform_key)
 
+    async def check(self) -> None:
+        """Readiness (`HealthChecker`): open if not open yet, then read the schema version
+        row, one round trip.  `StoreUnavailable` when the database does not answer within
+        `busy_timeout`; `SchemaMismatch` when the tables are another release's or gone."""
+        await self.ensure_open()
+        await check_version(self.connection, self.table, SCHEMA_VERSION)
+
+    def report_to(self, metrics: Metrics) -> None:
+        """SQLite's group commits report their sizes to `metrics` (`metrics.Reporter`)."""
+        self._engine.metrics = metrics
+
     async def poll(self) -> bool:
         """SQLite: `PRAGMA data_version` moved (any connection committed); PostgreSQL: a
         NOTIFY arrived on the store's one listening connection."""
         if not self._ready:
             await self.connect()
         return await self._engine.poll()
+
+    # --- copies: a dump, a load, a backup (stores/dumps.py; docs/operations.md) --------
+
+    def _where(self) -> tuple[str, str]:
+        """(`"sqlite"`, the file) or (`"postgresql"`, the DSN) of a connection of our own."""
+        if self.dialect == "sqlite":
+            from .sqlite_connection import SQLiteConnection
+
+            assert isinstance(self.connection, SQLiteConnection)
+            return "sqlite", self.connection.path
+        from .postgres_connection import PostgresConnection
+
+        assert isinstance(self.connection, PostgresConnection)
+        return "postgresql", self.connection.dsn()
+
+    async def dump(self, tables: Sequence[Table] = ()) -> AsyncIterator[DumpRow]:
+        """Every row the store keeps, and those of a host's `tables`, from one snapshot
+        (`Dumper`), on a connection of its own: requests go on meanwhile."""
+        await self.ensure_open()
+        dialect, where = self._where()
+        if dialect == "sqlite":
+            from . import sqlite_dumps as dumps
+        else:
+            from . import postgres_dumps as dumps  # type: ignore[no-redef]
+        async for row in dumps.dump(where, self.connection.busy_timeout, self.table, tables):
+            yield row
+
+    async def load(
+        self,
+        rows: AsyncIterable[DumpRow],
+        *,
+        replace: bool = False,
+        tables: Sequence[Table] = (),
+    ) -> int:
+        """Write `rows` back exactly, in one transaction, into an empty store (`Dumper`);
+        `replace` empties the store and `tables` first, in the same transaction."""
+        await self.ensure_open()
+        dialect, where = self._where()
+        if dialect == "sqlite":
+            from . import sqlite_dumps as dumps
+        else:
+            from . import postgres_dumps as dumps  # type: ignore[no-redef]
+        return await dumps.load(
+            where,
+            self.connection.busy_timeout,
+            self.table,
+            rows,
+            replace=replace,
+            tables=tables,
+        )
+
+    async def backup(self, path: str) -> None:
+        """A consistent copy of the live SQLite database file at `path` (which must not
+        exist), taken while writes go on: SQLite's online backup API, one snapshot.
+
+        Raises:
+            NotImplementedError: on PostgreSQL, whose own tools do this (`pg_dump`,
+                `pg_basebackup`: docs/operations.md).
+            FileExistsError: `path` exists.
+        """
+        dialect, where = self._where()
+        if dialect != "sqlite":
+            raise NotImplementedError(
+                "backup copies a SQLite file; on PostgreSQL use pg_dump (or pg_basebackup "
+                "with WAL archiving), or this package's dump: docs/operations.md"
+            )
+        from .sqlite_backup import backup
+
+        await backup(where, path, self.connection.busy_timeout)
