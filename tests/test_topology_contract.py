@@ -39,6 +39,9 @@ CASES_LEFT_OUT = {
     # nginx answers TRACE (405) and CONNECT (400) itself and never passes them on.
     ("test_other_methods_are_405_with_allow", "method", "TRACE"),
     ("test_other_methods_are_405_with_allow", "method", "CONNECT"),
+    # The hosts' HTTP parser (httptools, serve's default) refuses a method it does not know
+    # with its own 400 before any app sees it; the ASGI suite never parses one.
+    ("test_other_methods_are_405_with_allow", "method", "FOO"),
 }
 #: Fixtures a test may take here: the rest (`auth`, `store`, `served.app`) are in-process.
 HTTP_FIXTURES = {"client", "acme", "served"}
