@@ -3,6 +3,7 @@
 python -m example_host serve [--host 127.0.0.1] [--port 8000] [--database URL] [--workers N]
     [--no-access-log] [--http {httptools,h11}] [--max-header-bytes N]
     [--timeout-keep-alive SECONDS] [--limit-concurrency N] [--loop {auto,asyncio,uvloop}]
+    [--listen-database URL]
     [--metrics | --no-metrics]
     [--jwks-url URL --jwt-issuer ISS --jwt-audience AUD [--jwt-algorithms RS256,ES256]]
 python -m example_host add-platform KEY [--database URL]
@@ -38,7 +39,7 @@ from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 from . import backup as copies
 from . import commands as user_commands
 from . import jwt_auth, transfer
-from .app import EVENTS_ENV, HISTORY_ENV, METRICS_PATH, MOUNT_PATH
+from .app import EVENTS_ENV, HISTORY_ENV, LISTEN_ENV, METRICS_PATH, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
 from .monitoring import metrics_environment
 from .redact import MASK, redact_message, redact_url
@@ -69,6 +70,8 @@ class ServeOptions:
     # worker's rate for a much shorter latency tail (benchmarks/README.md, "Which event loop").
     loop: str = "auto"
     metrics: bool | None = None  # None: on when serving on loopback only (monitoring.py)
+    # PostgreSQL behind a transaction pooler: the direct URL live changes LISTEN on.
+    listen_database: str | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +193,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     jwt_auth.add_serve_flags(serve)
 
+    serve.add_argument(
+        "--listen-database",
+        metavar="URL",
+        help=(
+            "PostgreSQL only: a direct postgresql:// URL for each worker's one LISTEN "
+            "connection (live changes), when --database goes through a transaction pooler "
+            f"such as PgBouncer (default: ${LISTEN_ENV}, else --database)"
+        ),
+    )
+
     platform = commands.add_parser(
         "add-platform", parents=[database], help="create a platform (no-op if it exists)"
     )
@@ -277,6 +290,8 @@ def _serve(url: str, host: str, port: int, workers: int, options: ServeOptions) 
     os.environ["DATABASE_URL"] = url
     if options.history_per_user is not None:
         os.environ[HISTORY_ENV] = str(options.history_per_user)
+    if options.listen_database is not None:
+        os.environ[LISTEN_ENV] = options.listen_database
     os.environ.setdefault(EVENTS_ENV + "MAX_STREAMS", str(max_streams(options.limit_concurrency)))
     with metrics_environment(host, workers, options.metrics) as metrics:
         return _run_server(url, host, port, workers, options, metrics)
@@ -366,6 +381,11 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
     if args.history_per_user is not None and args.history_per_user < 0:
         parser.error("--history-per-user must be at least 0")
+    if args.listen_database is not None and (
+        DatabaseURL(args.listen_database).dialect != "postgresql"
+        or DatabaseURL(database_url(args.database)).dialect != "postgresql"
+    ):
+        parser.error("--listen-database needs PostgreSQL: a postgresql:// URL, and --database too")
     return ServeOptions(
         http=args.http,
         max_header_bytes=args.max_header_bytes or ServeOptions.max_header_bytes,
@@ -375,6 +395,7 @@ def _serve_options(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         history_per_user=args.history_per_user,
         loop=args.loop,
         metrics=args.metrics,
+        listen_database=args.listen_database,
     )
 
 

@@ -31,6 +31,7 @@ from .web import demo_routes
 __all__ = [
     "HEALTH",
     "HISTORY_ENV",
+    "LISTEN_ENV",
     "METRICS_ENV",
     "METRICS_PATH",
     "MOUNT_PATH",
@@ -43,6 +44,9 @@ MOUNT_PATH = "/api/core/users/platform-metadata"
 YOUNG_GC_THRESHOLD = 10_000
 #: Revisions kept per user (`serve --history-per-user` sets it for every worker).
 HISTORY_ENV = "EXAMPLE_HOST_HISTORY_PER_USER"
+#: Where live changes LISTEN, when the database URL goes through PgBouncer
+#: (`serve --listen-database` sets it for every worker).
+LISTEN_ENV = "EXAMPLE_HOST_LISTEN_DATABASE_URL"
 #: `1`: serve Prometheus metrics at `METRICS_PATH` (`serve --metrics` sets it for every worker).
 METRICS_ENV = "EXAMPLE_HOST_METRICS"
 METRICS_PATH = "/metrics"
@@ -59,6 +63,7 @@ def create_app(
     events: EventSettings | None = None,
     metrics: bool = False,
     jwt: JWTSettings | None = None,
+    listen_url: str | None = None,
 ) -> Starlette:
     """The host app on `database_url`: host tables and metadata in the same database.
 
@@ -71,11 +76,13 @@ def create_app(
     `metrics`: serve Prometheus metrics at `/metrics` (needs prometheus-client, the `metrics`
     or `example` extra), every worker's summed when `$PROMETHEUS_MULTIPROC_DIR` is set.
     `jwt`: also accept Bearer JWTs of this issuer (jwt_auth.py).
+    `listen_url`: PostgreSQL only, a direct URL for the store's LISTEN connection when
+    `database_url` goes through a transaction pooler (`DatabaseStore(listen_url=...)`).
     """
     db = HostDB(database_url)
     auth = TokenAuthBackend(db)
     endpoint_auth = auth if jwt is None else HostAuthBackend(auth, jwt)
-    store = DatabaseStore(database_url, synchronous=sqlite_synchronous)
+    store = DatabaseStore(database_url, synchronous=sqlite_synchronous, listen_url=listen_url)
     reporter: Metrics | None = None
     routes: list[BaseRoute] = []
     if metrics:
@@ -157,6 +164,7 @@ def create_app_from_env() -> Starlette:
     `$EXAMPLE_HOST_METRICS=1` serves Prometheus metrics at `/metrics`.
     `$EXAMPLE_HOST_JWT_JWKS_URL` (with `..._ISSUER`, `..._AUDIENCE`, `..._ALGORITHMS`, as
     `serve --jwks-url ...` sets them) turns JWT auth on.
+    `$EXAMPLE_HOST_LISTEN_DATABASE_URL` where live changes LISTEN (default: `$DATABASE_URL`).
     """
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     synchronous = os.environ.get("EXAMPLE_HOST_SQLITE_SYNCHRONOUS") or "NORMAL"
@@ -169,6 +177,7 @@ def create_app_from_env() -> Starlette:
         events=events_from_env(),
         metrics=os.environ.get(METRICS_ENV) == "1",
         jwt=JWTSettings.from_env(),
+        listen_url=os.environ.get(LISTEN_ENV) or None,
     )
 
 

@@ -31,6 +31,8 @@ from starlette_platform_metadata import (
     token_from_header,
 )
 
+from .topology import Topology, bring_up
+
 URL = "/api/core/users/platform-metadata/"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 
@@ -157,3 +159,9 @@ def acme(auth: FakeAuth) -> Iterator[dict[str, dict[str, str]]]:
         "eve": auth.add("other", "eve"),
         "other_admin": auth.add("other", "other_admin", admin=True),
     }
+
+
+@pytest.fixture(scope="session")
+def topology() -> Iterator[Topology]:
+    """PostgreSQL, PgBouncer, two example hosts and nginx (`scripts/topology`), once per run."""
+    yield from bring_up()

@@ -73,12 +73,15 @@ def backend(
     busy_timeout: float = 5.0,
     synchronous: str = "NORMAL",
     pragmas: Sequence[str] = (),
+    listen_url: str | DatabaseURL | None = None,
 ) -> Backend:
     """The connection and engine for `database`, a `databases` URL or `Database`
-    (arguments as `sql_connection`'s)."""
+    (arguments as `sql_connection`'s; `listen_url` as `DatabaseStore`'s)."""
     from databases import Database, DatabaseURL
 
     url = DatabaseURL(str(database.url) if isinstance(database, Database) else database)
+    if listen_url is not None and url.dialect != "postgresql":
+        raise ValueError("listen_url is for PostgreSQL only (LISTEN/NOTIFY)")
     if url.dialect == "sqlite":
         from .sqlite_connection import SQLiteConnection
 
@@ -95,7 +98,13 @@ def backend(
 
         return Backend(lite, sqlite_engine)
     if url.dialect == "postgresql":
-        from .postgres_connection import PostgresConnection, postgres_database
+        from .postgres_connection import PostgresConnection, asyncpg_dsn, postgres_database
+
+        listen_dsn = None
+        if listen_url is not None:
+            if DatabaseURL(str(listen_url)).dialect != "postgresql":
+                raise ValueError("listen_url must be a postgresql:// URL")
+            listen_dsn = asyncpg_dsn(listen_url)
 
         if isinstance(database, Database):
             pg = PostgresConnection(database, timeout=busy_timeout, owns_database=False)
@@ -107,7 +116,7 @@ def backend(
         def postgres_engine(table: str) -> Engine:
             from .postgres import PostgresEngine
 
-            return PostgresEngine(pg, table)
+            return PostgresEngine(pg, table, listen_dsn=listen_dsn)
 
         return Backend(pg, postgres_engine)
     raise ValueError(f"Unsupported database: {url.dialect!r} (use sqlite or postgresql)")

@@ -61,9 +61,14 @@ class PostgresEngine(SQLReads):
     store, writes nothing.  Each step runs within the call's deadline.
     """
 
-    def __init__(self, connection: PostgresConnection, table: str) -> None:
+    def __init__(
+        self, connection: PostgresConnection, table: str, *, listen_dsn: str | None = None
+    ) -> None:
         super().__init__(connection, table, postgres_filter)
         self.connection = connection
+        # LISTEN holds session state, which a transaction pooler (PgBouncer) cannot keep: the
+        # one listening connection may go straight to PostgreSQL while the pool goes through it.
+        self.listen_dsn = listen_dsn
         t = table
         self._lock_sql = self._get_sql + " FOR UPDATE"
         self._many_sql = (
@@ -360,7 +365,7 @@ class PostgresEngine(SQLReads):
         self._notified = True
         try:
             async with asyncio.timeout(self.connection.timeout):
-                listener = await asyncpg.connect(self.connection.dsn())
+                listener = await asyncpg.connect(self.listen_dsn or self.connection.dsn())
                 await listener.add_listener(self._channel, self._on_notify)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             self._listen_retry_at = loop.time() + 1.0

@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from databases import Database
     from databases import DatabaseURL as _URL
 
-__all__ = ["PostgresConnection", "postgres_database"]
+__all__ = ["PostgresConnection", "asyncpg_dsn", "postgres_database", "statement_cache_size"]
+
+#: URL options asyncpg's own `connect` takes as they are (the rest are the pool's).
+_DSN_OPTIONS = ("ssl", "sslmode")
 
 
 def postgres_database(url: str | _URL, timeout: float) -> Database:
@@ -33,8 +36,35 @@ def postgres_database(url: str | _URL, timeout: float) -> Database:
     """
     from databases import Database, DatabaseURL
 
-    floor: dict[str, Any] = {} if "min_size" in DatabaseURL(url).options else {"min_size": 0}
-    return Database(url, timeout=timeout, command_timeout=timeout, reset=_keep_session, **floor)
+    options = DatabaseURL(url).options
+    extra: dict[str, Any] = {} if "min_size" in options else {"min_size": 0}
+    if "statement_cache_size" in options:
+        # Behind a transaction pooler (PgBouncer before 1.21 keeps no prepared statements):
+        # `?statement_cache_size=0`, passed on to asyncpg, which `databases` would drop.
+        extra["statement_cache_size"] = statement_cache_size(options["statement_cache_size"])
+    return Database(url, timeout=timeout, command_timeout=timeout, reset=_keep_session, **extra)
+
+
+def statement_cache_size(value: str) -> int:
+    """The URL's `statement_cache_size`, as asyncpg takes it (0 turns the cache off)."""
+    try:
+        size = int(value)
+    except ValueError:
+        size = -1
+    if size < 0:
+        raise ValueError(f"statement_cache_size must be an integer >= 0, not {value!r}")
+    return size
+
+
+def asyncpg_dsn(url: str | _URL) -> str:
+    """A `databases` URL as asyncpg's own `connect` takes it: the pool options that
+    `databases` reads (`min_size`, `max_size`, ...) left out, SSL settings kept."""
+    from databases import DatabaseURL
+
+    parsed = DatabaseURL(str(url))
+    kept = {k: v for k, v in parsed.options.items() if k in _DSN_OPTIONS}
+    base = str(parsed.replace(driver=None)).partition("?")[0]
+    return base + ("?" + "&".join(f"{k}={v}" for k, v in kept.items()) if kept else "")
 
 
 def _pool_size(database: Database) -> int:
@@ -133,14 +163,8 @@ class PostgresConnection:
             pass
 
     def dsn(self) -> str:
-        """The database's URL as asyncpg's own `connect` takes it: the pool options that
-        `databases` reads (`min_size`, `max_size`, ...) left out, SSL settings kept."""
-        from databases import DatabaseURL
-
-        url = DatabaseURL(str(self.database.url))
-        kept = {k: v for k, v in url.options.items() if k in ("ssl", "sslmode")}
-        base = str(url.replace(driver=None)).partition("?")[0]
-        return base + ("?" + "&".join(f"{k}={v}" for k, v in kept.items()) if kept else "")
+        """The database's URL as asyncpg's own `connect` takes it (`asyncpg_dsn`)."""
+        return asyncpg_dsn(self.database.url)
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         async with self.session() as raw:

@@ -44,6 +44,10 @@ class DatabaseStore(OpensOnFirstUse):
             the statements together (PostgreSQL).
         synchronous: SQLite's `PRAGMA synchronous` (`NORMAL` is durable across process crashes
             in WAL mode; `FULL` also across power loss: concurrent writers share each fsync).
+        listen_url: PostgreSQL only: where the store's one listening connection for live
+            changes (`LISTEN`) goes, when `url` reaches PostgreSQL through a transaction
+            pooler such as PgBouncer, which cannot keep a `LISTEN` (docs/postgresql.md).
+            Default: the same database as `url`.
 
     The store connects on first use, so it works inside a mounted app whose lifespan never runs;
     hosts that prefer to connect at startup call `connect()` / `disconnect()` from their own
@@ -59,6 +63,7 @@ class DatabaseStore(OpensOnFirstUse):
         create_tables: bool = True,
         busy_timeout: float = 5.0,
         synchronous: str = "NORMAL",
+        listen_url: str | DatabaseURL | None = None,
     ) -> None:
         super().__init__()
         if database is not None and url is not None:
@@ -69,6 +74,7 @@ class DatabaseStore(OpensOnFirstUse):
             database if database is not None else url or "sqlite:///platform_metadata.db",
             busy_timeout=busy_timeout,
             synchronous=synchronous,
+            listen_url=listen_url,
         )
         self.connection: SQLConnection = picked.connection
         self.dialect = self.connection.dialect
