@@ -76,10 +76,10 @@ def create_app(
     `metrics`: serve Prometheus metrics at `/metrics` (needs prometheus-client, the `metrics`
     or `example` extra), every worker's summed when `$PROMETHEUS_MULTIPROC_DIR` is set.
     `jwt`: also accept Bearer JWTs of this issuer (jwt_auth.py).
-    `listen_url`: PostgreSQL only, a direct URL for the store's LISTEN connection when
-    `database_url` goes through a transaction pooler (`DatabaseStore(listen_url=...)`).
+    `listen_url`: PostgreSQL only, a direct URL for the LISTEN connections (the store's and
+    the host tables' generation watch) when `database_url` goes through a transaction pooler.
     """
-    db = HostDB(database_url)
+    db = HostDB(database_url, listen_url=listen_url)
     auth = TokenAuthBackend(db)
     endpoint_auth = auth if jwt is None else HostAuthBackend(auth, jwt)
     store = DatabaseStore(database_url, synchronous=sqlite_synchronous, listen_url=listen_url)

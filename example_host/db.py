@@ -33,11 +33,14 @@ from databases import DatabaseURL
 
 from starlette_platform_metadata import PlatformAccess
 from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection, sql_connection
-from starlette_platform_metadata.stores.sql.postgres_connection import PostgresConnection
+from starlette_platform_metadata.stores.sql.postgres_connection import (
+    PostgresConnection,
+    asyncpg_dsn,
+)
 from starlette_platform_metadata.stores.sql.schema import open_tables
 
 from . import bulk
-from .generation import GenerationWatch, forgets_generation
+from .generation import CHANNEL, GenerationWatch, forgets_generation
 from .schema import DDL, SCHEMA_VERSION
 
 __all__ = [
@@ -68,6 +71,7 @@ _ACCESS = (
     "WHERE p.key = $1"
 )
 _GENERATION = "SELECT n FROM example_host_generation"
+_NOTIFY = "SELECT pg_notify($1, $2)"
 _HAS_PLATFORMS = "SELECT EXISTS (SELECT 1 FROM platforms)"
 _ADD_PLATFORM = "INSERT INTO platforms (key) VALUES ($1) ON CONFLICT (key) DO NOTHING RETURNING id"
 _PLATFORM_ID = "SELECT id FROM platforms WHERE key = $1"
@@ -160,13 +164,21 @@ class HostDB(OpensOnFirstUse):
 
     Args:
         url: a `databases` URL (`sqlite:///file.db`, `postgresql://user:pass@host/db`).
+        listen_url: PostgreSQL only: a direct URL for the LISTEN connection (generation.py)
+            when `url` goes through a transaction pooler.
         busy_timeout: seconds a statement may wait for a lock (SQLite) or for the pool, the
             connection and the statement together (PostgreSQL) before `StoreUnavailable`.
 
     Connects, and creates the tables, on `connect()` or on first use.
     """
 
-    def __init__(self, url: str | DatabaseURL = DEFAULT_URL, *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str | DatabaseURL = DEFAULT_URL,
+        *,
+        busy_timeout: float = 5.0,
+        listen_url: str | None = None,
+    ) -> None:
         super().__init__()
         self.url = DatabaseURL(url)
         self._db: SQLConnection = sql_connection(
@@ -175,7 +187,8 @@ class HostDB(OpensOnFirstUse):
         self._cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
         self.watch: GenerationWatch | None = None
         if isinstance(self._db, PostgresConnection):
-            self.watch = GenerationWatch(self._read_generation, self._db.dsn(), busy_timeout)
+            dsn = self._db.dsn() if listen_url is None else asyncpg_dsn(listen_url)
+            self.watch = GenerationWatch(self._read_generation, self._notify, dsn, busy_timeout)
 
     async def _open(self) -> None:
         # A reopened database may be another file whose counter happens to match.
@@ -199,6 +212,9 @@ class HostDB(OpensOnFirstUse):
             await self.ensure_open()
             return await self.watch.generation()
         return await self._read_generation()
+
+    async def _notify(self, payload: str) -> None:
+        await (await self.connection()).fetchrow(_NOTIFY, CHANNEL, payload)
 
     async def _read_generation(self) -> int:
         row = await (await self.connection()).fetchrow(_GENERATION)

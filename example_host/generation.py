@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -28,6 +29,11 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 CHANNEL = "example_host_generation"
 #: Seconds between attempts to listen again after a failure.
 RETRY_SECONDS = 1.0
+#: Seconds a listener has to hear its own test notification before it is trusted, and between
+#: attempts after one did not (LISTEN through a transaction pooler such as PgBouncer hears
+#: nothing: docs/postgresql.md, "PgBouncer and live changes").
+PING_SECONDS = 2.0
+DEAF_RETRY_SECONDS = 60.0
 
 logger = logging.getLogger("example_host")
 
@@ -35,11 +41,21 @@ logger = logging.getLogger("example_host")
 class GenerationWatch:
     """The counter as of the last notification, or `None`: read it (see the module docstring).
 
-    `read` reads the counter; `dsn` is the database's address as `asyncpg.connect` takes it.
+    `read` reads the counter; `notify` sends a notification on `CHANNEL` through the
+    connections requests use; `dsn` is the listener's address as `asyncpg.connect` takes it.
+    A listener is trusted only once it heard a notification sent that way.
     """
 
-    def __init__(self, read: Callable[[], Awaitable[int]], dsn: str, timeout: float) -> None:
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[int]],
+        notify: Callable[[str], Awaitable[Any]],
+        dsn: str,
+        timeout: float,
+    ) -> None:
         self.read = read
+        self.notify = notify
+        self.pings: dict[str, asyncio.Event] = {}
         self.dsn = dsn
         self.timeout = timeout
         self.known: int | None = None
@@ -76,10 +92,39 @@ class GenerationWatch:
             logger.warning("cannot LISTEN for auth changes (%s); reading the counter", exc)
             return
         listener.add_termination_listener(self.lost)
+        if not await self.hears(listener):
+            self.retry_at = loop.time() + DEAF_RETRY_SECONDS
+            logger.warning(
+                "the LISTEN connection for auth changes heard nothing within %s s (a "
+                "transaction pooler between?); reading the counter on every request",
+                PING_SECONDS,
+            )
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(listener.close(), 1.0)
+            return
         self.listener = listener
+
+    async def hears(self, listener: Any) -> bool:
+        """Whether `listener` hears a notification sent through the requests' connections."""
+        token = secrets.token_hex(8)
+        heard = self.pings[token] = asyncio.Event()
+        try:
+            async with asyncio.timeout(PING_SECONDS):
+                await self.notify(token)
+                await heard.wait()
+            return True
+        except TimeoutError:
+            return False
+        except Exception:  # the database failed meanwhile: not trusted, tried again later
+            return False
+        finally:
+            del self.pings[token]
 
     def changed(self, connection: Any, pid: int, channel: str, payload: str) -> None:
         self.forget()
+        ping = self.pings.get(payload)
+        if ping is not None:
+            ping.set()
 
     def forget(self) -> None:
         """Read the counter again on the next request."""

@@ -485,6 +485,10 @@ async def test_a_request_costs_one_statement_while_the_host_tables_are_unchanged
     for _ in range(3):
         r = await host.client.get(URL, params={"platform_key": P}, headers=john)
         assert r.status_code == 200
+    # PostgreSQL: the listener's one test notification, when it starts (generation.py).
+    pings = [s for s in statements if "pg_notify" in s]
+    assert len(pings) == (1 if listening(host) else 0)
+    statements = [s for s in statements if "pg_notify" not in s]
     repeats = 0 if listening(host) else 2
     assert len(statements) == 3 + repeats
     assert statements[3:] == [statements[0]] * repeats
@@ -670,3 +674,40 @@ async def test_host_tables_of_schema_1_get_the_notifying_trigger(host: Host) -> 
     if listening(host):
         source = await db.fetchrow("SELECT prosrc FROM pg_proc WHERE proname = 'example_host_bump'")
         assert "pg_notify" in source[0]
+
+
+async def test_a_listener_that_hears_nothing_is_not_trusted(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LISTEN connection that does not hear a test notification sent through the requests'
+    connections (as through a transaction pooler) is dropped: every request then reads the
+    counter, so a change by another process is never missed."""
+    watch = host.db.watch
+    jane = host.headers("jane")
+    as_jane = {"platform_key": P, "username": "john_doe"}
+    if watch is None:  # SQLite: no listener, the counter on every request
+        statements = count_statements(host, monkeypatch)
+        for _ in range(2):
+            assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 403
+        assert len([s for s in statements if "example_host_generation" in s]) == 2
+        return
+    import example_host.generation as generation
+
+    monkeypatch.setattr(generation, "PING_SECONDS", 0.3)
+    if watch.listener is not None:
+        await watch.listener.close()
+    watch.forget()
+    db = await host.db.connection()
+
+    async def lost_ping(payload: str) -> None:  # sent where the listener cannot hear it
+        await db.fetchrow("SELECT pg_notify('elsewhere', $1)", payload)
+
+    monkeypatch.setattr(watch, "notify", lost_ping)
+    statements = count_statements(host, monkeypatch)
+    for _ in range(2):
+        assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 403
+    assert watch.listener is None and watch.known is None
+    assert len([s for s in statements if "example_host_generation" in s]) == 2
+    async with HostDB(host.db.url) as other:
+        await other.add_user("jane", P, admin=True)
+    assert (await host.client.get(URL, params=as_jane, headers=jane)).status_code == 200
