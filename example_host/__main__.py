@@ -33,7 +33,6 @@ from inspect import signature
 
 from databases import DatabaseURL
 
-from starlette_platform_metadata.events import EventSettings
 from starlette_platform_metadata.history import DEFAULT_HISTORY_PER_USER
 
 from . import backup as copies
@@ -43,49 +42,23 @@ from .app import EVENTS_ENV, HISTORY_ENV, LISTEN_ENV, METRICS_PATH, MOUNT_PATH
 from .db import DEFAULT_URL, HostDB, Membership, UnknownPlatform
 from .monitoring import metrics_environment
 from .redact import MASK, redact_message, redact_url
+from .serving import (
+    EVENT_LOOPS,
+    HTTP_PARSERS,
+    ServeOptions,
+    http_protocol,
+    max_streams,
+)
 
 DEMO_PLATFORM = "acme-corp"
 DEMO_MEMBER = "john_doe"
 DEMO_ADMIN = "acme_admin"
 APP_FACTORY = "example_host.app:create_app_from_env"
-HTTP_PARSERS = ("httptools", "h11")
-# httptools with the head bounded in size and time (docs/serving.md): as safe as h11, as fast
-# as httptools.
-BOUNDED_HTTPTOOLS = "starlette_platform_metadata.uvicorn_http:BoundedHttpToolsProtocol"
-EVENT_LOOPS = ("auto", "asyncio", "uvloop")
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """What `serve` lets one worker's clients hold, and whether it logs each request (see
-    docs/postgresql.md, "Behind a proxy", for what a proxy in front must bound instead)."""
-
-    http: str = "httptools"  # bounded either way (BOUNDED_HTTPTOOLS); h11 is the slower
-    max_header_bytes: int = 16 * 1024  # request line + headers; h11's own default
-    timeout_keep_alive: int = 5  # seconds idle after a response; uvicorn's default
-    limit_concurrency: int = 1000  # open connections (idle ones too) per worker, then 503
-    access_log: bool = True
-    history_per_user: int | None = None  # None: $EXAMPLE_HOST_HISTORY_PER_USER, else 100
-    # uvicorn's choice (uvloop when installed); asyncio trades a few percent of a saturated
-    # worker's rate for a much shorter latency tail (benchmarks/README.md, "Which event loop").
-    loop: str = "auto"
-    metrics: bool | None = None  # None: on when serving on loopback only (monitoring.py)
-    # PostgreSQL behind a transaction pooler: the direct URL live changes LISTEN on.
-    listen_database: str | None = None
-
-
 @dataclass(frozen=True)
 class DemoUser:
     username: str
     role: str
     token: str
-
-
-def max_streams(limit_concurrency: int) -> int:
-    """Open streams per worker: at most half its connections, so that however many streams
-    are open, plain requests always find a connection (`$EXAMPLE_HOST_EVENTS_MAX_STREAMS`
-    overrides it)."""
-    return max(1, min(EventSettings().max_streams, limit_concurrency // 2))
 
 
 def database_url(given: str | None) -> str:
@@ -310,7 +283,7 @@ def _run_server(
         port=port,
         workers=workers,
         access_log=options.access_log,
-        http=BOUNDED_HTTPTOOLS if options.http == "httptools" else options.http,
+        http=http_protocol(options.http),
         # h11's head cap; the bounded httptools protocol reads the same setting.
         h11_max_incomplete_event_size=options.max_header_bytes,
         timeout_keep_alive=options.timeout_keep_alive,

@@ -212,3 +212,22 @@ def test_serve_hands_uvicorn_the_event_loop_asked_for(
     with pytest.raises(SystemExit) as exited:
         main(["serve", "--database", database, "--loop", "trio"])
     assert exited.value.code == 2
+
+
+def test_serve_takes_the_bounded_httptools_protocol_or_h11_where_httptools_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default serves through `BoundedHttpToolsProtocol`; without httptools (uvicorn
+    without its `standard` extra) it says so and serves with h11, which bounds headers too."""
+    import importlib.util
+
+    from example_host.serving import BOUNDED_HTTPTOOLS, http_protocol
+
+    assert http_protocol("httptools") == BOUNDED_HTTPTOOLS
+    assert http_protocol("h11") == "h11"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "httptools" else real(name)
+    )
+    assert http_protocol("httptools") == "h11"
+    assert "httptools is not installed" in capsys.readouterr().err
