@@ -205,14 +205,8 @@ class PostgresEngine(SQLReads):
             return None
         if write is None:
             return None
-        _, record, document, purge, revision, trim = plan_rows(basis, write)
-        if purge or record is None:
-            return None
-        sql, args = self._cas_statement(
-            platform_key, username, basis, record, document, revision, trim
-        )
         async with self.connection.session() as raw:
-            return None if await raw.fetchrow(sql, *args) is None else record
+            return await self._compare_and_set(raw, platform_key, username, basis, write)
 
     async def _read_and_update(
         self, platform_key: str, username: str, change: Change
@@ -229,30 +223,25 @@ class PostgresEngine(SQLReads):
                 return current
             if row is None:
                 return await self._insert(raw, platform_key, username, current, write)
-            _, record, document, purge, revision, trim = plan_rows(current, write)
-            if purge or record is None:
-                return None
-            sql, args = self._cas_statement(
-                platform_key, username, current, record, document, revision, trim
-            )
-            return None if await raw.fetchrow(sql, *args) is None else record
+            return await self._compare_and_set(raw, platform_key, username, current, write)
 
-    def _cas_statement(
-        self,
-        platform_key: str,
-        username: str,
-        current: Record,
-        record: Record,
-        document: str | None,
-        revision: Revision | None,
-        trim: int | None,
-    ) -> tuple[str, tuple[Any, ...]]:
-        """The compare-and-set of `record` over `current`'s version: a row back if applied."""
+    async def _compare_and_set(
+        self, raw: Any, platform_key: str, username: str, current: Record, write: Write
+    ) -> Record | None:
+        """Store `write` over the existing row if it still holds `current` (its whole state,
+        `_state`): the record stored, or `None` (the row moved on, or the write purges)."""
+        _, record, document, purge, revision, trim = plan_rows(current, write)
+        if purge or record is None:
+            return None
         values = self._row_values(platform_key, username, document, record)
         if revision is not None:
             extra = self._revision_values(revision, trim or 0)
-            return self._cas_revision_sql, (*values, *extra, *self._state(current))
-        return self._cas_sql, (*values, *self._state(current))
+            applied = await raw.fetchrow(
+                self._cas_revision_sql, *values, *extra, *self._state(current)
+            )
+        else:
+            applied = await raw.fetchrow(self._cas_sql, *values, *self._state(current))
+        return None if applied is None else record
 
     @staticmethod
     def _state(record: Record) -> tuple[Any, ...]:
@@ -269,12 +258,17 @@ class PostgresEngine(SQLReads):
         if purge or record is None:
             return None
         values = self._row_values(platform_key, username, document, record)
+        return record if await self._insert_row(raw, values, revision) else None
+
+    async def _insert_row(
+        self, raw: Any, values: tuple[Any, ...], revision: Revision | None
+    ) -> bool:
+        """Insert the row of `values` (`_row_values`) with its revision, unless a row is
+        there already: whether it was inserted."""
         if revision is not None:
             extra = self._revision_values(revision, None)
-            inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
-        else:
-            inserted = await raw.fetchval(self._insert_sql, *values)
-        return None if inserted is None else record
+            return await raw.fetchval(self._insert_revision_sql, *values, *extra) is not None
+        return await raw.fetchval(self._insert_sql, *values) is not None
 
     @staticmethod
     def _row_values(
@@ -401,14 +395,7 @@ class PostgresEngine(SQLReads):
                 await raw.execute(self._purge_sql, platform_key, username)
             if record is None:  # a purge with nothing stored
                 return current, True
-            values = (
-                platform_key,
-                username,
-                document,
-                record.version,
-                record.created_at,
-                record.updated_at,
-            )
+            values = self._row_values(platform_key, username, document, record)
             if row is not None:
                 if revision is not None:
                     extra = self._revision_values(revision, trim or 0)
@@ -416,11 +403,6 @@ class PostgresEngine(SQLReads):
                 else:
                     await raw.execute(self._update_sql, *values)
                 return record, True
-            if revision is not None:
-                extra = self._revision_values(revision, None)
-                inserted = await raw.fetchval(self._insert_revision_sql, *values, *extra)
-            else:
-                inserted = await raw.fetchval(self._insert_sql, *values)
-            if inserted is not None:
+            if await self._insert_row(raw, values, revision):
                 return record, True
             # Another writer created the row since our read: lock it and decide again.
