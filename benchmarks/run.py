@@ -837,9 +837,15 @@ class Server:
         self._log.close()
 
 
+#: `--pin`: the servers on one CPU, wrk (and this script's other children) on the other, so
+#: that the scheduler cannot trade them between rounds (`taskset` execs: the pid is the server's).
+SERVER_PIN: list[str] = []
+LOAD_PIN: list[str] = []
+
+
 def uvicorn_command(python: str, target: list[str], port: int, loop: str = "uvloop") -> list[str]:
     return [
-        python, "-m", "uvicorn", *target,
+        *SERVER_PIN, python, "-m", "uvicorn", *target,
         "--host", "127.0.0.1", "--port", str(port),
         "--loop", loop, "--http", "httptools",
         "--no-access-log", "--log-level", "warning",
@@ -880,7 +886,7 @@ def start_server(
     env = child_env(extra)
     if spec.serve is not None:
         command = [
-            python, "-m", "example_host", "serve", "--host", "127.0.0.1",
+            *SERVER_PIN, python, "-m", "example_host", "serve", "--host", "127.0.0.1",
             "--port", str(free_port()), "--database", spec.database, "--no-access-log",
             "--loop", host_loop, *spec.serve,
         ]  # fmt: skip
@@ -986,7 +992,7 @@ def wrk_command(
     else:
         script_args = [str(load.threads), str(PATCH_KEYS), *tokens]
     return [
-        args.wrk, "--latency",
+        *LOAD_PIN, args.wrk, "--latency",
         "-t", str(load.threads),
         "-c", str(load.connections),
         "-d", f"{seconds}s",
@@ -1731,6 +1737,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--python", default=sys.executable, help="interpreter for the servers and the CLI"
     )
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="servers on the last CPU, wrk on the others (taskset): steadier same-run ratios",
+    )
+    parser.add_argument(
         "--host-loop",
         choices=("asyncio", "uvloop"),
         default="uvloop",
@@ -1767,6 +1778,12 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
             parser.error("--database must be a postgresql:// or sqlite:/// URL")
         elif args.synchronous != "NORMAL":
             parser.error("--synchronous is SQLite's")
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2 or shutil.which("taskset") is None:
+            parser.error("--pin needs two CPUs and taskset")
+        SERVER_PIN[:] = ["taskset", "-c", str(cpus[-1])]
+        LOAD_PIN[:] = ["taskset", "-c", ",".join(map(str, cpus[:-1]))]
     args.wrk = shutil.which("wrk")
     if args.wrk is None:
         parser.error("wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)")

@@ -101,6 +101,7 @@ class TalliesCollector(Collector):
         # Each dict is copied first (one step under the GIL): a shared directory's thread
         # collects while the event loop counts, and may meet a label set added meanwhile.
         t = self.tallies
+        t.fold()
         p = self.prefix
         requests = CounterMetricFamily(p + REQUESTS.name, REQUESTS.help, labels=REQUESTS.labels)
         for labels, count in sorted(t.requests.copy().items()):

@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from starlette_platform_metadata import (
 )
 from starlette_platform_metadata.events import TooManyStreams
 from starlette_platform_metadata.prometheus import PrometheusMetrics
+from starlette_platform_metadata.tallies import FOLD_EVERY, Tallies
 from starlette_platform_metadata.stores import Change, Record
 
 from .conftest import URL, FakeAuth
@@ -90,6 +92,54 @@ async def test_request_counters_match_the_traffic_sent(
     # Each PATCH is one atomic update of the store, whichever store it is.
     operations = "platform_metadata_store_operation_duration_seconds_count"
     assert value(metrics, operations, operation="update") == 2
+
+
+async def test_counts_stay_exact_across_folds(auth: FakeAuth, store: Store, acme: Headers) -> None:
+    """More requests than `FOLD_EVERY` (the tallies count in batches), scraped at a count
+    that is not a multiple of it: every request and store operation counted once."""
+    host, _, metrics = build(auth, store)
+    sent = 2 * FOLD_EVERY + 37
+    async with client_of(host) as client:
+        for _ in range(sent):
+            assert (await client.get(META, headers=acme["john"])).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200
+    labels = {"resource": "metadata", "method": "GET"}
+    assert value(metrics, "platform_metadata_requests_total", status_class="2xx", **labels) == sent
+    assert value(metrics, "platform_metadata_request_duration_seconds_count", **labels) == sent
+    operations = sum(
+        value(metrics, "platform_metadata_store_operation_duration_seconds_count", operation=op)
+        for op in ("get", "get_many")
+    )
+    assert operations >= sent  # at least the record's read per GET, whatever the store
+
+
+def test_a_reader_thread_folding_meanwhile_loses_and_doubles_nothing() -> None:
+    """A shared directory's writer thread folds while the event loop counts (and starts new
+    lists): the totals are exactly what was counted."""
+    tallies = Tallies((0.01, 0.1, 1.0), (1, 2))
+    done = threading.Event()
+
+    def reader() -> None:
+        while not done.is_set():
+            tallies.fold()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for n in range(20 * FOLD_EVERY + 5):
+            tallies.request("metadata", "GET", 200 if n % 3 else 404, 0.001 * (n % 7))
+            tallies.store_operation("get_many", 0.05)
+    finally:
+        done.set()
+        thread.join()
+    tallies.fold()
+    total = 20 * FOLD_EVERY + 5
+    found = tallies.requests
+    assert found[("metadata", "GET", "2xx")] + found[("metadata", "GET", "4xx")] == total
+    assert found[("metadata", "GET", "4xx")] == len(range(0, total, 3))
+    assert sum(tallies.request_seconds[("metadata", "GET")].counts) == total
+    assert tallies.store_seconds["get_many"].counts == [0, 1 * total, 0, 0]
+    assert tallies.store_seconds["get_many"].total == pytest.approx(0.05 * total)
 
 
 async def test_every_resource_and_the_scrape_itself(auth: FakeAuth, acme: Headers) -> None:
