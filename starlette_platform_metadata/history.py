@@ -9,7 +9,7 @@ once the change is committed.  The HTTP resources are in `resources/history.py`;
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from . import changes
 from .conditional import Conditions
@@ -18,6 +18,7 @@ from .metrics import NO_METRICS, Metrics
 from .policy import Policy
 from .stores.base import (
     Change,
+    GuardedWriter,
     HistoryReader,
     ManyWriter,
     Record,
@@ -101,26 +102,43 @@ class Writer:
         self.metrics = metrics if metrics.enabled and self.keep else None
 
     async def write(
-        self, platform_key: str, username: str, change: Change, *, purge: bool = False
+        self,
+        platform_key: str,
+        username: str,
+        change: Change,
+        *,
+        purge: bool = False,
+        guard: tuple[str, Record] | None = None,
     ) -> Record:
-        """Run `change` in the store with history; refusals propagate (nothing stored)."""
+        """Run `change` in the store with history; refusals propagate (nothing stored).
+        With `guard`, only while that record holds that state (`GuardedWriter`: the store
+        must have `update_guarded`; `GuardMoved` propagates)."""
         recorded = changes.with_history(change, self.keep, purge=purge)
         trims: list[bool] | None = None
         if self.metrics is not None:
             trims = []
             recorded = _counting_trims(recorded, trims)
         if not self.feed.active:
-            record = await self.store.update(platform_key, username, recorded)
+            record = await self._update(platform_key, username, recorded, guard)
             if self.feed.watched:
                 self.feed.committed(platform_key)
         else:
-            record = await self._write_published(platform_key, username, recorded)
+            record = await self._write_published(platform_key, username, recorded, guard)
         if trims and trims[-1] and self.metrics is not None:
             self.metrics.history_trimmed()
         return record
 
+    async def _update(
+        self, platform_key: str, username: str, change: Change, guard: tuple[str, Record] | None
+    ) -> Record:
+        if guard is None:
+            return await self.store.update(platform_key, username, change)
+        return await cast(GuardedWriter, self.store).update_guarded(
+            platform_key, username, change, guard
+        )
+
     async def _write_published(
-        self, platform_key: str, username: str, recorded: Change
+        self, platform_key: str, username: str, recorded: Change, guard: tuple[str, Record] | None
     ) -> Record:
         """`store.update`, then the change published to the feed's subscribers."""
         # The store keeps the result of the last call of the change (it may call it again
@@ -132,7 +150,7 @@ class Writer:
             last[:] = [(current, write)]
             return write
 
-        record = await self.store.update(platform_key, username, kept)
+        record = await self._update(platform_key, username, kept, guard)
         if self.feed.watched:
             self.feed.committed(platform_key)
         if last:

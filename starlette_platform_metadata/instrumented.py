@@ -24,6 +24,7 @@ OPERATIONS = (
     "get",
     "get_many",
     "update",
+    "update_guarded",
     "update_many",
     "records",
     "revisions",
@@ -32,6 +33,10 @@ OPERATIONS = (
     "poll",
     "check",
 )
+
+#: Operations timed under another's label: a guarded update is an update.
+LABELS = {"update_guarded": "update"}
+
 
 class _Timed:
     """The wrapper's base: the store it wraps; its methods are made for each wrapped store."""
@@ -74,6 +79,7 @@ def timed(store: Store, metrics: Metrics) -> Store:
         inner = getattr(store, name, None)
         if callable(inner):
             original = getattr(type(store), name, inner)  # the function, `self` first
-            namespace[name] = _timed_method(name, inner, metrics, original)
+            label = LABELS.get(name, name)
+            namespace[name] = _timed_method(label, inner, metrics, original)
     cls = type(f"Timed{type(store).__name__}", (_Timed,), namespace)
     return cast(Store, cls(store))

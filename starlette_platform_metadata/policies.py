@@ -3,7 +3,8 @@
 A stored policy is an ordinary record of its platform under the reserved `POLICY_USERNAME`,
 whose document is the policy's JSON (`{"protected_keys", "private_keys", "schema"}`): every
 store keeps it atomically, with a version and `updated_at`, and with no method of its own.
-The record is read on every request, so a policy is never stale, even across processes;
+The record is read on every request, or, before a write, checked by the store as it writes
+(`guessed`, `GuardedWriter`), so a policy is never stale, even across processes;
 compiling its schema is what costs, so each compiled `Policy` is kept per (platform, version,
 updated_at) in a bounded LRU and compiled again only when the record changed.
 
@@ -27,7 +28,15 @@ from typing import Any, TypeAlias, cast
 from .jsontext import dump
 from .metrics import NO_METRICS, Metrics
 from .policy import DEFAULT_POLICY, Policy, PolicyInvalid, PolicyLimits, parse_policy
-from .stores.base import EMPTY, POLICY_USERNAME, ManyReader, Record, RecordLister, Store
+from .stores.base import (
+    EMPTY,
+    POLICY_USERNAME,
+    GuardedWriter,
+    ManyReader,
+    Record,
+    RecordLister,
+    Store,
+)
 
 __all__ = [
     "POLICY_USERNAME",
@@ -99,6 +108,10 @@ class Policies:
         self.store = store
         self.metrics = metrics  # told of each compilation
         self._many = isinstance(store, ManyReader)  # once: a Protocol check is slow per request
+        # The policy record last read per platform, for writes to decide on without reading
+        # it again: only with a store that checks it as it writes (`guessed`).
+        self._guards = isinstance(store, GuardedWriter)
+        self._last: dict[str, Record] = {}
         self.limits = limits or PolicyLimits()
         self._cache: OrderedDict[tuple[str, int, datetime | None], Policy] = OrderedDict()
         self._cache_size = cache_size
@@ -150,7 +163,28 @@ class Policies:
             if fixed is not None:
                 return CurrentPolicy(fixed, EMPTY, fixed=True)
         record = await self.store.get(platform_key, POLICY_USERNAME)
+        self._seen(platform_key, record)
         return CurrentPolicy(self.compiled(platform_key, record), record)
+
+    def guessed(self, platform_key: str) -> CurrentPolicy | None:
+        """The stored policy as this process last read it, for a write to decide on and have
+        the store check as it writes (`GuardedWriter.update_guarded`, guarded by this
+        record): a policy read saved per write, one round trip on PostgreSQL.  `None` when
+        the policy must be read (`current`): never read yet, the store cannot check it, or
+        the host fixes policies."""
+        if not self._guards or self._fixed_mapping is not None or self._fixed_function is not None:
+            return None
+        record = self._last.get(platform_key)
+        if record is None:
+            return None
+        return CurrentPolicy(self.compiled(platform_key, record), record)
+
+    def _seen(self, platform_key: str, record: Record) -> None:
+        if self._guards:
+            last = self._last
+            if len(last) >= self._cache_size and platform_key not in last:
+                del last[next(iter(last))]  # the platform remembered first
+            last[platform_key] = record
 
     async def current_and(
         self, platform_key: str, username: str
@@ -161,6 +195,7 @@ class Policies:
             return await self.current(platform_key), await self.store.get(platform_key, username)
         reader = cast(ManyReader, self.store)  # checked once, in __init__
         policy_record, record = await reader.get_many(platform_key, (POLICY_USERNAME, username))
+        self._seen(platform_key, policy_record)
         return CurrentPolicy(self.compiled(platform_key, policy_record), policy_record), record
 
     def compiled(self, platform_key: str, record: Record) -> Policy:

@@ -26,6 +26,7 @@ from starlette_platform_metadata.__main__ import main as cli_main
 from starlette_platform_metadata.testing import (
     AWKWARD,
     ChangeReaderContract,
+    GuardedWriterContract,
     HealthCheckerContract,
     HistoryContract,
     ManyReaderContract,
@@ -50,6 +51,7 @@ class TestEveryStore(
     HistoryContract,
     ChangeReaderContract,
     HealthCheckerContract,
+    GuardedWriterContract,
 ):
     """The kit over conftest's `store` fixture: memory, SQLite, PostgreSQL."""
 

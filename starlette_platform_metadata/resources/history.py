@@ -13,11 +13,12 @@ from ..cursors import next_url, page_cursor, read_history_cursor
 from ..history import find_revision, restore_change
 from ..openapi import history as history_openapi
 from ..payload import require_object
+from ..policy import Policy
 from ..resource import Request
 from ..responses import Answer, json_response
-from ..stores.base import HistoryReader
+from ..stores.base import Change, HistoryReader
 from ..views import hidden, record_response, revision_body
-from .metadata import current_policy, run_change
+from .metadata import current_policy, decide_and_write
 
 __all__ = ["HistoryResource", "RestoreResource"]
 
@@ -94,18 +95,22 @@ class RestoreResource:
         revision = await find_revision(store, grant.platform_key, grant.username, version)
         if revision is None:
             raise errors.revision_not_found()
-        policy = await current_policy(request, grant.platform_key)
         limits = request.services.limits
-        change = restore_change(
-            revision,
-            policy=policy,
-            member=not grant.is_admin,
-            actor=request.identity.username,
-            conditions=conditions,
-            max_bytes=limits.max_document_bytes,
-            max_private_bytes=limits.max_private_bytes,
+
+        def decide(policy: Policy | None) -> Change:
+            return restore_change(
+                revision,
+                policy=policy,
+                member=not grant.is_admin,
+                actor=request.identity.username,
+                conditions=conditions,
+                max_bytes=limits.max_document_bytes,
+                max_private_bytes=limits.max_private_bytes,
+            )
+
+        record, policy = await decide_and_write(
+            request, grant.platform_key, grant.username, decide
         )
-        record = await run_change(request, grant.platform_key, grant.username, change)
         return record_response(
             grant.username,
             grant.platform_key,

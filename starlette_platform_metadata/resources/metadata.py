@@ -3,6 +3,8 @@ policy's member rules (EXTENSIONS.md section 1) and history (section 2) on the w
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.responses import Response
 
 from .. import changes, conditional, errors
@@ -11,10 +13,10 @@ from ..payload import validate_patch, validate_put
 from ..policy import Policy
 from ..resource import Request
 from ..responses import Answer, not_modified
-from ..stores.base import POLICY_USERNAME, Change, Record
+from ..stores.base import POLICY_USERNAME, Change, GuardMoved, Record
 from ..views import hidden, record_response
 
-__all__ = ["MetadataResource", "current_policy", "run_change"]
+__all__ = ["MetadataResource", "current_policy", "decide_and_write", "run_change"]
 
 # DRF's order: Django's http_method_names filtered to what the view has (HEAD follows GET).
 ALLOW = "GET, PUT, PATCH, DELETE, HEAD, OPTIONS"
@@ -29,16 +31,54 @@ async def current_policy(request: Request, platform_key: str) -> Policy | None:
     return None if policy.is_default else policy
 
 
+async def decide_and_write(
+    request: Request,
+    platform_key: str,
+    username: str,
+    decide: Callable[[Policy | None], Change],
+    *,
+    purge: bool = False,
+) -> tuple[Record, Policy | None]:
+    """A user's write: the change `decide` builds on the platform's policy, run in the store;
+    the record stored and the policy it was decided on.
+
+    The policy is the one this process read last when the store can check, as it writes,
+    that it is still the stored one (`Policies.guessed`): no read before the write.  If it
+    is not, the store stores nothing (`GuardMoved`), and the write is decided again on the
+    policy read now, as it always is without a guess."""
+    guess = request.services.policies.guessed(platform_key)
+    if guess is not None:
+        policy = None if guess.policy.is_default else guess.policy
+        guard = (POLICY_USERNAME, guess.record)
+        try:
+            record = await run_change(
+                request, platform_key, username, decide(policy), purge=purge, guard=guard
+            )
+            return record, policy
+        except GuardMoved:
+            pass
+    policy = await current_policy(request, platform_key)
+    return await run_change(request, platform_key, username, decide(policy), purge=purge), policy
+
+
 async def run_change(
-    request: Request, platform_key: str, username: str, change: Change, *, purge: bool = False
+    request: Request,
+    platform_key: str,
+    username: str,
+    change: Change,
+    *,
+    purge: bool = False,
+    guard: tuple[str, Record] | None = None,
 ) -> Record:
-    """Run `change` in the store (a user's with history); refusals become the contract's
-    answers."""
+    """Run `change` in the store (a user's with history; with `guard`, only while that
+    record holds that state); refusals become the contract's answers."""
     services = request.services
     try:
         if username == POLICY_USERNAME:
             return await services.store.update(platform_key, username, change)
-        return await services.writer.write(platform_key, username, change, purge=purge)
+        return await services.writer.write(
+            platform_key, username, change, purge=purge, guard=guard
+        )
     except changes.PreconditionFailed as exc:
         # Worded from, and carrying the ETag of, the record the change saw.
         raise errors.precondition_failed(exc.reason, conditional.etag(exc.record)) from None
@@ -89,14 +129,16 @@ class MetadataResource:
         assert grant.username is not None
         conditions = request.conditions()
         purge = request.query.choice("history", "purge")
-        policy = await current_policy(request, grant.platform_key)
-        change = changes.delete(
-            conditions=conditions,
-            actor=request.identity.username,
-            policy=policy,
-            member=not grant.is_admin,
-        )
-        await run_change(request, grant.platform_key, grant.username, change, purge=purge)
+
+        def decide(policy: Policy | None) -> Change:
+            return changes.delete(
+                conditions=conditions,
+                actor=request.identity.username,
+                policy=policy,
+                member=not grant.is_admin,
+            )
+
+        await decide_and_write(request, grant.platform_key, grant.username, decide, purge=purge)
         return Response(status_code=204)
 
     async def _write(self, request: Request) -> Answer:
@@ -106,32 +148,39 @@ class MetadataResource:
         limits = request.services.limits
         data = await request.json()
         member = not grant.is_admin
+        actor = request.identity.username
         if request.method == "PATCH":
             patch = validate_patch(data, limits)
-            policy = await current_policy(request, grant.platform_key)
-            change = changes.patch(
-                patch.set,
-                patch.delete,
-                conditions=conditions,
-                actor=request.identity.username,
-                policy=policy,
-                member=member,
-                max_bytes=limits.max_document_bytes,
-                max_private_bytes=limits.max_private_bytes,
-            )
+
+            def decide(policy: Policy | None) -> Change:
+                return changes.patch(
+                    patch.set,
+                    patch.delete,
+                    conditions=conditions,
+                    actor=actor,
+                    policy=policy,
+                    member=member,
+                    max_bytes=limits.max_document_bytes,
+                    max_private_bytes=limits.max_private_bytes,
+                )
+
         else:
             metadata = validate_put(data, limits)
-            policy = await current_policy(request, grant.platform_key)
-            change = changes.replace(
-                metadata,
-                conditions=conditions,
-                actor=request.identity.username,
-                policy=policy,
-                member=member,
-                max_bytes=limits.max_document_bytes,
-                max_private_bytes=limits.max_private_bytes,
-            )
-        record = await run_change(request, grant.platform_key, grant.username, change)
+
+            def decide(policy: Policy | None) -> Change:
+                return changes.replace(
+                    metadata,
+                    conditions=conditions,
+                    actor=actor,
+                    policy=policy,
+                    member=member,
+                    max_bytes=limits.max_document_bytes,
+                    max_private_bytes=limits.max_private_bytes,
+                )
+
+        record, policy = await decide_and_write(
+            request, grant.platform_key, grant.username, decide
+        )
         return record_response(
             grant.username, grant.platform_key, record, hidden(policy, grant.is_admin), _ALLOW
         )

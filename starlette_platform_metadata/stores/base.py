@@ -21,6 +21,8 @@ __all__ = [
     "EMPTY",
     "POLICY_USERNAME",
     "Change",
+    "GuardMoved",
+    "GuardedWriter",
     "HealthChecker",
     "HistoryReader",
     "Record",
@@ -181,6 +183,11 @@ class SchemaMismatch(StoreError, RuntimeError):
         return self.found is not None and self.found > self.expected
 
 
+class GuardMoved(StoreError):
+    """`GuardedWriter.update_guarded` stored nothing: the guarding record is not the one the
+    caller named any more.  Read it again, decide again."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """Where metadata lives: one record per (platform, user), read and replaced atomically."""
@@ -211,6 +218,28 @@ class ManyReader(Protocol):
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         """The records of `usernames`, in that order, each as `get` would return it."""
+        ...
+
+
+@runtime_checkable
+class GuardedWriter(Protocol):
+    """The optional store method that writes only while another record of the platform is
+    as the caller last saw it.
+
+    A write is decided on the platform's policy (its record under `POLICY_USERNAME`).  A
+    store with this method lets the endpoint decide on the policy record it read last,
+    instead of reading it again before each write: the store checks it in the same atomic
+    step (on PostgreSQL, in the write's one statement: one round trip instead of two).
+    """
+
+    async def update_guarded(
+        self, platform_key: str, username: str, change: Change, guard: tuple[str, Record]
+    ) -> Record:
+        """As `update`, but only if the record of the username `guard[0]` still holds
+        `guard[1]` (its whole state: version, `updated_at`, document; `EMPTY` for none) when
+        the call runs: otherwise raise `GuardMoved`, having stored nothing.  (PostgreSQL
+        checks it in the write's own statement; a store may check it just before its atomic
+        step, which is what reading the policy first gave.)"""
         ...
 
 

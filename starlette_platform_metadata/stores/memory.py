@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from .base import EMPTY, POLICY_USERNAME, Change, Record, Revision, Write
+from .base import EMPTY, POLICY_USERNAME, Change, GuardMoved, Record, Revision, Write
 from .dumps import DumpError, DumpRow, NotEmpty, StoredClock, StoredRecord, StoredRevision, Table
 from .filters import matches
 from .rows import plan_rows
@@ -53,6 +53,15 @@ class MemoryStore:
                     dropped = kept.popleft()
                     clock[1] = max(clock[1], dropped.seq or 0)
         return stored
+
+    async def update_guarded(
+        self, platform_key: str, username: str, change: Change, guard: tuple[str, Record]
+    ) -> Record:
+        """`update`, only while the record of `guard[0]` holds `guard[1]` (`GuardedWriter`):
+        the check and the write run with no await between them."""
+        if self._records.get((platform_key, guard[0]), EMPTY) != guard[1]:
+            raise GuardMoved(f"{guard[0]!r} of {platform_key!r} changed")
+        return await self.update(platform_key, username, change)
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         return [self._records.get((platform_key, name), EMPTY) for name in usernames]

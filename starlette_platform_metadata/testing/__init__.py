@@ -19,13 +19,15 @@ passes them serves the whole HTTP contract.  A store with the optional `records`
 (listing a platform's documents, for the policy's `violating_documents`) also subclasses
 `RecordsContract`; one that keeps history (`HistoryReader`), `HistoryContract`; one that
 dumps and loads everything it keeps (`stores.dumps.Dumper`), `DumperContract`; one with
-readiness's `check()` (`HealthChecker`), `HealthCheckerContract`.
+readiness's `check()` (`HealthChecker`), `HealthCheckerContract`; one whose writes can be
+guarded by the policy record (`GuardedWriter`), `GuardedWriterContract`.
 """
 
 from __future__ import annotations
 
 from .batches import ManyReaderContract, ManyWriterContract
 from .dumps import DumperContract
+from .guards import GuardedWriterContract
 from .health import HealthCheckerContract
 from .history import ChangeReaderContract, HistoryContract
 from .records import FILTER_CASES, FILTER_DOCUMENTS, RecordsContract
@@ -38,6 +40,7 @@ __all__ = [
     "FILTER_DOCUMENTS",
     "ChangeReaderContract",
     "DumperContract",
+    "GuardedWriterContract",
     "HealthCheckerContract",
     "HistoryContract",
     "ManyReaderContract",

@@ -8,20 +8,17 @@ turning `1e16` into an integer and dropping the sign of `-0.0`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 from ...jsontext import keys_json
-from ..base import EMPTY, Change, Record, Revision
+from ..base import EMPTY, Change, GuardMoved, Record, Revision, StoreUnavailable, Write
 from ..filters import postgres_filter
-from ..base import StoreUnavailable
-from ..rows import plan_rows
-from ..base import Write
 from ..optimistic import RecentRecords, RowTurns
+from ..rows import plan_rows
 from .postgres_connection import PostgresConnection
+from .postgres_listen import Notifications
 from .reads import SQLReads
 
 __all__ = ["BATCH_SECONDS_PER_ROW", "PostgresEngine"]
@@ -31,7 +28,6 @@ BATCH_SECONDS_PER_ROW = 0.005
 #: The documents `update` keeps as the basis of its next compare-and-set, per process.
 RECENT_BYTES = 4 * 1024 * 1024
 
-logger = logging.getLogger("starlette_platform_metadata")
 
 
 class PostgresEngine(SQLReads):
@@ -66,9 +62,6 @@ class PostgresEngine(SQLReads):
     ) -> None:
         super().__init__(connection, table, postgres_filter)
         self.connection = connection
-        # LISTEN holds session state, which a transaction pooler (PgBouncer) cannot keep: the
-        # one listening connection may go straight to PostgreSQL while the pool goes through it.
-        self.listen_dsn = listen_dsn
         t = table
         self._lock_sql = self._get_sql + " FOR UPDATE"
         self._many_sql = (
@@ -156,15 +149,28 @@ class PostgresEngine(SQLReads):
             + " SELECT pg_notify($13, $1) FROM w"
         )
         self._cas_sql = self._update_sql + " AND " + same.format("$7", "$8", "$9") + " RETURNING 1"
+        # Guarded (`update_guarded`): also only while another record of the platform (the
+        # policy's) holds the state the caller decided on; no row is version 0's state.
+        guard = (
+            " AND COALESCE((SELECT " + same.format("{v}", "{u}", "{d}")
+            + f" FROM {t} WHERE platform_key = $1 AND username = {{n}}), {{v}} = 0)"
+        )  # fmt: skip
+        self._guarded_cas_revision_sql = self._cas_revision_sql.replace(
+            cas, cas.replace(" RETURNING", guard.format(n="$17", v="$18", u="$19", d="$20")
+                             + " RETURNING"), 1
+        )
+        self._guarded_cas_sql = self._cas_sql.replace(
+            " RETURNING", guard.format(n="$10", v="$11", u="$12", d="$13") + " RETURNING", 1
+        )
         self._turns = RowTurns()
         self._recent = RecentRecords(RECENT_BYTES)
         self._changes_of_sql = self._changes_sql.replace(
             "AND seq > $2", "AND seq > $2 AND username = ANY($4::text[])"
         )
         self._channel = f"spm_{t}".lower()
-        self._listener: Any = None
-        self._notified = True  # until the listener runs, every poll may have missed something
-        self._listen_retry_at = 0.0
+        self._notifications = Notifications(
+            self._channel, lambda: listen_dsn or connection.dsn(), connection.timeout
+        )
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         rows = await self.connection.fetch(self._many_sql, platform_key, list(usernames))
@@ -172,15 +178,33 @@ class PostgresEngine(SQLReads):
         return [found.get(name, EMPTY) for name in usernames]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
+        return await self._update(platform_key, username, change, None)
+
+    async def update_guarded(
+        self, platform_key: str, username: str, change: Change, guard: tuple[str, Record]
+    ) -> Record:
+        """`update`, only while the record of `guard[0]` holds `guard[1]` (`GuardedWriter`):
+        checked in the compare-and-set's own statement, or, on the paths that read the row
+        first, read in the same statement as the row."""
+        return await self._update(platform_key, username, change, guard)
+
+    async def _update(
+        self,
+        platform_key: str,
+        username: str,
+        change: Change,
+        guard: tuple[str, Record] | None,
+    ) -> Record:
         key = (platform_key, username)
         timeout = self.connection.timeout
         try:
             async with self._turns.turn(key, timeout):
                 try:
-                    found = await self._update_on_basis(key, platform_key, username, change)
+                    found = await self._update_on_basis(key, platform_key, username, change, guard)
                     if found is None:
-                        found = await self._read_and_update(platform_key, username, change)
+                        found = await self._read_and_update(platform_key, username, change, guard)
                     if found is None:
+                        # The guard held at the read just made: decided as a read first would.
                         found = await self._locked_transaction(platform_key, username, change)
                 except BaseException:
                     self._recent.discard(key)  # refused, or unknown after an outage
@@ -191,7 +215,12 @@ class PostgresEngine(SQLReads):
             raise StoreUnavailable(f"PostgreSQL did not answer within {timeout} s") from None
 
     async def _update_on_basis(
-        self, key: tuple[str, str], platform_key: str, username: str, change: Change
+        self,
+        key: tuple[str, str],
+        platform_key: str,
+        username: str,
+        change: Change,
+        guard: tuple[str, Record] | None,
     ) -> Record | None:
         """The change on the record this process last stored, and its compare-and-set: one
         round trip.  `None`: no basis, the row holds another state now (another process
@@ -206,17 +235,28 @@ class PostgresEngine(SQLReads):
         if write is None:
             return None
         async with self.connection.session() as raw:
-            return await self._compare_and_set(raw, platform_key, username, basis, write)
+            return await self._compare_and_set(raw, platform_key, username, basis, write, guard)
 
     async def _read_and_update(
-        self, platform_key: str, username: str, change: Change
+        self,
+        platform_key: str,
+        username: str,
+        change: Change,
+        guard: tuple[str, Record] | None,
     ) -> Record | None:
         """Read, change, compare-and-set (or insert), on one pooled connection in autocommit:
         the record stored (or the current one, when the change stores nothing), or `None`
         when the locked path must decide (another process wrote the row since the read, or
         the write purges history)."""
         async with self.connection.session() as raw:
-            row = await raw.fetchrow(self._get_sql, platform_key, username)
+            if guard is None:
+                row = await raw.fetchrow(self._get_sql, platform_key, username)
+            else:  # the row and the guard's, in one statement
+                rows = await raw.fetch(self._many_sql, platform_key, [username, guard[0]])
+                found = {found[0]: found[1:] for found in rows}
+                if self._record(found.get(guard[0])) != guard[1]:
+                    raise GuardMoved(f"{guard[0]!r} of {platform_key!r} changed")
+                row = found.get(username)
             current = self._record(row)
             write = change(current)
             if write is None:
@@ -226,21 +266,30 @@ class PostgresEngine(SQLReads):
             return await self._compare_and_set(raw, platform_key, username, current, write)
 
     async def _compare_and_set(
-        self, raw: Any, platform_key: str, username: str, current: Record, write: Write
+        self,
+        raw: Any,
+        platform_key: str,
+        username: str,
+        current: Record,
+        write: Write,
+        guard: tuple[str, Record] | None = None,
     ) -> Record | None:
         """Store `write` over the existing row if it still holds `current` (its whole state,
-        `_state`): the record stored, or `None` (the row moved on, or the write purges)."""
+        `_state`), and the guard's row its record: the record stored, or `None` (either
+        moved on, or the write purges)."""
         _, record, document, purge, revision, trim = plan_rows(current, write)
         if purge or record is None:
             return None
         values = self._row_values(platform_key, username, document, record)
+        state = self._state(current)
         if revision is not None:
-            extra = self._revision_values(revision, trim or 0)
-            applied = await raw.fetchrow(
-                self._cas_revision_sql, *values, *extra, *self._state(current)
-            )
+            values += self._revision_values(revision, trim or 0)
+            sql = self._cas_revision_sql if guard is None else self._guarded_cas_revision_sql
         else:
-            applied = await raw.fetchrow(self._cas_sql, *values, *self._state(current))
+            sql = self._cas_sql if guard is None else self._guarded_cas_sql
+        if guard is not None:
+            state += (guard[0], *self._state(guard[1]))
+        applied = await raw.fetchrow(sql, *values, *state)
         return None if applied is None else record
 
     @staticmethod
@@ -339,46 +388,13 @@ class PostgresEngine(SQLReads):
             self._channel,
         )
 
-    # --- live changes: one listening connection per process ------------------------------
+    # --- live changes: one listening connection per process (postgres_listen.py) ---------
 
     async def poll(self) -> bool:
-        """Whether a NOTIFY arrived since the last call (`True` while not listening, so that
-        callers read the table instead: a lost listener costs latency, never a change)."""
-        if self._listener is None or self._listener.is_closed():
-            await self._listen()
-        notified, self._notified = self._notified, self._listener is None
-        return notified
-
-    async def _listen(self) -> None:
-        import asyncpg
-
-        loop = asyncio.get_running_loop()
-        if loop.time() < self._listen_retry_at:
-            return
-        self._listener = None
-        self._notified = True
-        try:
-            async with asyncio.timeout(self.connection.timeout):
-                listener = await asyncpg.connect(self.listen_dsn or self.connection.dsn())
-                await listener.add_listener(self._channel, self._on_notify)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            self._listen_retry_at = loop.time() + 1.0
-            logger.warning("PostgreSQL: cannot LISTEN for live changes (%s); polling", exc)
-            return
-        listener.add_termination_listener(self._on_terminated)
-        self._listener = listener
-
-    def _on_notify(self, connection: Any, pid: int, channel: str, payload: str) -> None:
-        self._notified = True
-
-    def _on_terminated(self, connection: Any) -> None:
-        self._notified = True
+        return await self._notifications.heard()
 
     async def close(self) -> None:
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(listener.close(), 1.0)
+        await self._notifications.close()
 
     async def _locked_update(
         self, raw: Any, platform_key: str, username: str, change: Change

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from ...jsontext import dump, keys_json
-from ..base import EMPTY, Record
+from ..base import EMPTY, Change, GuardMoved, Record
 from ..filters import sqlite_filter
 from ..rows import plan_rows
 from .reads import REVISION_COLUMNS, SQLReads
@@ -122,6 +122,16 @@ class SQLiteEngine(SQLReads, GroupCommit):
         )
         self._data_version: int | None = None
 
+    async def update_guarded(
+        self, platform_key: str, username: str, change: Change, guard: tuple[str, Record]
+    ) -> Record:
+        """`update`, if the record of `guard[0]` holds `guard[1]` (`GuardedWriter`): checked
+        just before the write is queued, by a read on the loop (what the endpoint did before
+        this method; it costs no round trip here).  The group's writer thread runs each
+        change on its own row only."""
+        if await self.get(platform_key, guard[0]) != guard[1]:
+            raise GuardMoved(f"{guard[0]!r} of {platform_key!r} changed")
+        return await self.update(platform_key, username, change)
     def timestamp(self, value: Any) -> datetime | None:
         return _parse_timestamp(value)
 

@@ -112,6 +112,15 @@ class DatabaseStore(OpensOnFirstUse):
             await self.connect()
         return await self._engine.update(platform_key, username, change)
 
+    async def update_guarded(
+        self, platform_key: str, username: str, change: Change, guard: tuple[str, Record]
+    ) -> Record:
+        """`update`, only while the record of `guard[0]` holds `guard[1]` (`GuardedWriter`;
+        on PostgreSQL, checked in the write's own statement)."""
+        if not self._ready:
+            await self.connect()
+        return await self._engine.update_guarded(platform_key, username, change, guard)
+
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
         """Several records of one platform in one statement (`ManyReader`)."""
         if not self._ready:
