@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from .starlette_auth import StarletteUserBackend, on_auth_error
     from .stores.base import (
         ChangeReader,
+        GuardedWriter,
+        GuardMoved,
         HealthChecker,
         HistoryReader,
         ManyReader,
@@ -55,6 +57,8 @@ __all__ = [
     "DocumentTooLarge",
     "EventSettings",
     "Health",
+    "GuardMoved",
+    "GuardedWriter",
     "HealthChecker",
     "HistoryReader",
     "Identity",
@@ -104,6 +108,8 @@ _HOMES = {
     "starlette_auth": ("StarletteUserBackend", "on_auth_error"),
     "stores.base": (
         "ChangeReader",
+        "GuardMoved",
+        "GuardedWriter",
         "HealthChecker",
         "HistoryReader",
         "ManyReader",

@@ -15,10 +15,12 @@ from typing import Any
 from ...jsontext import keys_json
 from ..base import EMPTY, Change, GuardMoved, Record, Revision, StoreUnavailable, Write
 from ..filters import postgres_filter
-from ..optimistic import RecentRecords, RowTurns
+from ..optimistic import RecentRecords
 from ..rows import plan_rows
 from .postgres_connection import PostgresConnection
 from .postgres_listen import Notifications
+from .postgres_rows import Combined, Queued, RowWriters, combine
+from .postgres_sql import WriteStatements
 from .reads import SQLReads
 
 __all__ = ["BATCH_SECONDS_PER_ROW", "PostgresEngine"]
@@ -27,7 +29,6 @@ __all__ = ["BATCH_SECONDS_PER_ROW", "PostgresEngine"]
 BATCH_SECONDS_PER_ROW = 0.005
 #: The documents `update` keeps as the basis of its next compare-and-set, per process.
 RECENT_BYTES = 4 * 1024 * 1024
-
 
 
 class PostgresEngine(SQLReads):
@@ -39,8 +40,10 @@ class PostgresEngine(SQLReads):
     round trips, where a locked transaction takes four (BEGIN, `SELECT ... FOR UPDATE`, the
     write, COMMIT).  Compare-and-set alone loses most races when many writers share a row
     (benchmarks/README.md: with 64 writers on one row the row lock did 1.8x its writes), so
-    writers of one row in this process take turns first (`RowTurns`): each reads what the one
-    before wrote, and only writers in other processes can race.  A write that loses such a
+    writers of one row in this process never race each other (`RowWriters`,
+    postgres_rows.py): the first writes at once, and those arriving meanwhile are written
+    together, their changes run in arrival order and stored by one compare-and-set with every
+    revision; only writers in other processes can race.  A write that loses such a
     race, or purges history, takes the locked path: in one transaction, `SELECT ... FOR
     UPDATE`, the change, the write, `COMMIT`, which always makes progress.  And the record a
     write stored (`RecentRecords`) is the basis of the row's next write in this process: a
@@ -62,118 +65,19 @@ class PostgresEngine(SQLReads):
     ) -> None:
         super().__init__(connection, table, postgres_filter)
         self.connection = connection
-        t = table
-        self._lock_sql = self._get_sql + " FOR UPDATE"
-        self._many_sql = (
-            f"SELECT username, metadata::text, version, created_at, updated_at FROM {t} "
-            "WHERE platform_key = $1 AND username = ANY($2::text[])"
-        )
-        self._placeholders_sql = (
-            f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, "
-            "updated_at) SELECT $1, u, NULL, 0, NULL, NULL FROM unnest($2::text[]) AS u "
-            "ORDER BY u ON CONFLICT (platform_key, username) DO NOTHING"
-        )
-        self._lock_many_sql = (
-            f"SELECT 1 FROM {t} WHERE platform_key = $1 AND username = ANY($2::text[]) "
-            "ORDER BY username FOR UPDATE"
-        )
-        self._insert_sql = (
-            f"INSERT INTO {t} (platform_key, username, metadata, version, created_at, "
-            "updated_at) VALUES ($1, $2, $3::json, $4, $5, $6) "
-            "ON CONFLICT (platform_key, username) DO NOTHING RETURNING version"
-        )
-        self._update_sql = (
-            f"UPDATE {t} SET metadata = $3::json, version = $4, created_at = $5, "
-            "updated_at = $6 WHERE platform_key = $1 AND username = $2"
-        )
-        # With history, the revision, retention and the platform's change clock ride in the
-        # same statement (data-modifying CTEs): a write keeps the round trips it had without
-        # history.  `$12` is `version - keep`; the clock row is locked until COMMIT, so the
-        # platform's `seq` follows commit order; NOTIFY is sent at COMMIT.
-        clock = f"{t}_clock"
-        h = f"{t}_history"
-        self._purge_sql = f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2"
-        # Retention: the revisions of versions older than the newest `keep` (`$12` is
-        # `version - keep`), one range of the primary key.
-        trim = f"DELETE FROM {h} WHERE platform_key = $1 AND username = $2 AND version <= $12"
-        revision = (
-            f"r AS (INSERT INTO {h} (platform_key, username, version, operation, actor, at, "
-            "metadata, changed_keys, created_at, seq) "
-            "SELECT $1, $2, $4, $7, $8, $9, $10::json, $11, $5, c.seq FROM c "
-            "ON CONFLICT (platform_key, username, version) DO UPDATE SET "
-            "operation = excluded.operation, actor = excluded.actor, at = excluded.at, "
-            "metadata = excluded.metadata, changed_keys = excluded.changed_keys, "
-            "created_at = excluded.created_at, seq = excluded.seq)"
-        )
-        tick = (
-            f"INSERT INTO {clock} AS k (platform_key, seq, horizon) {{source}} "
-            "ON CONFLICT (platform_key) DO UPDATE SET seq = k.seq + 1, "
-            "horizon = GREATEST(k.horizon, excluded.horizon) RETURNING seq"
-        )
-        self._update_revision_sql = (
-            f"WITH d AS ({trim} RETURNING seq), "
-            "c AS ("
-            + tick.format(source="VALUES ($1, 1, COALESCE((SELECT max(seq) FROM d), 0))")
-            + f"), w AS ({self._update_sql}), "
-            + revision
-            + " SELECT pg_notify($13, $1)"
-        )
-        # A first write: no row, so no revision to trim; the revision only if the row was
-        # inserted (another writer may have won the race: then we lock its row and retry).
-        self._insert_revision_sql = (
-            f"WITH i AS ({self._insert_sql}), c AS ("
-            + tick.format(source="SELECT $1, 1, 0 FROM i")
-            + "), "
-            + revision
-            + " SELECT version, pg_notify($12, $1) FROM i"
-        )
-        # Compare-and-set: the same statements, applied only while the row holds the basis
-        # (its version, `updated_at` and document: `$14`-`$16`, or `$7`-`$9` without history);
-        # everything else in the statement hangs on the update's row.  The version alone is not
-        # enough: a record this process sent but another process beat (its version then names
-        # another state) may already be the next writer's basis; only the whole state is.
-        same = (
-            "version = {} AND updated_at IS NOT DISTINCT FROM {} "
-            "AND metadata::text IS NOT DISTINCT FROM {}"
-        )
-        cas = " AND " + same.format("$14", "$15", "$16") + " RETURNING 1"
-        self._cas_revision_sql = (
-            f"WITH w AS ({self._update_sql}{cas}), "
-            f"d AS ({trim} AND EXISTS (SELECT 1 FROM w) RETURNING seq), "
-            "c AS ("
-            + tick.format(
-                source="SELECT $1, 1, COALESCE((SELECT max(seq) FROM d), 0) FROM w"
-            )
-            + "), "
-            + revision
-            + " SELECT pg_notify($13, $1) FROM w"
-        )
-        self._cas_sql = self._update_sql + " AND " + same.format("$7", "$8", "$9") + " RETURNING 1"
-        # Guarded (`update_guarded`): also only while another record of the platform (the
-        # policy's) holds the state the caller decided on; no row is version 0's state.
-        guard = (
-            " AND COALESCE((SELECT " + same.format("{v}", "{u}", "{d}")
-            + f" FROM {t} WHERE platform_key = $1 AND username = {{n}}), {{v}} = 0)"
-        )  # fmt: skip
-        self._guarded_cas_revision_sql = self._cas_revision_sql.replace(
-            cas, cas.replace(" RETURNING", guard.format(n="$17", v="$18", u="$19", d="$20")
-                             + " RETURNING"), 1
-        )
-        self._guarded_cas_sql = self._cas_sql.replace(
-            " RETURNING", guard.format(n="$10", v="$11", u="$12", d="$13") + " RETURNING", 1
-        )
-        self._turns = RowTurns()
+        self.sql = WriteStatements(table, self._get_sql)
+        self._writers = RowWriters(self._write_one, self._write_queued, connection.timeout)
         self._recent = RecentRecords(RECENT_BYTES)
         self._changes_of_sql = self._changes_sql.replace(
             "AND seq > $2", "AND seq > $2 AND username = ANY($4::text[])"
         )
-        self._channel = f"spm_{t}".lower()
+        self._channel = f"spm_{table}".lower()
         self._notifications = Notifications(
             self._channel, lambda: listen_dsn or connection.dsn(), connection.timeout
         )
 
     async def get_many(self, platform_key: str, usernames: Sequence[str]) -> list[Record]:
-        rows = await self.connection.fetch(self._many_sql, platform_key, list(usernames))
+        rows = await self.connection.fetch(self.sql.many, platform_key, list(usernames))
         found = {row[0]: self._record(row[1:]) for row in rows}
         return [found.get(name, EMPTY) for name in usernames]
 
@@ -195,24 +99,97 @@ class PostgresEngine(SQLReads):
         change: Change,
         guard: tuple[str, Record] | None,
     ) -> Record:
-        key = (platform_key, username)
-        timeout = self.connection.timeout
+        return await self._writers.write((platform_key, username), change, guard)
+
+    async def _write_one(self, key: Any, change: Change, guard: tuple[str, Record] | None) -> Record:
+        """One change: on the record last stored, else on a read, else under the row lock."""
+        platform_key, username = key
         try:
-            async with self._turns.turn(key, timeout):
-                try:
-                    found = await self._update_on_basis(key, platform_key, username, change, guard)
-                    if found is None:
-                        found = await self._read_and_update(platform_key, username, change, guard)
-                    if found is None:
-                        # The guard held at the read just made: decided as a read first would.
-                        found = await self._locked_transaction(platform_key, username, change)
-                except BaseException:
-                    self._recent.discard(key)  # refused, or unknown after an outage
-                    raise
-                self._recent.put(key, found)
-                return found
-        except TimeoutError:  # waiting for the turn: the writers before took too long
-            raise StoreUnavailable(f"PostgreSQL did not answer within {timeout} s") from None
+            found = await self._update_on_basis(key, platform_key, username, change, guard)
+            if found is None:
+                found = await self._read_and_update(platform_key, username, change, guard)
+            if found is None:
+                # The guard held at the read just made: decided as a read first would.
+                found = await self._locked_transaction(platform_key, username, change)
+        except BaseException:
+            self._recent.discard(key)  # refused, or unknown after an outage
+            raise
+        self._recent.put(key, found)
+        return found
+
+    async def _write_queued(self, key: Any, queued: list[Queued]) -> None:
+        """Writers that queued for the row (`RowWriters`): as one statement when they can be
+        (`combine`), else one at a time; each writer's future gets its answer."""
+        if len(queued) > 1 and await self._write_combined(key, queued):
+            return
+        for item in queued:
+            try:
+                item.future.set_result(await self._write_one(key, item.change, item.guard))
+            except StoreUnavailable as exc:
+                item.future.set_exception(exc)
+                raise  # the rest are not tried: `RowWriters` answers them with it
+            except Exception as exc:
+                item.future.set_exception(exc)
+
+    async def _write_combined(self, key: Any, queued: list[Queued]) -> bool:
+        """Every queued change in one compare-and-set, on the record this process stored
+        last; whether it was stored (every writer then answered)."""
+        basis = self._recent.get(key)
+        guard = queued[0].guard
+        if basis is None or basis.version == 0 or any(q.guard != guard for q in queued):
+            return False
+        plan = combine(basis, [item.change for item in queued])
+        if plan is None:
+            return False
+        platform_key, username = key
+        try:
+            if plan.steps[0][1] is None:  # history off: the last record is all there is
+                async with self.connection.session() as raw:
+                    write = Write(plan.final, "patch")
+                    applied = await self._compare_and_set(
+                        raw, platform_key, username, basis, write, guard
+                    )
+            else:
+                applied = await self._store_combined(key, basis, plan, guard)
+        except BaseException:
+            self._recent.discard(key)  # unknown after an outage
+            raise
+        if applied is None:  # another process wrote, or the guard moved: one at a time
+            self._recent.discard(key)
+            return False
+        self._recent.put(key, plan.final)
+        for item, answer in zip(queued, plan.answers, strict=True):
+            if isinstance(answer, Exception):
+                item.future.set_exception(answer)
+            else:
+                item.future.set_result(answer)
+        return True
+
+    async def _store_combined(
+        self, key: Any, basis: Record, plan: Combined, guard: tuple[str, Record] | None
+    ) -> Any:
+        """`plan`'s last record and every revision, in one statement: a row, or `None` when
+        the row or the guard moved on."""
+        platform_key, username = key
+        values = self._row_values(platform_key, username, plan.document, plan.final)
+        records = [record for record, _ in plan.steps]
+        revisions = [revision for _, revision in plan.steps]
+        columns = (
+            [r.version for r in records],
+            [r.operation for r in revisions],
+            [r.actor for r in revisions],
+            [r.at for r in revisions],
+            [r.metadata_json for r in revisions],
+            [keys_json(r.changed_keys) for r in revisions],
+            [r.created_at for r in records],
+        )
+        extra = (plan.trim, self._channel, len(records), *self._state(basis))
+        sql = self.sql.batch
+        if guard is not None:
+            extra += (guard[0], *self._state(guard[1]))
+            sql = self.sql.guarded_batch
+        async with self.connection.session() as raw:
+            return await raw.fetchrow(sql, *values, *columns, *extra)
 
     async def _update_on_basis(
         self,
@@ -252,7 +229,7 @@ class PostgresEngine(SQLReads):
             if guard is None:
                 row = await raw.fetchrow(self._get_sql, platform_key, username)
             else:  # the row and the guard's, in one statement
-                rows = await raw.fetch(self._many_sql, platform_key, [username, guard[0]])
+                rows = await raw.fetch(self.sql.many, platform_key, [username, guard[0]])
                 found = {found[0]: found[1:] for found in rows}
                 if self._record(found.get(guard[0])) != guard[1]:
                     raise GuardMoved(f"{guard[0]!r} of {platform_key!r} changed")
@@ -284,9 +261,9 @@ class PostgresEngine(SQLReads):
         state = self._state(current)
         if revision is not None:
             values += self._revision_values(revision, trim or 0)
-            sql = self._cas_revision_sql if guard is None else self._guarded_cas_revision_sql
+            sql = self.sql.cas_revision if guard is None else self.sql.guarded_cas_revision
         else:
-            sql = self._cas_sql if guard is None else self._guarded_cas_sql
+            sql = self.sql.cas if guard is None else self.sql.guarded_cas
         if guard is not None:
             state += (guard[0], *self._state(guard[1]))
         applied = await raw.fetchrow(sql, *values, *state)
@@ -316,8 +293,8 @@ class PostgresEngine(SQLReads):
         there already: whether it was inserted."""
         if revision is not None:
             extra = self._revision_values(revision, None)
-            return await raw.fetchval(self._insert_revision_sql, *values, *extra) is not None
-        return await raw.fetchval(self._insert_sql, *values) is not None
+            return await raw.fetchval(self.sql.insert_revision, *values, *extra) is not None
+        return await raw.fetchval(self.sql.insert, *values) is not None
 
     @staticmethod
     def _row_values(
@@ -366,8 +343,8 @@ class PostgresEngine(SQLReads):
         found: list[Record] = [EMPTY] * len(updates)
         timeout = self.connection.timeout + BATCH_SECONDS_PER_ROW * len(updates)
         async with self.connection.session(timeout) as raw, raw.transaction():
-            await raw.execute(self._placeholders_sql, platform_key, names)
-            await raw.execute(self._lock_many_sql, platform_key, names)
+            await raw.execute(self.sql.placeholders, platform_key, names)
+            await raw.execute(self.sql.lock_many, platform_key, names)
             for i in order:
                 username, change = updates[i]
                 found[i], _ = await self._locked_update(raw, platform_key, username, change)
@@ -401,23 +378,23 @@ class PostgresEngine(SQLReads):
     ) -> tuple[Record, bool]:
         """Inside the transaction: the record now stored, and whether it was written."""
         while True:
-            row = await raw.fetchrow(self._lock_sql, platform_key, username)
+            row = await raw.fetchrow(self.sql.lock, platform_key, username)
             current = self._record(row)
             write = change(current)
             if write is None:
                 return current, False
             _, record, document, purge, revision, trim = plan_rows(current, write)
             if purge:
-                await raw.execute(self._purge_sql, platform_key, username)
+                await raw.execute(self.sql.purge, platform_key, username)
             if record is None:  # a purge with nothing stored
                 return current, True
             values = self._row_values(platform_key, username, document, record)
             if row is not None:
                 if revision is not None:
                     extra = self._revision_values(revision, trim or 0)
-                    await raw.execute(self._update_revision_sql, *values, *extra)
+                    await raw.execute(self.sql.update_revision, *values, *extra)
                 else:
-                    await raw.execute(self._update_sql, *values)
+                    await raw.execute(self.sql.update, *values)
                 return record, True
             if await self._insert_row(raw, values, revision):
                 return record, True
