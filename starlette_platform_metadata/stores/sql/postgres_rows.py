@@ -1,6 +1,6 @@
 """Writers of one PostgreSQL row in a process: the first writes at once, later ones together.
 
-With 64 writers on one row, taking turns (one compare-and-set each, `RowTurns`) made the row's
+With 64 writers on one row, taking turns (one compare-and-set each, as before) made the row's
 rate one round trip plus the event loop's delay per write: 0.32-0.47 of a bare upsert route,
 whose upserts queue on the row lock inside PostgreSQL (benchmarks/README.md).  So writers that
 arrive while a write of their row is in flight queue here (`RowWriters`), and one task writes
