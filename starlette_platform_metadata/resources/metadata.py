@@ -3,7 +3,9 @@ policy's member rules (EXTENSIONS.md section 1) and history (section 2) on the w
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 from starlette.responses import Response
 
@@ -147,36 +149,23 @@ class MetadataResource:
         conditions = request.conditions()
         limits = request.services.limits
         data = await request.json()
-        member = not grant.is_admin
-        actor = request.identity.username
+        # What PATCH and PUT decide with, besides the policy and the body.
+        options: dict[str, Any] = {
+            "conditions": conditions,
+            "actor": request.identity.username,
+            "member": not grant.is_admin,
+            "max_bytes": limits.max_document_bytes,
+            "max_private_bytes": limits.max_private_bytes,
+        }
+        build: Callable[..., Change]
         if request.method == "PATCH":
             patch = validate_patch(data, limits)
-
-            def decide(policy: Policy | None) -> Change:
-                return changes.patch(
-                    patch.set,
-                    patch.delete,
-                    conditions=conditions,
-                    actor=actor,
-                    policy=policy,
-                    member=member,
-                    max_bytes=limits.max_document_bytes,
-                    max_private_bytes=limits.max_private_bytes,
-                )
-
+            build = functools.partial(changes.patch, patch.set, patch.delete, **options)
         else:
-            metadata = validate_put(data, limits)
+            build = functools.partial(changes.replace, validate_put(data, limits), **options)
 
-            def decide(policy: Policy | None) -> Change:
-                return changes.replace(
-                    metadata,
-                    conditions=conditions,
-                    actor=actor,
-                    policy=policy,
-                    member=member,
-                    max_bytes=limits.max_document_bytes,
-                    max_private_bytes=limits.max_private_bytes,
-                )
+        def decide(policy: Policy | None) -> Change:
+            return build(policy=policy)
 
         record, policy = await decide_and_write(
             request, grant.platform_key, grant.username, decide
