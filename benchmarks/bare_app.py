@@ -8,6 +8,9 @@ headers (`ETag`, `Vary`), but without authentication, tenancy, validation or a d
 - PATCH reads the JSON body, applies `delete_keys` then `metadata` to the dict, and answers
   the record.
 
+`$BARE_APP_SPIN_US` (default 0) makes each request spend that many microseconds of CPU
+first: the bare route at another app's cost per request (benchmarks/loop_tail.sh).
+
 Records are keyed by the raw `Authorization` header, so that a load spread over many tokens
 writes many small documents, as it does on the real endpoint. Run with
 `uvicorn bare_app:app --app-dir benchmarks`; `benchmarks/run.py` does so.
@@ -15,6 +18,8 @@ writes many small documents, as it does on the real endpoint. Run with
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +32,7 @@ USERNAME = "john_doe"
 
 # Authorization header -> {"metadata": dict, "created_at": str | None, ...}
 RECORDS: dict[str, dict[str, Any]] = {}
+SPIN = float(os.environ.get("BARE_APP_SPIN_US") or 0) / 1e6
 
 
 def _now() -> str:
@@ -47,6 +53,10 @@ def _answer(request: Request, record: dict[str, Any]) -> JSONResponse:
 
 
 def _record(request: Request) -> dict[str, Any]:
+    if SPIN:
+        until = time.perf_counter() + SPIN
+        while time.perf_counter() < until:
+            pass
     key = request.headers.get("authorization", "")
     record = RECORDS.get(key)
     if record is None:
