@@ -82,7 +82,7 @@ class PostgresEngine(SQLReads):
         return [found.get(name, EMPTY) for name in usernames]
 
     async def update(self, platform_key: str, username: str, change: Change) -> Record:
-        return await self._update(platform_key, username, change, None)
+        return await self._writers.write((platform_key, username), change, None)
 
     async def update_guarded(
         self, platform_key: str, username: str, change: Change, guard: tuple[str, Record]
@@ -90,15 +90,6 @@ class PostgresEngine(SQLReads):
         """`update`, only while the record of `guard[0]` holds `guard[1]` (`GuardedWriter`):
         checked in the compare-and-set's own statement, or, on the paths that read the row
         first, read in the same statement as the row."""
-        return await self._update(platform_key, username, change, guard)
-
-    async def _update(
-        self,
-        platform_key: str,
-        username: str,
-        change: Change,
-        guard: tuple[str, Record] | None,
-    ) -> Record:
         return await self._writers.write((platform_key, username), change, guard)
 
     async def _write_one(self, key: Any, change: Change, guard: tuple[str, Record] | None) -> Record:
