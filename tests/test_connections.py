@@ -253,6 +253,66 @@ async def test_checkpoints_come_every_thousand_pages_however_large_the_rows(
     assert wal < 8 * 1024 * 1024, wal  # 1,000 pages and a group: about 5 MB
 
 
+async def test_writes_go_on_while_a_checkpoint_copies_and_wait_only_for_its_last_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint's long pass (the copy of what the WAL held, its fsyncs) runs while writes
+    go on: a write made while it is held up still lands.  Its second pass, under the writer
+    lock, copies what came meanwhile, and then the next write starts the WAL over."""
+    import threading
+
+    from starlette_platform_metadata.stores.sql.sqlite_checkpoints import Checkpoints
+
+    entered, release = threading.Event(), threading.Event()
+    passes: list[bool] = []  # whether the writer lock was held, per pass
+    checkpoint_now = Checkpoints._checkpoint_now
+
+    def held_up(self: Checkpoints) -> int:
+        passes.append(self._writer_lock.locked())
+        if len(passes) == 1:
+            entered.set()
+            release.wait(10)
+        return checkpoint_now(self)
+
+    monkeypatch.setattr(Checkpoints, "_checkpoint_now", held_up)
+    path = tmp_path / "db.sqlite"
+    loop = asyncio.get_running_loop()
+    async with DatabaseStore(f"sqlite:///{path}") as store:
+        i = 0
+        while not entered.is_set() and i < 5000:  # the first checkpoint comes after 250 rows
+            await store.update("p", f"u{i}", changes.replace({"i": i}))
+            i += 1
+        assert await loop.run_in_executor(None, entered.wait, 5)
+        try:
+            during = await asyncio.wait_for(
+                store.update("p", "during", changes.replace({"k": "v"})), 3
+            )
+        finally:
+            release.set()
+        assert during.metadata == {"k": "v"}
+        for _ in range(100):  # the second pass, then the checkpoint ends
+            await asyncio.sleep(0.02)
+            if len(passes) >= 2 and not checkpointing():
+                break
+        assert passes[1:2] == [True]  # the last pass held the writer lock
+        await store.update("p", "after", changes.replace({"k": "v"}))
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            # Everything up to the second pass was copied: the write after it started the
+            # WAL over, so the WAL holds that one write's frames and nothing older.
+            log = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert log[0] == 0 and log[1] < 10, log
+            assert other.execute("SELECT count(*) FROM platform_metadata").fetchone()[0] == i + 2
+
+
+def checkpointing() -> bool:
+    """Whether a store's checkpoint task is still running on this loop."""
+    return any(
+        (task.get_coro().__qualname__ or "").startswith("Checkpoints.")
+        for task in asyncio.all_tasks()
+        if not task.done()
+    )
+
+
 def test_the_rows_between_checkpoints_follow_what_a_row_cost() -> None:
     """After each checkpoint the store writes as many rows as fill about 1,000 WAL pages,
     within bounds: history (a revision and a retention delete beside each record, 1,000

@@ -93,25 +93,36 @@ class Checkpoints:
         task.add_done_callback(self._done)
 
     async def _checkpoint(self) -> None:
-        """Copy what the WAL holds into the database file, on a thread, between two writes.
+        """Copy what the WAL holds into the database file, on a thread, in two passes.
 
-        As SQLite's own automatic checkpoint, it runs while no write of ours is in progress
-        (under the writer lock), so that once it has copied everything the next write starts
-        the WAL over instead of growing it; our writes wait meanwhile (queued, never on the
-        loop).  PASSIVE: readers and other processes are never waited for or blocked."""
+        The first pass runs while our writes go on: it copies (and fsyncs) what the WAL held
+        when it started, the long part.  The second runs under the writer lock, while no write
+        of ours is in progress, as SQLite's own automatic checkpoint would: it copies only what
+        was written during the first, so that once it has copied everything the next write
+        starts the WAL over instead of growing it.  Writes wait (queued, never on the loop)
+        for the second pass alone; when every write waited for the whole copy, each
+        checkpoint put its copy, its fsyncs and its trip back from the thread into the
+        latency of every write in flight (benchmarks/README.md, "The PATCH tail").
+        PASSIVE: readers and other processes are never waited for or blocked."""
+        loop = asyncio.get_running_loop()
+        if self._writer is None:  # closed meanwhile
+            return
+        await loop.run_in_executor(self._executor, self._checkpoint_now)
         async with self._writer_lock:
             writer = self._writer
             if writer is None:  # closed meanwhile
                 return
-            # No write of ours runs under the lock: these are the rows the WAL holds pages of.
+            # No write of ours runs under the lock: these are the rows the WAL holds pages of
+            # (the first pass copied them, and left them in the WAL until it starts over).
             rows = writer.total_changes - self._at
             self._at = writer.total_changes
-            loop = asyncio.get_running_loop()
             pages = await loop.run_in_executor(self._executor, self._checkpoint_now)
             self._rows = rows_until_checkpoint(rows, pages)
 
     def _checkpoint_now(self) -> int:
         """A passive checkpoint; the pages the WAL held (-1 when SQLite cannot say)."""
+        if self._writer is None:  # closed since this pass was sent to the thread
+            return -1
         if self._connection is None:
             self._connection = self._connect()
         row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
