@@ -1,4 +1,4 @@
-"""SQLite's WAL checkpoints, run by the store on a thread between two writes.
+"""SQLite's WAL checkpoints, run by the store on a thread, the last pass between two writes.
 
 A checkpoint copies what the WAL holds into the database file, with an fsync: on the event loop
 it would stall every request of the process, so the writer connection turns SQLite's automatic
@@ -28,7 +28,8 @@ __all__ = [
 #: automatic checkpoint, off on our writer, runs at 1,000), or after this many commits, whichever
 #: is first.  The commit count bounds the WAL when writes come one at a time (about five pages
 #: each).  Checkpointing more often costs writes: each checkpoint holds them back for its copy,
-#: its fsyncs and two trips to a thread (benchmarks/README.md, "The checkpoint rhythm").
+#: its fsyncs and two trips to a thread (benchmarks/README.md, "The checkpoint rhythm"; since
+#: then only the last pass holds writes back: "The PATCH tail").
 CHECKPOINT_PAGES = 1000
 CHECKPOINT_COMMITS = 200
 #: Pages cannot be counted as they are written, rows can (`total_changes`): each checkpoint
@@ -56,8 +57,8 @@ class Checkpoints:
 
     Args:
         writer: the connection whose commits fill the WAL (its `total_changes` counts rows).
-        writer_lock: held by every write of ours; a checkpoint holds it too, so that it runs
-            between two writes, as SQLite's own automatic checkpoint would.
+        writer_lock: held by every write of ours; a checkpoint's last pass holds it too, so
+            that it runs between two writes, as SQLite's own automatic checkpoint would.
         executor: the connection's threads; a checkpoint runs on one of them.
         connect: opens the checkpoint's own connection (on the thread, at the first one).
     """
