@@ -304,6 +304,49 @@ async def test_writes_go_on_while_a_checkpoint_copies_and_wait_only_for_its_last
             assert other.execute("SELECT count(*) FROM platform_metadata").fetchone()[0] == i + 2
 
 
+async def test_closing_waits_for_a_checkpoint_pass_in_progress(tmp_path: Path) -> None:
+    """The checkpoint's connection is closed only after the pass running on it: the store's
+    threads are two, and closing a connection in the middle of a statement on another thread
+    crashed the test process (a segfault in CI)."""
+    import threading
+    import time
+
+    conn = sql_connection(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await conn.open()
+    entered = threading.Event()
+    events: list[str] = []
+
+    class Slow:
+        """The checkpoint's connection, its statement slow."""
+
+        def __init__(self, connection: sqlite3.Connection) -> None:
+            self.connection = connection
+
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            entered.set()
+            time.sleep(0.3)
+            events.append("statement done")
+            return self.connection.execute(sql)
+
+        def close(self) -> None:
+            events.append("closed")
+            self.connection.close()
+
+    checkpoints = conn._checkpoints  # type: ignore[attr-defined]
+    connect = checkpoints._connect
+    checkpoints._connect = lambda: Slow(connect())
+    checkpoint = asyncio.create_task(checkpoints._checkpoint())
+    assert await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
+    await conn.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(checkpoint, 5)
+    for _ in range(100):
+        if "closed" in events:
+            break
+        await asyncio.sleep(0.02)
+    assert events == ["statement done", "closed"]
+
+
 def checkpointing() -> bool:
     """Whether a store's checkpoint task is still running on this loop."""
     return any(

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import sqlite3
+import threading
 from collections.abc import Callable
 
 logger = logging.getLogger("starlette_platform_metadata")
@@ -75,6 +76,10 @@ class Checkpoints:
         self._executor = executor
         self._connect = connect
         self._connection: sqlite3.Connection | None = None
+        # Held on the threads while the checkpoint's connection is used or closed: the
+        # executor has two threads, and closing a connection in the middle of a statement on
+        # it crashes the process.
+        self._using = threading.Lock()
         self._running = False
         self._at = 0  # `total_changes` at the last checkpoint
         self._rows = CHECKPOINT_ROWS[0]
@@ -122,12 +127,13 @@ class Checkpoints:
 
     def _checkpoint_now(self) -> int:
         """A passive checkpoint; the pages the WAL held (-1 when SQLite cannot say)."""
-        if self._writer is None:  # closed since this pass was sent to the thread
-            return -1
-        if self._connection is None:
-            self._connection = self._connect()
-        row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return int(row[1])
+        with self._using:
+            if self._writer is None:  # closed since this pass was sent to the thread
+                return -1
+            if self._connection is None:
+                self._connection = self._connect()
+            row = self._connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(row[1])
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._running = False
@@ -135,9 +141,13 @@ class Checkpoints:
             logger.warning("SQLite checkpoint failed: %s", task.exception())
 
     def close(self) -> None:
-        """No checkpoint from now on; the checkpoint's connection closes on its thread, after
-        a checkpoint in progress."""
+        """No checkpoint from now on; the checkpoint's connection closes on a thread, after
+        the pass in progress, if any."""
         self._writer = None
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            self._executor.submit(connection.close)
+        self._executor.submit(self._close_connection)
+
+    def _close_connection(self) -> None:
+        with self._using:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.close()
