@@ -101,8 +101,8 @@ class Checkpoints:
     async def _checkpoint(self) -> None:
         """Copy what the WAL holds into the database file, on a thread, in two passes.
 
-        The first pass runs while our writes go on: it copies (and fsyncs) what the WAL held
-        when it started, the long part.  The second runs under the writer lock, while no write
+        The first pass runs while our writes go on: it fsyncs the WAL and copies what the WAL
+        held when it started, the long part.  The second runs under the writer lock, while no write
         of ours is in progress, as SQLite's own automatic checkpoint would: it copies only what
         was written during the first, so that once it has copied everything the next write
         starts the WAL over instead of growing it.  Writes wait (queued, never on the loop)
