@@ -62,9 +62,8 @@ def serving(tmp_path: Path, *args: str) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(
-            lambda: "Application startup complete" in log.read_text(), 30, "startup", proc
-        )
+        # Logged once the socket listens ("Application startup complete" comes before it).
+        wait_for(lambda: "Uvicorn running on" in log.read_text(), 30, "startup", proc)
         yield Server(port, proc, log)
     finally:
         stop(proc, 10)

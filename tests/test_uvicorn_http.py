@@ -36,7 +36,8 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     with log.open("wb") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: "Application startup complete" in log.read_text(), 30, "startup", proc)
+        # Logged once the socket listens ("Application startup complete" comes before it).
+        wait_for(lambda: "Uvicorn running on" in log.read_text(), 30, "startup", proc)
         yield port
     finally:
         stop(proc, 10)
