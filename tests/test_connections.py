@@ -258,7 +258,8 @@ async def test_writes_go_on_while_a_checkpoint_copies_and_wait_only_for_its_last
 ) -> None:
     """A checkpoint's long pass (the copy of what the WAL held, its fsyncs) runs while writes
     go on: a write made while it is held up still lands.  Its second pass, under the writer
-    lock, copies what came meanwhile, and then the next write starts the WAL over."""
+    lock, waits for the next commit and copies what came meanwhile, and then the next write
+    starts the WAL over."""
     import threading
 
     from starlette_platform_metadata.stores.sql.sqlite_checkpoints import Checkpoints
@@ -290,6 +291,10 @@ async def test_writes_go_on_while_a_checkpoint_copies_and_wait_only_for_its_last
         finally:
             release.set()
         assert during.metadata == {"k": "v"}
+        await asyncio.sleep(0.2)
+        # The first pass is over; the last waits for a commit, to run right after it.
+        assert len(passes) == 1 and checkpointing()
+        await store.update("p", "next", changes.replace({"k": "v"}))
         for _ in range(100):  # the second pass, then the checkpoint ends
             await asyncio.sleep(0.02)
             if len(passes) >= 2 and not checkpointing():
@@ -301,7 +306,7 @@ async def test_writes_go_on_while_a_checkpoint_copies_and_wait_only_for_its_last
             # WAL over, so the WAL holds that one write's frames and nothing older.
             log = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             assert log[0] == 0 and log[1] < 10, log
-            assert other.execute("SELECT count(*) FROM platform_metadata").fetchone()[0] == i + 2
+            assert other.execute("SELECT count(*) FROM platform_metadata").fetchone()[0] == i + 3
 
 
 async def test_closing_waits_for_a_checkpoint_pass_in_progress(tmp_path: Path) -> None:
@@ -345,6 +350,52 @@ async def test_closing_waits_for_a_checkpoint_pass_in_progress(tmp_path: Path) -
             break
         await asyncio.sleep(0.02)
     assert events == ["statement done", "closed"]
+
+
+async def test_a_wal_started_over_between_the_passes_still_counts_every_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the first pass copied everything and a write began after it, that write started
+    the WAL over: the last pass then finds only the pages written since.  The rows until the
+    next checkpoint count the pages of both passes; counted on the last pass's alone (90
+    pages for 4,000 rows), the next checkpoint came 20,000 rows later, at 5,000 pages."""
+    from starlette_platform_metadata.stores.sql.sqlite_checkpoints import (
+        Checkpoints,
+        rows_until_checkpoint,
+    )
+
+    conn = sql_connection(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await conn.open()
+    try:
+        checkpoints = conn._checkpoints  # type: ignore[attr-defined]
+        found = iter([1000, 90])  # the pages each pass finds in the WAL
+        monkeypatch.setattr(Checkpoints, "_checkpoint_now", lambda self: next(found))
+        checkpoints._running = True  # this test's checkpoint, none of the store's own
+        checkpoints._at = -4000  # 4,000 rows since the last checkpoint
+        checkpoint = asyncio.create_task(checkpoints._checkpoint())
+        await asyncio.sleep(0.05)
+        checkpoints.after_commit()  # the commit the last pass waits for
+        await asyncio.wait_for(checkpoint, 5)
+        assert checkpoints._rows == rows_until_checkpoint(4000, 1090) == 3669
+    finally:
+        await conn.close()
+
+
+async def test_closing_ends_a_checkpoint_waiting_for_a_commit(tmp_path: Path) -> None:
+    """A checkpoint whose last pass waits for the next commit ends when the connection closes:
+    no commit will come, and a task left pending would outlive the store."""
+    conn = sql_connection(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    await conn.open()
+    checkpoints = conn._checkpoints  # type: ignore[attr-defined]
+    checkpoints._running = True
+    checkpoint = asyncio.create_task(checkpoints._checkpoint())
+    for _ in range(250):
+        if checkpoints._committed is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert checkpoints._committed is not None  # the first pass is over
+    await conn.close()
+    await asyncio.wait_for(checkpoint, 5)
 
 
 def checkpointing() -> bool:

@@ -84,9 +84,15 @@ class Checkpoints:
         self._at = 0  # `total_changes` at the last checkpoint
         self._rows = CHECKPOINT_ROWS[0]
         self._commits = 0  # since the last checkpoint
+        # Set by the next commit of ours: the last pass waits for it (`_checkpoint`).
+        self._committed: asyncio.Future[None] | None = None
 
     def after_commit(self) -> None:
-        """Checkpoint on a thread once enough rows or commits were written since the last."""
+        """Checkpoint on a thread once enough rows or commits were written since the last;
+        a checkpoint waiting for a commit to run its last pass after runs it now."""
+        committed = self._committed
+        if committed is not None and not committed.done():
+            committed.set_result(None)
         writer = self._writer
         if writer is None or self._running:
             return
@@ -102,28 +108,41 @@ class Checkpoints:
         """Copy what the WAL holds into the database file, on a thread, in two passes.
 
         The first pass runs while our writes go on: it fsyncs the WAL and copies what the WAL
-        held when it started, the long part.  The second runs under the writer lock, while no write
-        of ours is in progress, as SQLite's own automatic checkpoint would: it copies only what
-        was written during the first, so that once it has copied everything the next write
-        starts the WAL over instead of growing it.  Writes wait (queued, never on the loop)
-        for the second pass alone; when every write waited for the whole copy, each
-        checkpoint put its copy, its fsyncs and its trip back from the thread into the
-        latency of every write in flight (benchmarks/README.md, "The PATCH tail").
-        PASSIVE: readers and other processes are never waited for or blocked."""
+        held when it started, the long part.  The second runs under the writer lock, while
+        no write of ours is in progress, as SQLite's own automatic checkpoint would: it copies
+        only what was written during the first, so that once it has copied everything the
+        next write starts the WAL over instead of growing it.  Writes wait (queued, never on
+        the loop) for the second pass alone (benchmarks/README.md, "The PATCH tail").
+
+        The second pass starts right after a commit of ours, when the next group is furthest
+        off: under load, requests come and go in waves, a group a wave, and the pass runs
+        while the wave's answers go out and the next wave is read, instead of holding back a
+        group that is ready ("The PATCH tail, again").  PASSIVE: readers and other processes
+        are never waited for or blocked."""
         loop = asyncio.get_running_loop()
         if self._writer is None:  # closed meanwhile
             return
-        await loop.run_in_executor(self._executor, self._checkpoint_now)
+        first = await loop.run_in_executor(self._executor, self._checkpoint_now)
+        self._committed = loop.create_future()
+        try:
+            await self._committed
+        finally:
+            self._committed = None
         async with self._writer_lock:
             writer = self._writer
             if writer is None:  # closed meanwhile
                 return
             # No write of ours runs under the lock: these are the rows the WAL holds pages of
-            # (the first pass copied them, and left them in the WAL until it starts over).
+            # (the first pass copied most of them, and left them in the WAL until it starts
+            # over).
             rows = writer.total_changes - self._at
             self._at = writer.total_changes
             pages = await loop.run_in_executor(self._executor, self._checkpoint_now)
-            self._rows = rows_until_checkpoint(rows, pages)
+        # When the first pass copied everything and a write began after it, that write
+        # started the WAL over: the rows' pages are the first pass's and the second's.
+        if 0 <= pages < first:
+            pages += first
+        self._rows = rows_until_checkpoint(rows, pages)
 
     def _checkpoint_now(self) -> int:
         """A passive checkpoint; the pages the WAL held (-1 when SQLite cannot say)."""
@@ -144,6 +163,9 @@ class Checkpoints:
         """No checkpoint from now on; the checkpoint's connection closes on a thread, after
         the pass in progress, if any."""
         self._writer = None
+        committed = self._committed
+        if committed is not None and not committed.done():
+            committed.set_result(None)  # no commit will come: the checkpoint ends
         self._executor.submit(self._close_connection)
 
     def _close_connection(self) -> None:
