@@ -90,9 +90,7 @@ class Checkpoints:
     def after_commit(self) -> None:
         """Checkpoint on a thread once enough rows or commits were written since the last;
         a checkpoint waiting for a commit to run its last pass after runs it now."""
-        committed = self._committed
-        if committed is not None and not committed.done():
-            committed.set_result(None)
+        self._end_wait()
         writer = self._writer
         if writer is None or self._running:
             return
@@ -123,6 +121,8 @@ class Checkpoints:
         if self._writer is None:  # closed meanwhile
             return
         first = await loop.run_in_executor(self._executor, self._checkpoint_now)
+        if self._writer is None:  # closed meanwhile: no commit will come
+            return
         self._committed = loop.create_future()
         try:
             await self._committed
@@ -163,10 +163,14 @@ class Checkpoints:
         """No checkpoint from now on; the checkpoint's connection closes on a thread, after
         the pass in progress, if any."""
         self._writer = None
+        self._end_wait()  # no commit will come: a checkpoint waiting for one ends
+        self._executor.submit(self._close_connection)
+
+    def _end_wait(self) -> None:
+        """A checkpoint waiting for the next commit (`_checkpoint`) goes on."""
         committed = self._committed
         if committed is not None and not committed.done():
-            committed.set_result(None)  # no commit will come: the checkpoint ends
-        self._executor.submit(self._close_connection)
+            committed.set_result(None)
 
     def _close_connection(self) -> None:
         with self._using:

@@ -140,8 +140,8 @@ class GroupCommit:
             # One turn of the loop before the first group: the requests read in the same
             # turn as the one that started this flusher, but whose handlers run after the
             # flusher's first step, join its group instead of trailing it in a transaction
-            # of their own (under load, a group of one beside every group of sixty; one turn
-            # later all go in one: benchmarks/README.md, "The PATCH tail").
+            # of their own (in some served runs a third of the groups were such groups of
+            # one: benchmarks/README.md, "The PATCH tail, again").
             await asyncio.sleep(0)
             while self._queue:
                 now = loop.time()
