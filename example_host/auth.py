@@ -12,6 +12,7 @@ from starlette_platform_metadata import (
     PlatformAccess,
     token_from_header,
 )
+from starlette_platform_metadata.arrivals import arrival
 
 from .db import HostDB
 
@@ -23,7 +24,8 @@ class TokenAuthBackend:
 
     `authenticate` reads the host tables' generation once and hands it to `access` in the
     identity, so both answers come from one snapshot and, while nothing has changed, from
-    memory: one statement per request.
+    memory: one statement per request, or one per batch of requests that arrived together
+    (`HostDB.generation`).
     """
 
     def __init__(self, db: HostDB) -> None:
@@ -33,7 +35,7 @@ class TokenAuthBackend:
         key = token_from_header(conn)
         if key is None:
             return None
-        generation = await self.db.generation()
+        generation = await self.db.generation(arrival(conn.scope))
         user = await self.db.user_for_token(key, generation=generation)
         if user is None:
             raise AuthenticationFailed("Invalid token.")

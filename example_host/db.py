@@ -32,6 +32,7 @@ from typing import Any
 from databases import DatabaseURL
 
 from starlette_platform_metadata import PlatformAccess
+from starlette_platform_metadata.arrivals import SharedRead
 from starlette_platform_metadata.stores import OpensOnFirstUse, SQLConnection, sql_connection
 from starlette_platform_metadata.stores.sql.postgres_connection import (
     PostgresConnection,
@@ -186,6 +187,8 @@ class HostDB(OpensOnFirstUse):
         )
         self._cache: dict[tuple[Any, ...], tuple[int, Any]] = {}
         self.watch: GenerationWatch | None = None
+        # SQLite: one read of the counter serves every request that arrived before it began.
+        self._counter = SharedRead(self._read_generation)
         if isinstance(self._db, PostgresConnection):
             dsn = self._db.dsn() if listen_url is None else asyncpg_dsn(listen_url)
             self.watch = GenerationWatch(self._read_generation, self._notify, dsn, busy_timeout)
@@ -205,13 +208,23 @@ class HostDB(OpensOnFirstUse):
         await self.ensure_open()
         return self._db
 
-    async def generation(self) -> int:
-        """The host tables' generation counter: it changes with every change to them (on
-        PostgreSQL read only after a change, generation.py)."""
+    async def generation(self, arrived: int | None = None) -> int:
+        """The host tables' generation counter: it changes with every change to them.
+
+        On PostgreSQL it is read only after a change (generation.py).  On SQLite it is read
+        for each request, except that a request that `arrived` (its `arrivals.arrival`) before
+        a read began shares that read: a change it must see committed before it arrived.
+        """
         if self.watch is not None:
             await self.ensure_open()
             return await self.watch.generation()
-        return await self._read_generation()
+        return await self._counter.get(arrived)
+
+    def forget_generation(self) -> None:
+        """Read the counter anew for this process's next request (after a change it made)."""
+        self._counter.forget()
+        if self.watch is not None:
+            self.watch.forget()
 
     async def _notify(self, payload: str) -> None:
         await (await self.connection()).fetchrow(_NOTIFY, CHANNEL, payload)

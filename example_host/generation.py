@@ -7,9 +7,10 @@ a notification arrives, so a request reads it only after a change (one statement
 again).  A notification is delivered when the change commits, before the client that made it
 even hears of the commit, so a revoked token is refused from the next request on in practice;
 the window is the notification's trip, milliseconds.  Changes this process makes itself
-(`forgets_generation` on `HostDB`'s methods) take effect on its next request, without waiting.  While not listening (not yet, the
-connection lost, a pooler that cannot LISTEN), every request reads the counter, as SQLite
-always does: a lost listener costs a statement, never a change.
+(`forgets_generation` on `HostDB`'s methods) take effect on its next request, without waiting.
+While not listening (not yet, the connection lost, a pooler that cannot LISTEN), every request
+reads the counter: a lost listener costs a statement, never a change.  (SQLite has no NOTIFY:
+there one read serves the requests that arrived before it, `arrivals.SharedRead`, db.py.)
 """
 
 from __future__ import annotations
@@ -154,7 +155,6 @@ def forgets_generation(method: F) -> F:
         try:
             return await method(self, *args, **kwargs)
         finally:
-            if self.watch is not None:
-                self.watch.forget()
+            self.forget_generation()
 
     return changing  # type: ignore[return-value]

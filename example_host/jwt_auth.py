@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import HTTPConnection
 
 from starlette_platform_metadata import Identity, PlatformAccess
+from starlette_platform_metadata.arrivals import arrival
 from starlette_platform_metadata.auth import TOKEN_SECURITY_SCHEMES
 from starlette_platform_metadata.errors import USER_INACTIVE
 
@@ -145,7 +146,7 @@ class HostAuthBackend:
         verified = await self.jwt.authenticate(conn)
         if verified is None:
             return None
-        generation = await self.db.generation()
+        generation = await self.db.generation(arrival(conn.scope))
         user = await self.db.user_named(verified.username, generation=generation)
         if user is None:
             from starlette_platform_metadata.jwt_auth import invalid_token

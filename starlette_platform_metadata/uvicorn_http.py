@@ -13,7 +13,9 @@ throughput.  This subclass keeps httptools' parser and adds, per connection:
   from the head's first byte, checked by one sweep per server every second): a client that sends no request, or sends its head too slowly,
   loses the connection (408 once it sent part of a head), so slow clients cannot hold every
   slot of ``limit_concurrency``;
-- JSON bodies on the answers it makes itself (the 400 for a malformed request too).
+- JSON bodies on the answers it makes itself (the 400 for a malformed request too);
+- an arrival stamp in each request's scope (`arrivals.stamp`, when its first bytes are parsed),
+  so an auth backend can share one read among the requests that arrived before it.
 
 Use it with ``uvicorn.run(app, http=BoundedHttpToolsProtocol)``, or from the command line
 ``uvicorn --http starlette_platform_metadata.uvicorn_http:BoundedHttpToolsProtocol``.
@@ -33,6 +35,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from .arrivals import stamp
 from .errors import HEAD_TIMEOUT, HEAD_TOO_LARGE, MALFORMED_REQUEST
 
 # h11's own default, which uvicorn passes on as h11_max_incomplete_event_size.
@@ -129,6 +132,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        stamp(self.scope)  # type: ignore[arg-type]
         self.in_head = True
         if self.head_since is None:
             self.head_since = self.loop.time()

@@ -168,6 +168,25 @@ async def test_a_revoked_token_is_refused_on_the_next_request_despite_the_cache(
     assert again.returncode == 1 and "no such token" in again.stderr
 
 
+def test_a_revoked_token_is_refused_through_serve_on_the_same_connection(
+    tmp_path: Path,
+) -> None:
+    """The same through `serve`, whose protocol stamps arrivals and whose auth shares one
+    read of the counter among requests that arrived before it: a request sent after the
+    revocation, on a kept-alive connection, still gets 401."""
+    url, tokens = setup_platform(tmp_path, "alice\nbob\n")
+    with served(url, tmp_path) as (base, _, _), httpx.Client(base_url=base) as client:
+        params = {"platform_key": P}
+        for _ in range(3):
+            r = client.get(URL, params=params, headers=auth(tokens["alice"]))
+            assert r.status_code == 200
+        result = run_cli("revoke-token", tokens["alice"], "--database", url, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        r = client.get(URL, params=params, headers=auth(tokens["alice"]))
+        assert (r.status_code, r.json()) == (401, {"detail": "Invalid token."})
+        assert client.get(URL, params=params, headers=auth(tokens["bob"])).status_code == 200
+
+
 async def test_revoke_token_user_revokes_every_token_of_that_user(tmp_path: Path) -> None:
     """`revoke-token --user U` revokes all of U's tokens at once, and no one else's."""
     url, tokens = setup_platform(tmp_path, "alice\nbob\n")

@@ -146,6 +146,20 @@ def test_pipelined_requests_are_answered_in_order(port: int) -> None:
         assert paths == ["/a", "/b", "/c"]
 
 
+def test_each_request_is_stamped_in_the_order_it_arrived(port: int) -> None:
+    """`arrivals.stamp` in every scope, rising in the order the requests' bytes came, across
+    connections (what lets an auth backend share a read among requests that came before)."""
+    with connection(port) as first, connection(port) as second:
+        first.sendall(head("/a") + head("/b"))
+        stamps = [json.loads(body)["arrival"] for _, _, body in responses(first, 2)]
+        second.sendall(head("/c"))
+        stamps += [json.loads(body)["arrival"] for _, _, body in responses(second)]
+        first.sendall(head("/d"))
+        stamps += [json.loads(body)["arrival"] for _, _, body in responses(first)]
+    assert all(isinstance(s, int) for s in stamps)
+    assert stamps == sorted(stamps) and len(set(stamps)) == 4
+
+
 def test_a_head_sent_too_slowly_gets_408_and_the_connection_closes(port: int) -> None:
     with connection(port) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")

@@ -5,7 +5,7 @@ tests/test_uvicorn_http.py:
         --http tests.servers.head_app:QuickHeadProtocol --h11-max-incomplete-event-size 1024
 
 `/sleep` answers after 1 s (longer than the head timeout); every request answers its method,
-path and body length as JSON.
+path, body length and arrival stamp as JSON.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 
 from starlette.types import Receive, Scope, Send
 
+from starlette_platform_metadata.arrivals import arrival
 from starlette_platform_metadata.uvicorn_http import BoundedHttpToolsProtocol
 
 
@@ -33,7 +34,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             break
     if scope["path"] == "/sleep":
         await asyncio.sleep(1.0)
-    body = json.dumps({"method": scope["method"], "path": scope["path"], "body": size}).encode()
+    answer = {"method": scope["method"], "path": scope["path"], "body": size}
+    body = json.dumps(answer | {"arrival": arrival(scope)}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body})
