@@ -9,6 +9,7 @@
     .venv/bin/python benchmarks/run.py --streams-compare   # 1,000 idle live-change streams vs none
     .venv/bin/python benchmarks/run.py --metrics-compare   # Prometheus metrics on vs off
     .venv/bin/python benchmarks/run.py --tree-compare OTHER/.venv/bin/python  # this code vs other
+        [--tree-serve]  # both hosts as `serve` runs them (bounded httptools), not plain uvicorn
     .venv/bin/python benchmarks/run.py --jwt-compare       # GET with a Bearer JWT vs a Token key
     .venv/bin/python benchmarks/run.py --serve-compare     # `serve` as shipped vs bare, h11, raw
     .venv/bin/python benchmarks/run.py --pg-compare --database postgresql://...  # vs bare asyncpg
@@ -491,9 +492,11 @@ def check_metrics(spec: AppSpec, port: int) -> None:
 def tree_plan(args: argparse.Namespace, tmp: Path) -> Plan:
     """The host as this tree's code (`--python`) against the same host as another tree's (the
     interpreter of that tree's venv, `--tree-compare`), on fresh SQLite files or on
-    `--database`: a change measured against the code before it, in the same run."""
+    `--database`: a change measured against the code before it, in the same run.  With
+    `--tree-serve` both run as `serve` as shipped, the protocol included."""
+    serve = () if args.tree_serve else None
     apps = [
-        host_variant(args, tmp, name, what, python=python)
+        host_variant(args, tmp, name, what, python=python, serve=serve)
         for name, what, python in (
             ("new", "this tree", args.python),
             ("old", f"the tree of {args.tree_compare}", args.tree_compare),
@@ -1676,6 +1679,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="PYTHON",
         help="the host on this tree's code vs on another tree's: that tree's venv interpreter "
         "(GET, PATCH 64 users, PATCH 1 user)",
+    )
+    parser.add_argument(
+        "--tree-serve",
+        action="store_true",
+        help="with --tree-compare: both hosts as `serve` starts them (its bounded httptools "
+        "protocol) instead of uvicorn's httptools on the app factory",
     )
     mode.add_argument(
         "--scale-compare",
