@@ -126,12 +126,11 @@ class SQLiteEngine(SQLReads, GroupCommit):
         self, platform_key: str, username: str, change: Change, guard: tuple[str, Record]
     ) -> Record:
         """`update`, if the record of `guard[0]` holds `guard[1]` (`GuardedWriter`): checked
-        just before the write is queued, by a read on the loop (what the endpoint did before
-        this method; it costs no round trip here).  The group's writer thread runs each
-        change on its own row only."""
-        if await self.get(platform_key, guard[0]) != guard[1]:
-            raise GuardMoved(f"{guard[0]!r} of {platform_key!r} changed")
-        return await self.update(platform_key, username, change)
+        in the group's transaction, just before the change is decided, against the record
+        as the group has it (written by an update before it in the group, or read once per
+        group).  So a PATCH costs no read of the policy of its own, and a policy written in
+        the same group is never missed."""
+        return await self.update(platform_key, username, change, guard)
     def timestamp(self, value: Any) -> datetime | None:
         return _parse_timestamp(value)
 
@@ -159,11 +158,22 @@ class SQLiteEngine(SQLReads, GroupCommit):
         """
         new_ids: _Ids = {}
         written: dict[Key, Record] = {}
+        guards: dict[Key, Record] = {}  # guarding records read in this group
         outcomes: list[Record | Exception] = []
         rows = _GroupRows()
         clocks = rows.clocks
         for update in updates:
             key = update.key
+            if update.guard is not None:
+                username, state = update.guard
+                guarding = (key[0], username)
+                held = written.get(guarding) or guards.get(guarding)
+                if held is None:
+                    row = connection.execute(self._get_sql_native, guarding).fetchone()
+                    held = guards[guarding] = self._record(row)
+                if held != state:
+                    outcomes.append(GuardMoved(f"{username!r} of {key[0]!r} changed"))
+                    continue
             current = written.get(key)
             if current is None:
                 if self._keeps_history and key not in self._user_ids and key not in new_ids:

@@ -39,6 +39,9 @@ class Queued:
     deadline: float
     # Set while its group is being written: done once the group is committed or failed.
     group: asyncio.Future[None] | None = None
+    # `update_guarded`'s guard: (username, state) of a record of the platform that must
+    # still hold that state when this update is decided, in the group's transaction.
+    guard: tuple[str, Record] | None = None
 
 
 #: A group's work, done: the updates written, their outcomes, what to do on commit.
@@ -64,17 +67,25 @@ class GroupCommit:
         """Inside the group's transaction, for each update in order: read, change, write.
 
         Returns an outcome per update (its record, or what its change raised: that update
-        alone is refused, the rest of the group goes on), and what to do once the transaction
-        has committed.
+        alone is refused, the rest of the group goes on; `GuardMoved` for an update whose
+        guard does not hold as the group has it), and what to do once the transaction has
+        committed.
         """
         raise NotImplementedError
 
-    async def update(self, platform_key: str, username: str, change: Change) -> Record:
-        """`change` applied to the record in the next group; within `busy_timeout`."""
+    async def update(
+        self,
+        platform_key: str,
+        username: str,
+        change: Change,
+        guard: tuple[str, Record] | None = None,
+    ) -> Record:
+        """`change` applied to the record in the next group; within `busy_timeout`.  With
+        `guard`, only if that record of the platform holds that state (`write_group`)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Record] = loop.create_future()
         deadline = loop.time() + self.connection.busy_timeout
-        pending = Queued((platform_key, username), change, future, deadline)
+        pending = Queued((platform_key, username), change, future, deadline, guard=guard)
         self._queue.append(pending)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
