@@ -12,7 +12,10 @@ Arrival is known only where a server says it: `stamp(scope)` puts the request's 
 process's order of arrivals in its scope, from the server's own protocol, when the request's
 first bytes have been received (`uvicorn_http.BoundedHttpToolsProtocol` does, so `serve` does).
 A request without a stamp (another server, a test calling the app in-process) shares nothing:
-`SharedRead` reads for it, as before.  The order is one counter per process (`itertools.count`,
+`SharedRead` reads for it, as before.  A stamp answers the questions a request asks on its
+way in; one asked again later (a live-change stream checking, minutes on, that its caller
+may still read it) is a new question, asked with `unstamped(scope)`: otherwise any read since
+the stream arrived would answer it, and a revocation might never be seen.  The order is one counter per process (`itertools.count`,
 whose `next` is atomic), so stamps and reads compare across threads and event loops too.
 """
 
@@ -22,7 +25,7 @@ import itertools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Generic, TypeVar
 
-__all__ = ["SCOPE_KEY", "SharedRead", "arrival", "stamp"]
+__all__ = ["SCOPE_KEY", "SharedRead", "arrival", "stamp", "unstamped"]
 
 T = TypeVar("T")
 
@@ -44,6 +47,14 @@ def arrival(scope: MutableMapping[str, Any]) -> int | None:
     """The request's arrival stamp, or `None` when its server gave it none."""
     stamped = scope.get(SCOPE_KEY)
     return stamped if isinstance(stamped, int) else None
+
+
+def unstamped(scope: MutableMapping[str, Any]) -> dict[str, Any]:
+    """A copy of `scope` without its stamp: for asking a request's questions again later,
+    when only a read from now on may answer them."""
+    copy = dict(scope)
+    copy.pop(SCOPE_KEY, None)
+    return copy
 
 
 class SharedRead(Generic[T]):

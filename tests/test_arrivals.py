@@ -15,7 +15,13 @@ import httpx
 import pytest
 
 from example_host import HostDB
-from starlette_platform_metadata.arrivals import SCOPE_KEY, SharedRead, arrival, stamp
+from starlette_platform_metadata.arrivals import (
+    SCOPE_KEY,
+    SharedRead,
+    arrival,
+    stamp,
+    unstamped,
+)
 
 from .conftest import URL
 from .test_example_host import P, auth, count_statements, started
@@ -70,6 +76,21 @@ async def test_a_request_without_a_stamp_always_reads() -> None:
     assert counter.reads == 3
     assert arrival({}) is None and arrival({SCOPE_KEY: "7"}) is None
     assert await shared.get(early) == 0 and counter.reads == 3  # the last read is kept
+
+
+async def test_a_question_asked_again_later_shares_no_read_from_before() -> None:
+    """A stream's recheck asks with `unstamped(scope)`: it reads, though a read made since the
+    stream arrived is kept (with the stamp, that read would answer it, however old)."""
+    counter = Counter()
+    shared = SharedRead(counter.read)
+    scope: dict[str, Any] = {"type": "http", "state": {}}
+    stamp(scope)
+    assert await shared.get(arrival(scope)) == 0
+    counter.value = 1  # revoked meanwhile
+    assert await shared.get(arrival(scope)) == 0 and counter.reads == 1  # the hazard
+    later = unstamped(scope)
+    assert arrival(later) is None and SCOPE_KEY in scope and later["state"] is scope["state"]
+    assert await shared.get(arrival(later)) == 1
 
 
 async def test_forget_drops_the_kept_answer_and_an_overlapping_read() -> None:

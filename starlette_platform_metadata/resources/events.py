@@ -3,10 +3,12 @@ Events (EXTENSIONS.md section 3).  The stream itself is `stream.EventStream`."""
 
 from __future__ import annotations
 
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from .. import capabilities, errors
 from .. import request as request_path
+from ..arrivals import unstamped
 from ..cursors import EventKind, read_event_id
 from ..events import TooManyStreams
 from ..openapi import events as events_openapi
@@ -87,14 +89,15 @@ def _reauthorize(
 ) -> Reauthorize:
     """The stream's request authorized again, as the request path authorizes any request:
     the token, the same caller, the platform, the membership or admin role.  Whether the
-    caller is a tenant admin now (which view its events take), or `None`: end the stream."""
+    caller is a tenant admin now (which view its events take), or `None`: end the stream.
+    Asked without the request's arrival stamp: the answer must be as of now, not as of any
+    read since the stream arrived (arrivals.py)."""
     services = request.services
+    conn = HTTPConnection(unstamped(request.conn.scope))
 
     async def again() -> bool | None:
         try:
-            identity = await request_path.authenticate(
-                services.auth, services.auth_scheme, request.conn
-            )
+            identity = await request_path.authenticate(services.auth, services.auth_scheme, conn)
             if identity.username != request.identity.username:
                 return None
             grant = await request_path.authorize(
