@@ -196,6 +196,7 @@ class HostDB(OpensOnFirstUse):
     async def _open(self) -> None:
         # A reopened database may be another file whose counter happens to match.
         self._cache.clear()
+        self._counter.forget()
         await open_tables(self._db, "example_host", SCHEMA_VERSION, DDL[self._db.dialect])
 
     async def _close(self) -> None:
