@@ -13,11 +13,12 @@ Statements run on the package's kept connections (`sql_connection`, as `Database
 
 Answers are cached and checked against a generation counter, `example_host_generation`, that
 triggers raise on every change to the host's tables, whoever makes it: this process, another
-worker or host, the CLI, a hand-typed UPDATE.  A request knows the counter (SQLite: reads it;
-PostgreSQL: reads it after a NOTIFY from the same trigger, generation.py); while it is unchanged
-the cached answers are exact, so a revoked token or a changed membership takes effect on the
-next request, and metadata writes never invalidate them: both auth questions cost one statement
-on SQLite and none on PostgreSQL, two more after a change.
+worker or host, the CLI, a hand-typed UPDATE.  A request knows the counter (SQLite: reads it,
+or shares a read that began after it arrived, `arrivals.SharedRead`; PostgreSQL: reads it
+after a NOTIFY from the same trigger, generation.py); while it is unchanged the cached answers
+are exact, so a revoked token or a changed membership takes effect on the next request, and
+metadata writes never invalidate them: both auth questions cost at most one statement on
+SQLite and none on PostgreSQL, two more after a change.
 """
 
 from __future__ import annotations
