@@ -15,8 +15,9 @@ A request without a stamp (another server, a test calling the app in-process) sh
 `SharedRead` reads for it, as before.  A stamp answers the questions a request asks on its
 way in; one asked again later (a live-change stream checking, minutes on, that its caller
 may still read it) is a new question, asked with `unstamped(scope)`: otherwise any read since
-the stream arrived would answer it, and a revocation might never be seen.  The order is one counter per process (`itertools.count`,
-whose `next` is atomic), so stamps and reads compare across threads and event loops too.
+the stream arrived would answer it, and a revocation might never be seen.  The order is one
+counter per process (`itertools.count`, whose `next` is atomic), so stamps and reads compare
+across threads and event loops too.
 """
 
 from __future__ import annotations

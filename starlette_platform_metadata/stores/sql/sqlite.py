@@ -131,6 +131,7 @@ class SQLiteEngine(SQLReads, GroupCommit):
         group).  So a PATCH costs no read of the policy of its own, and a policy written in
         the same group is never missed."""
         return await self.update(platform_key, username, change, guard)
+
     def timestamp(self, value: Any) -> datetime | None:
         return _parse_timestamp(value)
 
